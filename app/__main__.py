@@ -1,0 +1,77 @@
+"""CLI: interchange serve | mock | matrix | bench | check-config.
+
+gevent's monkey patching must come before anything imports socket/ssl, so
+each server command patches first and imports its app afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gevent import monkey
+    monkey.patch_all()
+    from app.server import serve
+    return serve(config_path=args.config, host=args.host, port=args.port, backend=args.backend)
+
+
+def _mock(args: argparse.Namespace) -> int:
+    from gevent import monkey
+    monkey.patch_all()
+    from mocks.server import serve
+    return serve(host=args.host, port=args.port)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from app.config import check_config_file
+    problems = check_config_file(args.file)
+    for p in problems:
+        print(p)
+    if not problems:
+        print(f"{args.file}: OK")
+    return 1 if problems else 0
+
+
+def _matrix(args: argparse.Namespace, rest: list[str]) -> int:
+    from scripts.matrix import main as matrix_main
+    return matrix_main(rest)
+
+
+def _bench(args: argparse.Namespace, rest: list[str]) -> int:
+    from scripts.bench import main as bench_main
+    return bench_main(rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="interchange", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the proxy")
+    p.add_argument("--config", default="config-mock.toml")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--backend", default=None, help="default backend when no route matches")
+
+    p = sub.add_parser("mock", help="run the mock provider server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8888)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file")
+
+    sub.add_parser("matrix", help="run the cross-protocol matrix (options: matrix --help)", add_help=False)
+    sub.add_parser("bench", help="run the benchmarks (options: bench --help)", add_help=False)
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "matrix":
+        return _matrix(args, rest)
+    if args.command == "bench":
+        return _bench(args, rest)
+    if rest:
+        parser.error("unrecognized arguments: " + " ".join(rest))
+    return {"serve": _serve, "mock": _mock, "check-config": _check_config}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

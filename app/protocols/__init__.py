@@ -1,0 +1,1 @@
+"""One module per wire protocol, the same shape each (see base.py)."""

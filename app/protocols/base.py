@@ -1,0 +1,63 @@
+"""The shape every protocol module has.
+
+A protocol module (`app/protocols/<name>.py`) knows one wire format in both
+directions and nothing of any other. It exposes module-level names:
+
+Frontend side (the proxy speaks it to clients):
+    parse_request(body: dict, *, model: str | None = None, stream: bool | None = None) -> ir.Request
+        Raises errors.ProxyError (kind invalid_request, `param` naming the field).
+        `model`/`stream` come from the URL for protocols that put them there (Gemini).
+    format_response(resp: ir.Response, req: ir.Request) -> dict
+    StreamFormatter(req: ir.Request, **wire_options)
+        .feed(event: ir.Event) -> bytes      frames for the client (b"" when none)
+        .relay(frame: Frame) -> bytes        same-protocol passthrough of an upstream frame
+        .finish() -> bytes                   end of the client stream (e.g. `]`, `[DONE]` only via events)
+    format_error(err: ProxyError) -> tuple[int, dict[str, str], bytes]
+    format_models(models: list[ModelInfo]) -> dict
+
+Backend side (the proxy speaks it to a provider):
+    build_request(req: ir.Request, target: Target) -> UpstreamRequest
+    passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest
+        Same-protocol hop: send `req.raw` with only the model swapped (fidelity first).
+    parse_response(body: bytes, req: ir.Request) -> ir.Response
+    StreamParser(req: ir.Request)
+        .feed(frame: Frame) -> list[ir.Event]
+        .close() -> list[ir.Event]           a StreamError if the stream ended without its terminal event
+    parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyError
+    RESPONSE_MODEL_FIELD: str                JSON key carrying the model name in replies ("model", "modelVersion")
+    STREAM_FRAMING: str                      "sse" (later: "aws-eventstream")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how one upstream call goes; built by the pipeline from config + route."""
+    backend: str  # backend name from config (for errors and logs)
+    base_url: str  # as configured, no trailing slash
+    model: str  # the provider's model id
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # forwarded client headers
+    options: Mapping[str, Any] = field(default_factory=dict)  # protocol options from config
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model a client may ask for, for the models-list endpoints."""
+    id: str
+    backend: str
+    protocol: str
+    created: int = 0
+    owned_by: str = "interchange"

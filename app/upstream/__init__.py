@@ -1,0 +1,1 @@
+"""HTTP to providers: pooled sessions, stream framings, auth signers."""
