@@ -1,0 +1,367 @@
+"""Configuration: TOML (or the multi-backend router's YAML) into frozen dataclasses.
+
+Loaded once at start-up; the request path only reads the resulting objects.
+Every problem is reported with the exact key it concerns
+(`backends.openai.protocol: ...`), so `interchange check-config` can list them all.
+
+API keys are resolved at request time, not at load: a backend whose key is
+missing must not keep the others from serving, and the client gets a clear
+`configuration_error` naming the variable.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from app.errors import ErrorKind, ProxyError
+
+PROTOCOLS = ("openai", "anthropic", "gemini")
+CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
+
+_SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file"}
+_BACKEND_KEYS = {"protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
+                 "connect_timeout", "model_mapping", "forward_headers", "passthrough", "catch_all", "options"}
+_MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities"}
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The config file is invalid; `problems` lists every `key: message`."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9001
+    default_backend: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    name: str
+    protocol: str
+    url: str
+    api_key: str | None = field(default=None, repr=False)  # literal, may hold ${ENV} references
+    api_key_env: str | None = None
+    capabilities: frozenset[str] = frozenset()  # empty: declares none ("auto")
+    priority: int = 0
+    timeout: float = 120.0  # seconds between bytes from upstream
+    connect_timeout: float = 10.0
+    model_mapping: Mapping[str, str] = field(default_factory=dict)  # client name -> provider id
+    forward_headers: tuple[str, ...] = ()  # client headers passed upstream (allowlist)
+    passthrough: bool = True  # same-protocol clients: send their body on unchanged
+    catch_all: bool = False  # may serve model names nobody maps (capability routing)
+    options: Mapping[str, Any] = field(default_factory=dict)  # protocol-specific
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
+    _key_problem: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def has(self, needs: frozenset[str]) -> bool:
+        """True when this backend can serve a request needing `needs` (none declared: anything)."""
+        return not self.capabilities or needs <= self.capabilities
+
+    def __post_init__(self) -> None:
+        # Resolve the key once at load; a missing one is kept as the message to
+        # raise per request, so the other backends still serve.
+        key, problem = None, None
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env) or None
+            if key is None:
+                problem = f"backend '{self.name}': environment variable {self.api_key_env} is not set"
+        elif self.api_key is None:
+            problem = f"backend '{self.name}' has no api_key or api_key_env configured"
+        else:
+            missing: list[str] = []
+            key = _interpolate(self.api_key, missing)
+            if missing:
+                key, problem = None, f"backend '{self.name}': environment variable {missing[0]} is not set"
+        object.__setattr__(self, "_key", key)
+        object.__setattr__(self, "_key_problem", problem)
+
+    def resolve_api_key(self) -> str:
+        """The key to send upstream; raises a configuration ProxyError naming what is missing."""
+        if self._key is None:
+            raise ProxyError(ErrorKind.configuration, self._key_problem, code="configuration_error")
+        return self._key
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """A model-registry entry: a client-facing name bound to one backend's model."""
+    name: str
+    backend: str
+    api_model: str
+    max_tokens: int | None = None
+    reasoning_effort: str | None = None
+    temperature: float | None = None
+    capabilities: frozenset[str] | None = None  # narrows the backend's, when given
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    backends: Mapping[str, BackendConfig]
+    models: Mapping[str, ModelEntry]
+    source: str = ""
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Load and validate a config file; raises ConfigError listing every problem."""
+    config, problems = _load(Path(path))
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def check_config_file(path: str | os.PathLike) -> list[str]:
+    """Every problem in a config file, `key: message` each, including API keys that
+    would be missing at request time."""
+    config, problems = _load(Path(path))
+    if config is not None:
+        for b in config.backends.values():
+            try:
+                b.resolve_api_key()
+            except ProxyError as e:
+                key = f"backends.{b.name}.api_key_env" if b.api_key_env else f"backends.{b.name}.api_key"
+                problems.append(f"{key}: {e.message}")
+    return problems
+
+
+def _load(path: Path) -> tuple[Config | None, list[str]]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        return None, [f"{path}: cannot read ({e.strerror})"]
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        return None, [f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: {e}"]
+    if not isinstance(data, dict):
+        return None, [f"{path}: the top level must be a table"]
+    problems: list[str] = []
+    config = _build(data, path, problems)
+    return config, problems
+
+
+def _build(data: dict, path: Path, problems: list[str]) -> Config:
+    _unknown(data, {"server", "backends", "models"}, "", problems)
+    server = _server(_table(data.get("server", {}), "server", problems), problems)
+    backends: dict[str, BackendConfig] = {}
+    for name, raw in _table(data.get("backends", {}), "backends", problems).items():
+        b = _backend(name, _table(raw, f"backends.{name}", problems), problems)
+        if b is not None:
+            backends[name] = b
+    models_raw = dict(_table(data.get("models", {}), "models", problems))
+    models_file = _table(data.get("server", {}), "server", []).get("models_file")
+    if isinstance(models_file, str):
+        extra = _models_yaml(path.parent / _interpolate(models_file, []), problems)
+        for k, v in extra.items():
+            models_raw.setdefault(k, v)
+    models: dict[str, ModelEntry] = {}
+    for name, raw in models_raw.items():
+        m = _model(name, _table(raw, f"models.{name}", problems), backends, problems)
+        if m is not None:
+            models[name] = m
+    if server.default_backend and server.default_backend not in backends:
+        problems.append(f"server.default_backend: unknown backend '{server.default_backend}'"
+                        f" (defined: {', '.join(sorted(backends)) or 'none'})")
+    if not backends:
+        problems.append("backends: at least one backend is required")
+    return Config(server=server, backends=backends, models=models, source=str(path))
+
+
+def _models_yaml(path: Path, problems: list[str]) -> dict:
+    """The multi-backend router's `models.yaml`: `models: {name: {backend, api_model, ...}}`."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        problems.append(f"server.models_file: cannot read {path} ({e.strerror})")
+        return {}
+    except yaml.YAMLError as e:
+        problems.append(f"server.models_file: {path} is not valid YAML: {e}")
+        return {}
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        problems.append(f"server.models_file: {path} has no 'models' mapping")
+        return {}
+    return models
+
+
+def _server(raw: Mapping, problems: list[str]) -> ServerConfig:
+    _unknown(raw, _SERVER_KEYS, "server", problems)
+    kw: dict[str, Any] = {}
+    for key, typ in (("host", str), ("port", int), ("default_backend", str), ("max_body_bytes", int),
+                     ("log_level", str)):
+        if key in raw:
+            v = _typed(raw[key], typ, f"server.{key}", problems)
+            if v is not None:
+                kw[key] = _interpolate(v, problems, f"server.{key}") if isinstance(v, str) else v
+    if "port" in kw and not 0 <= kw["port"] <= 65535:
+        problems.append(f"server.port: {kw['port']} is not a TCP port")
+        del kw["port"]
+    return ServerConfig(**kw)
+
+
+def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | None:
+    key = f"backends.{name}"
+    _unknown(raw, _BACKEND_KEYS, key, problems)
+    ok = True
+    protocol = raw.get("protocol")
+    if protocol is None:
+        problems.append(f"{key}.protocol: required (one of {', '.join(PROTOCOLS)})")
+        ok = False
+    elif protocol not in PROTOCOLS:
+        problems.append(f"{key}.protocol: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+        ok = False
+    url = raw.get("url")
+    if not isinstance(url, str) or not url:
+        problems.append(f"{key}.url: required (the provider's base URL)")
+        ok = False
+    else:
+        url = _interpolate(url, problems, f"{key}.url").rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            problems.append(f"{key}.url: must start with http:// or https:// (got {url!r})")
+            ok = False
+    if "api_key" in raw and "api_key_env" in raw:
+        problems.append(f"{key}.api_key: give api_key or api_key_env, not both")
+    api_key = _typed(raw.get("api_key"), str, f"{key}.api_key", problems)
+    api_key_env = _typed(raw.get("api_key_env"), str, f"{key}.api_key_env", problems)
+    caps = _capabilities(raw.get("capabilities", []), f"{key}.capabilities", problems)
+    mapping_raw = _table(raw.get("model_mapping", {}), f"{key}.model_mapping", problems)
+    mapping: dict[str, str] = {}
+    for client_name, provider_id in mapping_raw.items():
+        if isinstance(provider_id, str) and provider_id:
+            mapping[client_name] = provider_id
+        else:
+            problems.append(f"{key}.model_mapping.{client_name}: must be a non-empty string (the provider's model id)")
+    headers = raw.get("forward_headers", [])
+    if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+        problems.append(f"{key}.forward_headers: must be a list of header names")
+        headers = []
+    options = _table(raw.get("options", {}), f"{key}.options", problems)
+    num = {}
+    for k, default in (("priority", 0), ("timeout", 120.0), ("connect_timeout", 10.0)):
+        v = raw.get(k, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (k != "priority" and v <= 0):
+            problems.append(f"{key}.{k}: must be a {'number' if k == 'priority' else 'positive number (seconds)'}")
+            v = default
+        num[k] = v
+    flags = {}
+    for k, default in (("passthrough", True), ("catch_all", False)):
+        v = raw.get(k, default)
+        if not isinstance(v, bool):
+            problems.append(f"{key}.{k}: must be true or false")
+            v = default
+        flags[k] = v
+    if not ok:
+        return None
+    return BackendConfig(
+        name=name, protocol=protocol, url=url, api_key=api_key, api_key_env=api_key_env,
+        capabilities=caps, priority=int(num["priority"]), timeout=float(num["timeout"]),
+        connect_timeout=float(num["connect_timeout"]), model_mapping=mapping,
+        forward_headers=tuple(headers), passthrough=flags["passthrough"], catch_all=flags["catch_all"],
+        options=dict(options),
+    )
+
+
+def _model(name: str, raw: Mapping, backends: Mapping[str, BackendConfig],
+           problems: list[str]) -> ModelEntry | None:
+    key = f"models.{name}"
+    _unknown(raw, _MODEL_KEYS, key, problems)
+    backend = raw.get("backend")
+    if not isinstance(backend, str):
+        problems.append(f"{key}.backend: required (a backend name)")
+        return None
+    if backend not in backends:
+        problems.append(f"{key}.backend: unknown backend {backend!r} (defined: {', '.join(sorted(backends)) or 'none'})")
+        return None
+    api_model = raw.get("api_model", name)
+    if not isinstance(api_model, str) or not api_model:
+        problems.append(f"{key}.api_model: must be a non-empty string")
+        return None
+    max_tokens = _typed(raw.get("max_tokens"), int, f"{key}.max_tokens", problems)
+    if max_tokens is not None and max_tokens <= 0:
+        problems.append(f"{key}.max_tokens: must be positive")
+        max_tokens = None
+    effort = _typed(raw.get("reasoning_effort"), str, f"{key}.reasoning_effort", problems)
+    temperature = raw.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))):
+        problems.append(f"{key}.temperature: must be a number")
+        temperature = None
+    caps = None
+    if "capabilities" in raw:
+        caps = _capabilities(raw["capabilities"], f"{key}.capabilities", problems)
+    return ModelEntry(name=name, backend=backend, api_model=api_model, max_tokens=max_tokens,
+                      reasoning_effort=effort, temperature=None if temperature is None else float(temperature),
+                      capabilities=caps)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _interpolate(value: str, problems: list[str], key: str = "") -> str:
+    """Expand ${VAR} and ${VAR:-default}; an unset VAR without default is a problem."""
+    def sub(m: re.Match) -> str:
+        var, default = m.group(1), m.group(2)
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        problems.append(f"{key}: environment variable {var} is not set" if key else var)
+        return ""
+    return _ENV_REF.sub(sub, value) if "${" in value else value
+
+
+def _table(value: Any, key: str, problems: list[str]) -> Mapping:
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{key}: must be a table")
+    return {}
+
+
+def _typed(value: Any, typ: type, key: str, problems: list[str]) -> Any:
+    if value is None:
+        return None
+    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
+        problems.append(f"{key}: must be {'an integer' if typ is int else 'a string'}")
+        return None
+    return value
+
+
+def _capabilities(value: Any, key: str, problems: list[str]) -> frozenset[str]:
+    if not isinstance(value, list):
+        problems.append(f"{key}: must be a list (any of {', '.join(CAPABILITIES)})")
+        return frozenset()
+    caps = set()
+    for c in value:
+        if c in CAPABILITIES:
+            caps.add(c)
+        else:
+            problems.append(f"{key}: unknown capability {c!r} (known: {', '.join(CAPABILITIES)})")
+    return frozenset(caps)
+
+
+def _unknown(raw: Mapping, allowed: set[str], key: str, problems: list[str]) -> None:
+    for k in raw:
+        if k not in allowed:
+            where = f"{key}.{k}" if key else k
+            problems.append(f"{where}: unknown key (allowed: {', '.join(sorted(allowed))})")

@@ -1,0 +1,309 @@
+"""One request's life: parse, route, send, convert, reply.
+
+    client bytes -> frontend.parse_request -> ir.Request -> Router -> backend.build_request
+    upstream     -> backend.parse_response | StreamParser -> frontend.format_response | StreamFormatter
+
+Same-protocol hops (an OpenAI client on an OpenAI backend) send the client's
+body on with only the model swapped and relay the upstream frames with only
+the model name rewritten: nothing the IR does not model is lost. The stream
+parser still watches those frames, so a stream cut short is reported to the
+client as an error, never as a clean finish.
+
+Streams are relayed chunk by chunk as they arrive. Until the first upstream
+byte arrives nothing is sent, so an upstream that fails early gets a proper
+HTTP error in the client's protocol rather than a broken 200 stream.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import re
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Iterable, Iterator, Mapping
+
+from app import ir
+from app.config import BackendConfig, Config
+from app.errors import ErrorKind, ProxyError, invalid, redact
+from app.jsonutil import dumps, loads
+from app.protocols import protocol_module
+from app.protocols.base import Target, UpstreamRequest
+from app.routing import Route, Router
+from app.upstream.framing import Frame, SSEFramer
+from app.upstream.http import UpstreamClient, iter_body, read_body
+
+log = logging.getLogger("interchange.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the server sends: a status, headers, and bytes or a stream of bytes."""
+    status: int
+    headers: Mapping[str, str]
+    body: bytes | Iterable[bytes]
+
+
+class Pipeline:
+    def __init__(self, config: Config, router: Router, client: UpstreamClient | None = None):
+        self.config = config
+        self.router = router
+        self.client = client or UpstreamClient()
+
+    # ------------------------------------------------------------ entry
+
+    def handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str], *,
+               url_model: str | None = None, url_stream: bool | None = None,
+               wire_options: Mapping[str, object] | None = None, pinned: str | None = None,
+               stream_content_type: str = "text/event-stream") -> Reply:
+        """Serve one client request in `frontend`'s protocol; never raises."""
+        started = time.perf_counter()
+        try:
+            return self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
+                                pinned, stream_content_type)
+        except ProxyError as e:
+            return self.error_reply(frontend, e)
+        except Exception:  # a bug must still answer in the client's envelope
+            log.exception("internal error handling a %s request", frontend.__name__.rsplit(".", 1)[-1])
+            return self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
+        finally:
+            log.debug("handled in %.2f ms", (time.perf_counter() - started) * 1000)
+
+    def error_reply(self, frontend: ModuleType, err: ProxyError) -> Reply:
+        status, hdrs, body = frontend.format_error(err)
+        return Reply(status, hdrs, body)
+
+    # ------------------------------------------------------------ steps
+
+    def parse(self, frontend: ModuleType, body: bytes, url_model: str | None,
+              url_stream: bool | None) -> ir.Request:
+        if not body.strip():
+            raise invalid("The request body is empty; expected a JSON object.")
+        try:
+            data = loads(body)
+        except ValueError as e:
+            raise invalid(f"The request body is not valid JSON ({e}).") from None
+        if not isinstance(data, dict):
+            raise invalid("The request body must be a JSON object.")
+        return frontend.parse_request(data, model=url_model, stream=url_stream)
+
+    def target_for(self, route: Route, headers: Mapping[str, str]) -> Target:
+        backend = route.backend
+        forwarded = {}
+        for name in backend.forward_headers:
+            value = headers.get(name)
+            if value is not None:
+                forwarded[name] = value
+        return Target(backend=backend.name, base_url=backend.url, model=route.upstream_model,
+                      api_key=backend.resolve_api_key(), headers=forwarded, options=backend.options)
+
+    def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
+                url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
+                pinned: str | None, stream_content_type: str) -> Reply:
+        req = self.parse(frontend, body, url_model, url_stream)
+        route = self.router.route(req.model, req.capabilities(), pinned)
+        req = _with_registry_defaults(req, route)
+        backend_cfg = route.backend
+        backend = protocol_module(backend_cfg.protocol)
+        target = self.target_for(route, headers)
+        same = backend is frontend and backend_cfg.passthrough and req.raw is not None
+        if req.n > 1 and not same:
+            raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
+                          f"({backend_cfg.protocol}); only n=1.", param="n")
+        upstream_req = backend.passthrough_request(req, target) if same else backend.build_request(req, target)
+        resp = self.client.send(backend_cfg, upstream_req)
+        if resp.status_code >= 400:
+            raise self._upstream_error(backend, backend_cfg, target, resp)
+        if not req.stream:
+            return self._complete(frontend, backend, backend_cfg, req, resp, same, target.model)
+        chunks = iter_body(resp, backend_cfg)
+        first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
+        formatter = frontend.StreamFormatter(req, **wire_options)
+        stream = _Relay(req, backend, formatter, same, target).run(first, chunks)
+        return Reply(200, {"Content-Type": stream_content_type, "Cache-Control": "no-cache",
+                           "X-Accel-Buffering": "no"}, stream)
+
+    def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, target: Target, resp) -> ProxyError:
+        body = read_body(resp, cfg, limit=1024 * 1024)
+        try:
+            err = backend.parse_error(resp.status_code, resp.headers, body)
+        except Exception:
+            log.exception("backend %s: unreadable error body", cfg.name)
+            err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
+        err.message = redact(err.message, [target.api_key or ""])
+        err.provider = cfg.name
+        log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
+        return err
+
+    def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
+                  req: ir.Request, resp, same: bool, upstream_model: str) -> Reply:
+        body = read_body(resp, cfg)
+        if same:
+            rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, upstream_model, req.model)
+            return Reply(200, {"Content-Type": "application/json"}, rewrite(body.decode("utf-8", "replace")).encode())
+        try:
+            parsed = backend.parse_response(body, req)
+        except ProxyError:
+            raise
+        except Exception as e:
+            raise ProxyError(ErrorKind.bad_gateway,
+                             f"Backend '{cfg.name}' sent a reply that could not be read ({type(e).__name__}).") from e
+        if parsed.finish_reason is ir.FinishReason.error:
+            raise model_failure(parsed.raw_finish_reason, cfg.name)
+        parsed = dataclasses.replace(parsed, model=req.model)
+        return Reply(200, {"Content-Type": "application/json"}, dumps(frontend.format_response(parsed, req)))
+
+
+def model_failure(raw_reason: str | None, backend: str) -> ProxyError:
+    """The model itself failed (Gemini MALFORMED_FUNCTION_CALL): an error, never a silent stop."""
+    return ProxyError(ErrorKind.bad_gateway,
+                      f"The model on backend '{backend}' failed to produce a valid reply "
+                      f"(finish reason {raw_reason or 'unknown'}).", code="model_error")
+
+
+class _Relay:
+    """Upstream frames -> client frames for one stream (a small state machine)."""
+
+    def __init__(self, req: ir.Request, backend: ModuleType, formatter, same: bool, target: Target):
+        self.req = req
+        self.backend = backend
+        self.formatter = formatter
+        self.same = same
+        self.framer = SSEFramer()
+        self.parser = backend.StreamParser(req)
+        self.failed = False  # a StreamError reached the client: send nothing after it
+        self.backend_name = target.backend
+        self.rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, target.model, req.model) if same else None
+
+    def run(self, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            if first:
+                out = self._chunk(first)
+                if out:
+                    yield out
+            if not self.failed:
+                for chunk in chunks:
+                    out = self._chunk(chunk)
+                    if out:
+                        yield out
+                    if self.failed:
+                        break
+            if not self.failed:
+                yield self._end()
+        except ProxyError as e:  # transport failure mid-stream
+            if not self.failed:
+                yield self._error(e)
+        finally:
+            chunks.close()
+
+    def _chunk(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        for frame in self.framer.feed(chunk):
+            self._frame(frame, out)
+            if self.failed:
+                break
+        return b"".join(out)
+
+    def _end(self) -> bytes:
+        out: list[bytes] = []
+        for frame in self.framer.close():
+            self._frame(frame, out)
+        if not self.failed:
+            for event in self._parse(self.parser.close):
+                if self.same and not isinstance(event, ir.StreamError):
+                    continue  # the frames already went to the client as they were
+                self._emit(event, out)
+        if not self.failed:
+            out.append(self.formatter.finish())
+        return b"".join(out)
+
+    def _frame(self, frame: Frame, out: list[bytes]) -> None:
+        events = self._parse(self.parser.feed, frame)
+        if self.same:
+            if any(isinstance(e, ir.StreamError) for e in events) and frame.event == "raw":
+                self._emit(next(e for e in events if isinstance(e, ir.StreamError)), out)
+                return
+            out.append(self.formatter.relay(Frame(frame.event, self.rewrite(frame.data))))
+            if any(isinstance(e, ir.StreamError) for e in events):
+                self.failed = True  # the upstream's own error frame went through as it was
+            return
+        for event in events:
+            self._emit(event, out)
+            if self.failed:
+                return
+
+    def _emit(self, event: ir.Event, out: list[bytes]) -> None:
+        if isinstance(event, ir.MessageStart):
+            event = dataclasses.replace(event, model=self.req.model)
+        elif isinstance(event, ir.MessageStop) and event.finish_reason is ir.FinishReason.error:
+            event = ir.StreamError(model_failure(event.raw_finish_reason, self.backend_name))
+        if isinstance(event, ir.StreamError):
+            self.failed = True
+        out.append(self.formatter.feed(event))
+
+    def _error(self, err: ProxyError) -> bytes:
+        out: list[bytes] = []
+        self._emit(ir.StreamError(err), out)
+        return b"".join(out)
+
+    def _parse(self, fn: Callable, *args) -> list[ir.Event]:
+        try:
+            return fn(*args)
+        except ProxyError as e:
+            return [ir.StreamError(e)]
+        except Exception as e:
+            log.warning("backend %s: unreadable stream frame (%s)", self.backend_name, type(e).__name__)
+            return [ir.StreamError(ProxyError(
+                ErrorKind.bad_gateway, f"Backend '{self.backend_name}' sent a stream that could not be read."))]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:
+    """Registry entries may set defaults the client left out (max_tokens, effort, temperature)."""
+    e = route.entry
+    if e is None:
+        return req
+    changes: dict[str, object] = {}
+    if req.max_tokens is None and e.max_tokens is not None:
+        changes["max_tokens"] = e.max_tokens
+    if req.reasoning is None and e.reasoning_effort is not None:
+        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort)
+    if req.temperature is None and e.temperature is not None:
+        changes["temperature"] = e.temperature
+    return dataclasses.replace(req, **changes) if changes else req
+
+
+class ModelRewriter:
+    """Replaces the model name in a same-protocol reply with the client's.
+
+    Only values equal to the upstream's model id are replaced (the configured id,
+    or the dated id the provider answers with, learnt from its first mention),
+    and only as a JSON key/value pair: a model name inside generated text has
+    escaped quotes and is never touched; a tool argument that happens to be
+    called "model" keeps its value unless it is exactly the upstream id.
+    """
+
+    __slots__ = ("_pattern", "_client", "_known")
+
+    def __init__(self, field: str, upstream: str, client: str):
+        self._pattern = _field_pattern(field)
+        self._client = client
+        self._known = {upstream}
+
+    def __call__(self, text: str) -> str:
+        if len(self._known) == 1:
+            m = self._pattern.search(text)
+            if m and m.group(2) != self._client:
+                self._known.add(m.group(2))
+        return self._pattern.sub(self._replace, text)
+
+    def _replace(self, m: re.Match) -> str:
+        return m.group(1) + self._client + '"' if m.group(2) in self._known else m.group(0)
+
+
+@functools.lru_cache(maxsize=16)
+def _field_pattern(field: str) -> re.Pattern:
+    return re.compile(r'("' + re.escape(field) + r'"\s*:\s*")([^"\\]*)"')

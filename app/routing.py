@@ -1,0 +1,115 @@
+"""Model name + needed capabilities (+ a pinned instance) -> Route, with the reason.
+
+Order (each decision is labelled for logs and metrics):
+  explicit       a protocol-mode path pinned the backend
+  model_mapping  the model is in the registry or a backend's model_mapping
+  capability     a `catch_all` backend with the needed capabilities, highest priority first
+  auto           the same, for a catch_all backend that declares no capabilities
+  default        the configured default backend (`--backend` / server.default_backend)
+  failed         nothing fits: the client's not-found error, listing what it can ask for
+
+Tables are built once per config; `route()` is dictionary lookups.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from app.config import BackendConfig, Config, ModelEntry
+from app.errors import ErrorKind, ProxyError
+from app.protocols.base import ModelInfo
+
+log = logging.getLogger("interchange.routing")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    backend: BackendConfig
+    upstream_model: str
+    reason: str
+    entry: ModelEntry | None = None  # registry defaults, when the name came from the registry
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    backend: BackendConfig
+    upstream_model: str
+    entry: ModelEntry | None = None
+
+
+@dataclass
+class Router:
+    config: Config
+    default_backend: str | None = None
+    _by_model: dict[str, list[_Candidate]] = field(default_factory=dict, init=False)
+    _catch_all: list[BackendConfig] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        backends = self.config.backends
+        for entry in self.config.models.values():
+            self._by_model.setdefault(entry.name, []).append(
+                _Candidate(backends[entry.backend], entry.api_model, entry))
+        for b in sorted(backends.values(), key=lambda b: -b.priority):
+            for client_name, provider_id in b.model_mapping.items():
+                self._by_model.setdefault(client_name, []).append(_Candidate(b, provider_id))
+        self._catch_all = [b for b in sorted(backends.values(), key=lambda b: -b.priority) if b.catch_all]
+        if self.default_backend is None:
+            self.default_backend = self.config.server.default_backend
+        if self.default_backend is not None and self.default_backend not in backends:
+            raise ValueError(f"default backend '{self.default_backend}' is not defined "
+                             f"(defined: {', '.join(sorted(backends))})")
+
+    def route(self, model: str, needs: frozenset[str], pinned: str | None = None) -> Route:
+        """Pick the backend for `model`; raises ProxyError (not_found / invalid_request) when none fits."""
+        route = self._decide(model, needs, pinned)
+        log.info("route model=%s backend=%s upstream_model=%s reason=%s",
+                 model, route.backend.name, route.upstream_model, route.reason)
+        return route
+
+    def _decide(self, model: str, needs: frozenset[str], pinned: str | None) -> Route:
+        if pinned is not None:
+            backend = self.config.backends.get(pinned)
+            if backend is None:
+                raise self._failed(model, f"unknown backend instance '{pinned}'")
+            mapped = next((c for c in self._by_model.get(model, ()) if c.backend is backend), None)
+            return Route(backend, mapped.upstream_model if mapped else model, "explicit",
+                         mapped.entry if mapped else None)
+        candidates = self._by_model.get(model)
+        if candidates:
+            for c in candidates:
+                caps = c.entry.capabilities if c.entry and c.entry.capabilities else None
+                if c.backend.has(needs) and (caps is None or needs <= caps):
+                    return Route(c.backend, c.upstream_model, "model_mapping", c.entry)
+            have = candidates[0].entry.capabilities if candidates[0].entry and candidates[0].entry.capabilities \
+                else candidates[0].backend.capabilities
+            missing = sorted(needs - have) if have else []
+            log.info("route model=%s reason=failed missing=%s", model, ",".join(missing))
+            raise ProxyError(ErrorKind.invalid_request,
+                             f"The model `{model}` does not support {', '.join(missing) or 'this request'}"
+                             f" (backend '{candidates[0].backend.name}').",
+                             param="model", code="unsupported_capability")
+        for b in self._catch_all:
+            if b.has(needs):
+                return Route(b, model, "capability" if b.capabilities else "auto")
+        if self.default_backend is not None:
+            b = self.config.backends[self.default_backend]
+            if b.has(needs):
+                return Route(b, model, "default")
+        raise self._failed(model)
+
+    def _failed(self, model: str, why: str | None = None) -> ProxyError:
+        names = ", ".join(m.id for m in self.models())
+        log.info("route model=%s reason=failed", model)
+        message = f"The model `{model}` does not exist or is not served by this proxy."
+        if why:
+            message = f"{why}. " + message
+        return ProxyError(ErrorKind.not_found, f"{message} Available models: {names or 'none'}.",
+                          param="model", code="model_not_found")
+
+    def models(self) -> list[ModelInfo]:
+        """Every client-facing model name, for the models-list endpoints."""
+        return [ModelInfo(id=name, backend=cands[0].backend.name, protocol=cands[0].backend.protocol)
+                for name, cands in sorted(self._by_model.items())]
+
+    def backend_named(self, name: str) -> BackendConfig | None:
+        return self.config.backends.get(name)
+

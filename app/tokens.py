@@ -1,0 +1,85 @@
+"""Token counting endpoints (Anthropic count_tokens, Gemini countTokens).
+
+When the routed backend can count (its protocol module has
+`count_tokens_request`), the proxy asks it; otherwise it answers with an
+estimate and says so in the `X-Interchange-Token-Count: estimate` header.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Mapping
+
+from app import ir
+from app.errors import ProxyError, invalid
+from app.jsonutil import dumps, loads
+from app.protocols import protocol_module
+from app.upstream.http import read_body
+
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and JSON
+TOKENS_PER_MESSAGE = 4  # role and separators
+TOKENS_PER_IMAGE = 1600  # a mid-size image on the providers that publish a formula
+
+
+def estimate_tokens(req: ir.Request) -> int:
+    chars = 0
+    images = 0
+    for m in req.messages:
+        for p in m.parts:
+            if isinstance(p, (ir.Text, ir.Refusal)):
+                chars += len(p.text)
+            elif isinstance(p, ir.Thinking):
+                chars += len(p.text)
+            elif isinstance(p, ir.ToolCall):
+                chars += len(p.name) + len(p.arguments)
+            elif isinstance(p, ir.ToolResult):
+                chars += len(p.text())
+                images += sum(1 for c in p.content if isinstance(c, ir.Image))
+            elif isinstance(p, ir.Image):
+                images += 1
+    for t in req.tools:
+        chars += len(t.name) + len(t.description or "") + len(dumps(t.parameters or {}))
+    return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(req.messages) + TOKENS_PER_IMAGE * images
+
+
+def count_tokens_reply(pipeline, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
+                       url_model: str | None = None):
+    from app.pipeline import Reply  # the pipeline module imports protocols; keep this one light
+
+    try:
+        req = _parse(pipeline, frontend, body, url_model)
+        route = pipeline.router.route(req.model, frozenset({"text"}))
+        backend = protocol_module(route.backend.protocol)
+        counter = getattr(backend, "count_tokens_request", None)
+        if counter is not None and backend is frontend:
+            target = pipeline.target_for(route, headers)
+            resp = pipeline.client.send(route.backend, counter(req, target))
+            if resp.status_code >= 400:
+                raise pipeline._upstream_error(backend, route.backend, target, resp)
+            count = backend.parse_count_tokens(read_body(resp, route.backend))
+            return Reply(200, {"Content-Type": "application/json"}, dumps(_render(frontend, count)))
+        count = estimate_tokens(req)
+        return Reply(200, {"Content-Type": "application/json", "X-Interchange-Token-Count": "estimate"},
+                     dumps(_render(frontend, count)))
+    except ProxyError as e:
+        return pipeline.error_reply(frontend, e)
+
+
+def _parse(pipeline, frontend: ModuleType, body: bytes, url_model: str | None) -> ir.Request:
+    try:
+        data = loads(body)
+    except ValueError as e:
+        raise invalid(f"The request body is not valid JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.")
+    if frontend.__name__.endswith("anthropic"):
+        # count_tokens bodies have no max_tokens; the Messages parser requires one.
+        data = {**data, "max_tokens": 1}
+    elif "generateContentRequest" in data and isinstance(data["generateContentRequest"], dict):
+        data = {k: v for k, v in data["generateContentRequest"].items() if k != "model"}
+    return frontend.parse_request(data, model=url_model, stream=False)
+
+
+def _render(frontend: ModuleType, count: int) -> dict:
+    if frontend.__name__.endswith("gemini"):
+        return {"totalTokens": count}
+    return {"input_tokens": count}

@@ -1,0 +1,166 @@
+"""Config loading and check-config: every problem named by its exact key."""
+import textwrap
+
+import pytest
+
+from app.config import ConfigError, check_config_file, load_config
+from app.errors import ErrorKind, ProxyError
+
+GOOD = """
+[server]
+port = 9100
+default_backend = "oa"
+
+[backends.oa]
+protocol = "openai"
+url = "http://127.0.0.1:1/v1/"
+api_key = "${TEST_KEY:-fallback-key}"
+capabilities = ["text", "tools"]
+priority = 5
+forward_headers = ["X-Mock-Scenario"]
+
+[backends.oa.model_mapping]
+"fast" = "gpt-4o-mini"
+
+[backends.an]
+protocol = "anthropic"
+url = "http://127.0.0.1:2"
+api_key_env = "INTERCHANGE_TEST_MISSING_KEY"
+
+[models.smart]
+backend = "an"
+api_model = "claude-sonnet-4-5"
+max_tokens = 2048
+reasoning_effort = "low"
+"""
+
+
+def write(tmp_path, text, name="c.toml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_loads_into_frozen_dataclasses(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_KEY", raising=False)
+    c = load_config(write(tmp_path, GOOD))
+    oa = c.backends["oa"]
+    assert (c.server.port, c.server.default_backend) == (9100, "oa")
+    assert oa.url == "http://127.0.0.1:1/v1"  # trailing slash dropped
+    assert oa.capabilities == frozenset({"text", "tools"})
+    assert oa.model_mapping == {"fast": "gpt-4o-mini"}
+    assert oa.resolve_api_key() == "fallback-key"
+    assert c.models["smart"].max_tokens == 2048
+    with pytest.raises(AttributeError):
+        oa.priority = 1  # frozen
+
+
+def test_env_interpolation(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "from-env")
+    assert load_config(write(tmp_path, GOOD)).backends["oa"].resolve_api_key() == "from-env"
+
+
+def test_missing_key_is_a_configuration_error_naming_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("INTERCHANGE_TEST_MISSING_KEY", raising=False)
+    c = load_config(write(tmp_path, GOOD))  # loading still works: other backends serve
+    with pytest.raises(ProxyError) as e:
+        c.backends["an"].resolve_api_key()
+    assert e.value.kind is ErrorKind.configuration
+    assert e.value.code == "configuration_error"
+    assert "INTERCHANGE_TEST_MISSING_KEY" in e.value.message
+
+
+def test_check_config_reports_missing_keys(tmp_path, monkeypatch):
+    monkeypatch.delenv("INTERCHANGE_TEST_MISSING_KEY", raising=False)
+    assert check_config_file(write(tmp_path, GOOD)) == [
+        "backends.an.api_key_env: backend 'an': environment variable INTERCHANGE_TEST_MISSING_KEY is not set"]
+
+
+def test_the_api_key_never_shows_in_repr(tmp_path):
+    c = load_config(write(tmp_path, GOOD))
+    assert "fallback-key" not in repr(c)
+
+
+def test_every_problem_is_named_by_key(tmp_path):
+    bad = """
+    [server]
+    port = "x"
+    colour = "blue"
+    default_backend = "ghost"
+
+    [backends.a]
+    protocol = "opena"
+    url = "ftp://x"
+
+    [backends.b]
+    url = "http://ok"
+    api_key = "k"
+    capabilities = ["text", "telepathy"]
+    timeout = -1
+
+    [models.m]
+    backend = "nope"
+    """
+    assert check_config_file(write(tmp_path, bad)) == [
+        "server.colour: unknown key (allowed: default_backend, host, log_level, max_body_bytes, models_file, port)",
+        "server.port: must be an integer",
+        "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini)",
+        "backends.a.url: must start with http:// or https:// (got 'ftp://x')",
+        "backends.b.protocol: required (one of openai, anthropic, gemini)",
+        "backends.b.capabilities: unknown capability 'telepathy' (known: text, tools, streaming, vision, thinking, json)",
+        "backends.b.timeout: must be a positive number (seconds)",
+        "models.m.backend: unknown backend 'nope' (defined: none)",
+        "server.default_backend: unknown backend 'ghost' (defined: none)",
+        "backends: at least one backend is required",
+    ]
+
+
+def test_load_config_raises_with_all_problems(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "[backends.x]\nprotocol = 'openai'\n"))
+    assert e.value.problems == ["backends.x.url: required (the provider's base URL)",
+                                "backends: at least one backend is required"]
+
+
+def test_invalid_toml_is_reported(tmp_path):
+    problems = check_config_file(write(tmp_path, "[server\n"))
+    assert len(problems) == 1 and "not valid TOML" in problems[0]
+
+
+def test_router_models_yaml(tmp_path):
+    """The multi-backend router's models.yaml format, via server.models_file."""
+    (tmp_path / "models.yaml").write_text(textwrap.dedent("""
+        models:
+          haiku:
+            backend: an
+            api_model: claude-haiku-4-5
+            max_tokens: 512
+    """))
+    c = load_config(write(tmp_path, """
+        [server]
+        models_file = "models.yaml"
+        [backends.an]
+        protocol = "anthropic"
+        url = "http://127.0.0.1:2"
+        api_key = "k"
+    """))
+    assert c.models["haiku"].api_model == "claude-haiku-4-5"
+    assert c.models["haiku"].max_tokens == 512
+
+
+def test_whole_config_in_yaml(tmp_path):
+    c = load_config(write(tmp_path, """
+        backends:
+          g:
+            protocol: gemini
+            url: http://127.0.0.1:3
+            api_key: k
+        models:
+          flash: {backend: g, api_model: gemini-2.5-flash}
+    """, name="c.yaml"))
+    assert c.models["flash"].backend == "g"
+
+
+def test_shipped_demo_config_is_valid():
+    from tests.conftest import REPO
+    assert check_config_file(REPO / "config-mock.toml") == []

@@ -1,0 +1,43 @@
+"""Pipeline pieces that need no server: the passthrough model rewrite, registry defaults."""
+from app import ir
+from app.config import BackendConfig, ModelEntry
+from app.pipeline import ModelRewriter, _with_registry_defaults
+from app.routing import Route
+
+
+def test_rewrites_the_model_key_only():
+    rw = ModelRewriter("model", "gpt-4o-mini", "my-alias")
+    body = '{"id":"x","model":"gpt-4o-mini","content":"the \\"model\\":\\"gpt-4o-mini\\" text"}'
+    assert rw(body) == '{"id":"x","model":"my-alias","content":"the \\"model\\":\\"gpt-4o-mini\\" text"}'
+
+
+def test_learns_the_dated_id_the_provider_answers_with():
+    rw = ModelRewriter("model", "gpt-4o", "alias")
+    assert rw('{"model": "gpt-4o-2024-08-06"}') == '{"model": "alias"}'
+    assert rw('{"model":"gpt-4o-2024-08-06","x":1}') == '{"model":"alias","x":1}'
+    # a tool argument named "model" with another value is left alone
+    assert rw('{"input":{"model":"sedan"}}') == '{"input":{"model":"sedan"}}'
+
+
+def test_gemini_model_version_field():
+    rw = ModelRewriter("modelVersion", "gemini-2.5-flash", "flash")
+    assert rw('{"modelVersion": "gemini-2.5-flash"}') == '{"modelVersion": "flash"}'
+
+
+def test_same_name_is_unchanged():
+    rw = ModelRewriter("model", "m", "m")
+    assert rw('{"model":"m"}') == '{"model":"m"}'
+
+
+def _route(entry):
+    return Route(BackendConfig(name="b", protocol="openai", url="http://x"), "up", "model_mapping", entry)
+
+
+def test_registry_defaults_fill_only_what_the_client_left_out():
+    entry = ModelEntry(name="smart", backend="b", api_model="up", max_tokens=512, reasoning_effort="low",
+                       temperature=0.2)
+    req = ir.Request(model="smart", messages=(ir.Message("user", (ir.Text("hi"),)),), protocol="openai",
+                     temperature=0.9)
+    out = _with_registry_defaults(req, _route(entry))
+    assert (out.max_tokens, out.reasoning, out.temperature) == (512, ir.Reasoning(effort="low"), 0.9)
+    assert _with_registry_defaults(req, _route(None)) is req
