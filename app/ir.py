@@ -203,6 +203,7 @@ class Response:
     usage: Usage = field(default_factory=Usage)
     stop_sequence: str | None = None  # which stop sequence matched, when known
     raw_finish_reason: str | None = None  # provider value, for logs and errors
+    finish_message: str | None = None  # provider's explanation (Gemini finishMessage, e.g. the malformed call)
 
 
 # ------------------------------------------------------------ stream events
@@ -269,6 +270,7 @@ class MessageStop:
     usage: Usage = field(default_factory=Usage)
     stop_sequence: str | None = None
     raw_finish_reason: str | None = None
+    finish_message: str | None = None  # as Response.finish_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,4 +374,5 @@ def response_from_events(events: list[Event]) -> Response:
         usage=stop.usage if stop else (start.usage if start and start.usage else Usage()),
         stop_sequence=stop.stop_sequence if stop else None,
         raw_finish_reason=stop.raw_finish_reason if stop else None,
+        finish_message=stop.finish_message if stop else None,
     )

@@ -28,7 +28,8 @@ from app import ir
 from app.config import BackendConfig, Config
 from app.errors import ErrorKind, ProxyError, invalid, redact
 from app.jsonutil import dumps, loads
-from app.protocols import protocol_module
+from app.metrics import Metrics
+from app.protocols import protocol_module, protocol_name
 from app.protocols.base import Target, UpstreamRequest
 from app.routing import Route, Router
 from app.upstream.framing import Frame, SSEFramer
@@ -46,10 +47,12 @@ class Reply:
 
 
 class Pipeline:
-    def __init__(self, config: Config, router: Router, client: UpstreamClient | None = None):
+    def __init__(self, config: Config, router: Router, client: UpstreamClient | None = None,
+                 metrics: Metrics | None = None):
         self.config = config
         self.router = router
         self.client = client or UpstreamClient()
+        self.metrics = metrics or Metrics()
 
     # ------------------------------------------------------------ entry
 
@@ -59,16 +62,20 @@ class Pipeline:
                stream_content_type: str = "text/event-stream") -> Reply:
         """Serve one client request in `frontend`'s protocol; never raises."""
         started = time.perf_counter()
+        outcome = {"backend": "-", "reason": "-"}  # filled in as the request gets routed
         try:
-            return self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
-                                pinned, stream_content_type)
+            reply = self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
+                                 pinned, stream_content_type, outcome)
         except ProxyError as e:
-            return self.error_reply(frontend, e)
+            reply = self.error_reply(frontend, e)
         except Exception:  # a bug must still answer in the client's envelope
-            log.exception("internal error handling a %s request", frontend.__name__.rsplit(".", 1)[-1])
-            return self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
-        finally:
-            log.debug("handled in %.2f ms", (time.perf_counter() - started) * 1000)
+            log.exception("internal error handling a %s request", protocol_name(frontend))
+            reply = self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
+        self.metrics.requests.labels(protocol_name(frontend), outcome["backend"], outcome["reason"],
+                                     str(reply.status)).inc()
+        self.metrics.latency.labels(protocol_name(frontend), outcome["backend"]).observe(
+            time.perf_counter() - started)
+        return reply
 
     def error_reply(self, frontend: ModuleType, err: ProxyError) -> Reply:
         status, hdrs, body = frontend.format_error(err)
@@ -100,9 +107,11 @@ class Pipeline:
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
-                pinned: str | None, stream_content_type: str) -> Reply:
+                pinned: str | None, stream_content_type: str, outcome: dict[str, str]) -> Reply:
         req = self.parse(frontend, body, url_model, url_stream)
+        outcome["reason"] = "failed"
         route = self.router.route(req.model, req.capabilities(), pinned)
+        outcome["backend"], outcome["reason"] = route.backend.name, route.reason
         req = _with_registry_defaults(req, route)
         backend_cfg = route.backend
         backend = protocol_module(backend_cfg.protocol)
@@ -120,7 +129,7 @@ class Pipeline:
         chunks = iter_body(resp, backend_cfg)
         first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
         formatter = frontend.StreamFormatter(req, **wire_options)
-        stream = _Relay(req, backend, formatter, same, target).run(first, chunks)
+        stream = _Relay(req, backend, formatter, same, target, self.metrics).run(first, chunks)
         return Reply(200, {"Content-Type": stream_content_type, "Cache-Control": "no-cache",
                            "X-Accel-Buffering": "no"}, stream)
 
@@ -133,22 +142,29 @@ class Pipeline:
             err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
         err.message = redact(err.message, [target.api_key or ""])
         err.provider = cfg.name
+        self.metrics.upstream_errors.labels(cfg.name, err.kind.value).inc()
         log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
         return err
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
                   req: ir.Request, resp, same: bool, upstream_model: str) -> Reply:
         body = read_body(resp, cfg)
-        if same:
-            rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, upstream_model, req.model)
-            return Reply(200, {"Content-Type": "application/json"}, rewrite(body.decode("utf-8", "replace")).encode())
         try:
             parsed = backend.parse_response(body, req)
         except ProxyError:
-            raise
+            if not same:
+                raise
+            parsed = None  # a same-protocol reply goes to the client as it is, even one we cannot read
         except Exception as e:
-            raise ProxyError(ErrorKind.bad_gateway,
-                             f"Backend '{cfg.name}' sent a reply that could not be read ({type(e).__name__}).") from e
+            if not same:
+                raise ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' sent a reply that could not "
+                                 f"be read ({type(e).__name__}).") from e
+            parsed = None
+        if parsed is not None:
+            self.metrics.count_usage(cfg.name, parsed.usage.input_tokens, parsed.usage.output_tokens)
+        if same:
+            rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, upstream_model, req.model)
+            return Reply(200, {"Content-Type": "application/json"}, rewrite(body.decode("utf-8", "replace")).encode())
         if parsed.finish_reason is ir.FinishReason.error:
             raise model_failure(parsed.raw_finish_reason, cfg.name)
         parsed = dataclasses.replace(parsed, model=req.model)
@@ -165,8 +181,10 @@ def model_failure(raw_reason: str | None, backend: str) -> ProxyError:
 class _Relay:
     """Upstream frames -> client frames for one stream (a small state machine)."""
 
-    def __init__(self, req: ir.Request, backend: ModuleType, formatter, same: bool, target: Target):
+    def __init__(self, req: ir.Request, backend: ModuleType, formatter, same: bool, target: Target,
+                 metrics: Metrics):
         self.req = req
+        self.metrics = metrics
         self.backend = backend
         self.formatter = formatter
         self.same = same
@@ -249,7 +267,11 @@ class _Relay:
 
     def _parse(self, fn: Callable, *args) -> list[ir.Event]:
         try:
-            return fn(*args)
+            events = fn(*args)
+            for e in events:
+                if isinstance(e, ir.MessageStop):
+                    self.metrics.count_usage(self.backend_name, e.usage.input_tokens, e.usage.output_tokens)
+            return events
         except ProxyError as e:
             return [ir.StreamError(e)]
         except Exception as e:

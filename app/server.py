@@ -109,6 +109,11 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     def list_gemini_models() -> Response:
         return _json(GEMINI.format_models(router.models()))
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = pipeline.metrics.render()
+        return Response(body, mimetype=None, content_type=content_type)
+
     @app.get("/health")
     def health() -> Response:
         return _json({"status": "ok", "backends": sorted(config.backends)})

@@ -12,6 +12,20 @@ MODULES = {
 }
 
 
+_loaded: dict[str, ModuleType] = {}
+
+
 def protocol_module(name: str) -> ModuleType:
-    """The module for a protocol name (imported once, then cached by Python)."""
-    return importlib.import_module(MODULES[name])
+    """The module for a protocol name (imported on first use)."""
+    module = _loaded.get(name)
+    if module is None:
+        module = _loaded[name] = importlib.import_module(MODULES[name])
+    return module
+
+
+def protocol_name(module: ModuleType) -> str:
+    """The config/metrics name of a protocol module ("openai" for openai_chat)."""
+    for name, path in MODULES.items():
+        if module.__name__ == path:
+            return name
+    return module.__name__.rsplit(".", 1)[-1]

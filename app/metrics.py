@@ -1,0 +1,42 @@
+"""Prometheus collectors. One registry per app so tests (and several apps in
+one process) do not collide; under gunicorn, PROMETHEUS_MULTIPROC_DIR switches
+prometheus_client to its multiprocess mode and /metrics aggregates workers."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "interchange_requests_total", "Client requests by frontend, backend, routing reason and status.",
+            ["frontend", "backend", "reason", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "interchange_request_seconds",
+            "Time to the reply's headers (whole reply when not streamed), by frontend and backend.",
+            ["frontend", "backend"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.upstream_errors = Counter(
+            "interchange_upstream_errors_total", "Upstream failures by backend and error kind.",
+            ["backend", "kind"], registry=self.registry)
+        self.tokens = Counter(
+            "interchange_tokens_total", "Tokens reported by backends (input / output).",
+            ["backend", "direction"], registry=self.registry)
+
+    def render(self) -> tuple[bytes, str]:
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            from prometheus_client import multiprocess
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def count_usage(self, backend: str, input_tokens: int, output_tokens: int) -> None:
+        if input_tokens:
+            self.tokens.labels(backend, "input").inc(input_tokens)
+        if output_tokens:
+            self.tokens.labels(backend, "output").inc(output_tokens)
