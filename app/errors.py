@@ -94,7 +94,8 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 # ------------------------------------------------------------- redaction
 
-_KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-*.]{4,}|(AIza[0-9A-Za-z_\-]{4})[0-9A-Za-z_\-]{8,}")
+# Key-shaped strings: OpenAI-style `sk-…` (providers echo them masked with `*`) and Google `AIza…`.
+_KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-*]{4,}|(AIza[0-9A-Za-z_\-]{4})[0-9A-Za-z_\-]{8,}")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -847,8 +847,8 @@ UPSTREAM_ERRORS = [
     ((401, {}, envelope("Incorrect API key provided: sk-proj-abcdefghijklmnop1234. You can find your API key "
                         "at https://platform.openai.com/account/api-keys.", "invalid_request_error",
                         code="invalid_api_key")),
-     # the key never reaches the client (errors.redact also takes the full stop after it)
-     (ErrorKind.authentication, "Incorrect API key provided: sk-proj…[REDACTED] You can find your API key at "
+     # the key never reaches the client
+     (ErrorKind.authentication, "Incorrect API key provided: sk-proj…[REDACTED]. You can find your API key at "
                                 "https://platform.openai.com/account/api-keys.", None, "invalid_api_key", None)),
     ((400, {}, envelope("This model's maximum context length is 128000 tokens.", "invalid_request_error",
                         "messages", "context_length_exceeded")),
