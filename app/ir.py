@@ -55,7 +55,7 @@ class ToolCall:
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     call_id: str
-    content: tuple[Text | Image, ...] = ()
+    content: tuple[Text | Image | Opaque, ...] = ()  # Opaque: Anthropic search_result/document blocks
     name: str | None = None  # filled by parsers that know it, or by `fill_tool_names`
     is_error: bool = False
 
@@ -77,7 +77,20 @@ class Refusal:
     text: str
 
 
-Part = Union[Text, Image, ToolCall, ToolResult, Thinking, Refusal]
+@dataclass(frozen=True, slots=True)
+class Opaque:
+    """A piece of a client request with no IR meaning, kept as the client sent it
+    (an Anthropic document block, an OpenAI input_audio part, a Gemini executableCode
+    part, a server tool). Only its own protocol's writer can send it: `data` goes
+    out unchanged, in place; any other writer refuses it with a 400 naming `where`.
+    It needs no capability beyond text (an opaque tool counts as "tools")."""
+    protocol: str  # wire protocol it belongs to (app/protocols MODULES key)
+    kind: str  # what it is, for messages: "document block", "googleSearch tool"
+    data: Mapping[str, Any]  # the wire dict, unchanged
+    where: str  # the client's field path: "messages.1.content.0", "tools[0].googleSearch"
+
+
+Part = Union[Text, Image, ToolCall, ToolResult, Thinking, Refusal, Opaque]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -96,10 +109,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """A function tool, or (with `native`) a tool the IR cannot model (server tools,
+    OpenAI custom tools): then `name` is only a label and the rest is unset."""
     name: str
     description: str | None = None
     parameters: Mapping[str, Any] | None = None  # JSON Schema as the client sent it
     strict: bool | None = None
+    native: Opaque | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +165,7 @@ class Request:
 
     def capabilities(self) -> frozenset[str]:
         """What a backend must support to serve this request (routing input)."""
-        caps = {"text"}
+        caps = {"text"}  # Opaque parts add nothing; a native (opaque) tool is still a tool
         if self.tools or any(isinstance(p, (ToolCall, ToolResult)) for m in self.messages for p in m.parts):
             caps.add("tools")
         if self.stream:

@@ -34,8 +34,11 @@ Policy choices, each one a place where the wire formats disagree:
 - `FinishReason.error` (the model failed) is never rendered as a clean stop:
   format_response raises bad_gateway, the stream formatter ends with `error`
   (the pipeline normally turns it into an error before it gets here).
-- Anthropic document/search_result blocks and server tools have no IR form:
-  refused with a 400 naming the block or tool.
+- Blocks and tools the IR has no form for (document/search_result blocks, server
+  tools and their server_tool_use/…_tool_result history blocks, any newer type)
+  are kept as `ir.Opaque` in place: re-sent unchanged to an Anthropic backend,
+  refused with a 400 naming the client's field by any other. IR block types in
+  the wrong place (tool_use in a user turn) are still the client's error.
 """
 from __future__ import annotations
 
@@ -67,6 +70,8 @@ OUTPUT_EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _TOOL_ID_INVALID_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+# Block types the IR models; any other well-formed block becomes an ir.Opaque.
+_IR_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"})
 
 # Wire error.type -> (IR kind, the status the API sends it with).
 _ERROR_TYPES: dict[str, tuple[ErrorKind, int]] = {
@@ -342,9 +347,11 @@ def _user_messages(blocks: list[dict], where: str, calls: Mapping[str, str]) -> 
                 rest.append(ir.Text(text))
         elif block_type == "image":
             rest.append(_image_from_wire(block, at))
+        elif block_type not in _IR_BLOCKS:
+            rest.append(ir.Opaque(PROTOCOL, f"{block_type} block", block, at))
         else:
-            raise invalid(f"content block type '{block_type}' is not supported in user messages "
-                          "(text, image, tool_result)", param=f"{at}.type")
+            raise invalid(f"content block type '{block_type}' is not allowed in user messages",
+                          param=f"{at}.type")
     messages = []
     if results:
         messages.append(ir.Message("tool", tuple(results)))
@@ -368,14 +375,14 @@ def _tool_result(block: dict, at: str, calls: Mapping[str, str]) -> ir.ToolResul
     return ir.ToolResult(call_id, content, name=calls[call_id], is_error=bool(is_error))
 
 
-def _tool_result_content(value: Any, where: str) -> tuple[ir.Text | ir.Image, ...]:
+def _tool_result_content(value: Any, where: str) -> tuple[ir.Text | ir.Image | ir.Opaque, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         return (ir.Text(value),) if value.strip() else ()
     if not isinstance(value, list):
         raise invalid("Input should be a valid string or a list of content blocks", param=where)
-    parts: list[ir.Text | ir.Image] = []
+    parts: list[ir.Text | ir.Image | ir.Opaque] = []
     for k, block in enumerate(value):
         at = f"{where}.{k}"
         block_type = _block_type(block, at)
@@ -385,8 +392,10 @@ def _tool_result_content(value: Any, where: str) -> tuple[ir.Text | ir.Image, ..
                 parts.append(ir.Text(text))
         elif block_type == "image":
             parts.append(_image_from_wire(block, at))
+        elif block_type not in _IR_BLOCKS:  # search_result, document
+            parts.append(ir.Opaque(PROTOCOL, f"{block_type} block", block, at))
         else:
-            raise invalid(f"content block type '{block_type}' is not supported in tool results (text, image)",
+            raise invalid(f"content block type '{block_type}' is not allowed in tool results",
                           param=f"{at}.type")
     return tuple(parts)
 
@@ -437,8 +446,10 @@ def _assistant_part(block: dict, at: str) -> ir.Part | None:
         if not isinstance(data, str) or not data:
             raise invalid("Field required", param=f"{at}.data")
         return ir.Thinking(redacted=data, provider=PROTOCOL)
-    raise invalid(f"content block type '{block_type}' is not supported in assistant messages "
-                  "(text, tool_use, thinking, redacted_thinking)", param=f"{at}.type")
+    if block_type not in _IR_BLOCKS:  # server_tool_use, web_search_tool_result, ...
+        return ir.Opaque(PROTOCOL, f"{block_type} block", block, at)
+    raise invalid(f"content block type '{block_type}' is not allowed in assistant messages",
+                  param=f"{at}.type")
 
 
 def _tool_call_from_wire(block: dict, at: str) -> ir.ToolCall:
@@ -480,9 +491,12 @@ def _tool_from_wire(tool: Any, where: str) -> ir.Tool:
     tool_type = tool.get("type")
     if tool_type not in (None, "custom"):
         # Server/versioned tools (web_search_2025..., bash_...) run inside Anthropic:
-        # no other backend can serve them (hazard 24).
-        raise invalid(f"server tool '{tool_type}' is not supported by this proxy; "
-                      "only custom tools (name, description, input_schema)", param=where)
+        # kept as sent, only an Anthropic backend can serve them (hazard 24).
+        if not isinstance(tool_type, str) or not tool_type:
+            raise invalid("Input should be a valid string", param=f"{where}.type")
+        name = tool.get("name")
+        return ir.Tool(name if isinstance(name, str) and name else tool_type,
+                       native=ir.Opaque(PROTOCOL, f"{tool_type} tool", tool, where))
     name = tool.get("name")
     if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
         raise invalid("String should match pattern '^[a-zA-Z0-9_-]{1,128}$'", param=f"{where}.name")
@@ -1019,7 +1033,17 @@ def _message_blocks(m: ir.Message, where: str) -> tuple[list[dict], list[dict]]:
             block = _thinking_block(part)
             if block is not None:
                 content.append(block)
+        elif isinstance(part, ir.Opaque):
+            content.append(_opaque_out(part))
     return results, content
+
+
+def _opaque_out(part: ir.Opaque) -> dict:
+    """A block or tool the IR could not model: sent as the client sent it, in place,
+    only to the protocol it came from; elsewhere a 400 naming the client's field."""
+    if part.protocol != PROTOCOL:
+        raise invalid(f"{part.kind} cannot be sent to an Anthropic backend", param=part.where)
+    return dict(part.data)
 
 
 def _thinking_block(part: ir.Thinking) -> dict | None:
@@ -1045,6 +1069,8 @@ def _tool_result_block(result: ir.ToolResult, at: str) -> dict:
     for k, part in enumerate(result.content):
         if isinstance(part, ir.Image):
             content.append(_image_block(part, f"{at}.content.{k}"))
+        elif isinstance(part, ir.Opaque):
+            content.append(_opaque_out(part))
         elif part.text.strip():
             content.append({"type": "text", "text": part.text})
     if len(content) == 1 and content[0]["type"] == "text":
@@ -1132,6 +1158,8 @@ def _history_tool_names(turns: list[dict]) -> list[str]:
 
 
 def _tool_definition(tool: ir.Tool) -> dict:
+    if tool.native is not None:
+        return _opaque_out(tool.native)
     schema = dict(tool.parameters) if tool.parameters else {"type": "object", "properties": {}}
     if "type" not in schema:
         schema = {"type": "object", **schema}

@@ -12,6 +12,11 @@ Gemini facts that shape this module (protocol reference §4, hazards in §5):
   synthesized id (`call_<hash>_ts_<signature, URL-safe base64>`, hazard 25);
 - `finishReason` is STOP for call turns, so tool_calls is derived from the parts;
 - streams have no terminator: a finishReason then end-of-body is the normal end.
+
+What Gemini defines but the IR cannot model (executableCode, codeExecutionResult,
+toolCall and toolResponse parts; googleSearch, codeExecution and other built-in
+tools) is kept as `ir.Opaque` in place: re-sent unchanged to a Gemini backend,
+refused with a 400 naming the client's field by any other.
 """
 from __future__ import annotations
 
@@ -166,7 +171,7 @@ _REQUEST_FIELDS = frozenset({"model", "contents", "systemInstruction", "tools", 
 _CONTENT_FIELDS = frozenset({"role", "parts"})
 _PART_DATA = ("text", "inlineData", "fileData", "functionCall", "functionResponse",
               "executableCode", "codeExecutionResult", "toolCall", "toolResponse")
-_UNSUPPORTED_PART_DATA = frozenset({"executableCode", "codeExecutionResult", "toolCall", "toolResponse"})
+_OPAQUE_PART_DATA = frozenset({"executableCode", "codeExecutionResult", "toolCall", "toolResponse"})
 _PART_FIELDS = frozenset(_PART_DATA) | {"thought", "thoughtSignature", "videoMetadata", "mediaResolution",
                                         "partMetadata"}
 _GENERATION_FIELDS = frozenset({
@@ -296,6 +301,7 @@ class _WirePart(NamedTuple):
     thought: bool
     signature: str | None
     where: str
+    raw: dict  # the part as the client sent it (kept whole by an ir.Opaque)
 
 
 def _wire_part(raw: Any, where: str) -> _WirePart:
@@ -306,11 +312,11 @@ def _wire_part(raw: Any, where: str) -> _WirePart:
     if len(data) > 1:
         raise errors.invalid(f"a part holds exactly one data field, got {', '.join(data)}", where)
     kind = data[0]
-    if kind in _UNSUPPORTED_PART_DATA:
-        raise errors.invalid(f"{kind} parts are not supported by this proxy", f"{where}.{kind}")
+    if kind in _OPAQUE_PART_DATA:
+        _object(fields[kind], f"{where}.{kind}")
     thought = _optional(fields, "thought", _boolean, where) or False
     signature = _optional(fields, "thoughtSignature", _string, where)
-    return _WirePart(kind, fields[kind], thought, signature, where)
+    return _WirePart(kind, fields[kind], thought, signature, where, raw)
 
 
 def _system_message(value: Any) -> ir.Message | None:
@@ -369,6 +375,8 @@ def _model_message(parts: list[_WirePart], turn: int) -> tuple[ir.Message | None
             calls.append(call)
         elif part.kind in ("inlineData", "fileData"):
             out.append(_image(part.kind, part.value, f"{part.where}.{part.kind}"))
+        elif part.kind in _OPAQUE_PART_DATA:
+            out.append(ir.Opaque(PROVIDER, f"{part.kind} part", part.raw, part.where))
         else:
             raise errors.invalid("functionResponse parts belong in a user turn", f"{part.where}.functionResponse")
     return (ir.Message("assistant", tuple(out)) if out else None), calls
@@ -398,6 +406,8 @@ def _user_messages(parts: list[_WirePart], open_calls: list[ir.ToolCall]) -> lis
                 others.append(ir.Text(text))
         elif part.kind in ("inlineData", "fileData"):
             others.append(_image(part.kind, part.value, f"{part.where}.{part.kind}"))
+        elif part.kind in _OPAQUE_PART_DATA:
+            others.append(ir.Opaque(PROVIDER, f"{part.kind} part", part.raw, part.where))
         else:
             raise errors.invalid("functionCall parts belong in a model turn", f"{part.where}.functionCall")
     messages = []
@@ -462,9 +472,12 @@ def _parse_tools(value: Any) -> tuple[ir.Tool, ...]:
     for i, raw in enumerate(_array(value, "tools")):
         where = f"tools[{i}]"
         for key, declarations in _object(raw, where).items():
-            if _camel(key) != "functionDeclarations":
-                raise errors.invalid(f"{where}.{key}: only functionDeclarations tools are supported by this proxy "
-                                     "(server-side Gemini tools cannot be served by other backends)", where)
+            name = _camel(key)
+            if name != "functionDeclarations":
+                # Built-in tools (googleSearch, codeExecution, ...) run inside Gemini: kept as sent.
+                tools.append(ir.Tool(name, native=ir.Opaque(PROVIDER, f"{name} tool", {key: declarations},
+                                                            f"{where}.{key}")))
+                continue
             for j, declaration in enumerate(_array(declarations, f"{where}.functionDeclarations")):
                 tools.append(_declaration(declaration, f"{where}.functionDeclarations[{j}]"))
     return tuple(tools)
@@ -837,7 +850,16 @@ def _request_body(req: ir.Request) -> dict:
     if system:
         body["systemInstruction"] = {"parts": [{"text": text} for text in system]}
     if req.tools:
-        body["tools"] = [{"functionDeclarations": [_declaration_out(t) for t in req.tools]}]
+        # One functionDeclarations entry (where the first function is) beside built-in tools, in order.
+        body["tools"] = []
+        declarations: list[dict] = []
+        for t in req.tools:
+            if t.native is not None:
+                body["tools"].append(_opaque_out(t.native))
+                continue
+            if not declarations:
+                body["tools"].append({"functionDeclarations": declarations})
+            declarations.append(_declaration_out(t))
         if req.tool_choice is not None:
             body["toolConfig"] = {"functionCallingConfig": _calling_config(req.tool_choice)}
     generation = _generation_config(req)
@@ -877,7 +899,17 @@ def _part_for_upstream(part: ir.Part) -> dict | None:
         return _image_for_upstream(part)
     if isinstance(part, ir.ToolCall):
         return _function_call_for_upstream(part)
+    if isinstance(part, ir.Opaque):
+        return _opaque_out(part)
     return None  # Thinking is never sent as text; its signatures ride on the calls
+
+
+def _opaque_out(part: ir.Opaque) -> dict:
+    """A part or tool the IR could not model: sent as the client sent it, in place,
+    only to the protocol it came from; elsewhere a 400 naming the client's field."""
+    if part.protocol != PROVIDER:
+        raise errors.invalid(f"{part.kind} cannot be sent to a Gemini backend", part.where)
+    return dict(part.data)
 
 
 def _function_call_for_upstream(call: ir.ToolCall) -> dict:
@@ -925,7 +957,8 @@ def _function_responses(results: list[ir.ToolResult], calls: list[ir.ToolCall],
         if not is_synthesized_id(result.call_id):
             function_response["id"] = split_signature_id(result.call_id)[0]
         parts.append({"functionResponse": function_response})
-        images.extend(_image_for_upstream(p) for p in result.content if isinstance(p, ir.Image))
+        images.extend(_image_for_upstream(p) if isinstance(p, ir.Image) else _opaque_out(p)
+                      for p in result.content if isinstance(p, (ir.Image, ir.Opaque)))
     return {"role": "user", "parts": parts + images}
 
 

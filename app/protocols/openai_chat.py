@@ -25,6 +25,10 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
 - Tool-call ids longer than OpenAI's 40 characters are replaced by a
   deterministic hash (same for the call and its result), so the stateless
   proxy maps every turn of a history the same way.
+- What OpenAI defines but the IR cannot model (user `input_audio` / `file`
+  parts, `custom` tools and their calls in history) is kept as `ir.Opaque` in
+  place: re-sent unchanged to an OpenAI backend, refused with a 400 naming the
+  client's field by any other.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_STOP = 4
 _MAX_CALL_ID = 40  # OpenAI rejects longer tool-call ids
+_OPAQUE_PARTS = ("input_audio", "file")  # user content parts with no IR form
 
 _FINISH_TO_WIRE = {
     ir.FinishReason.stop: "stop",
@@ -226,8 +231,11 @@ def _parse_messages(value: Any) -> tuple[ir.Message, ...]:
                 if isinstance(p, ir.ToolCall):
                     names_by_id[p.id] = p.name
                     unanswered[p.id] = i
+                elif isinstance(p, ir.Opaque):  # a custom tool call: its result pairs by id too
+                    names_by_id[p.data["id"]] = p.data["custom"]["name"]
+                    unanswered[p.data["id"]] = i
         elif role == "user":
-            parts = _parse_content(raw, where, allowed=("text", "image_url"))
+            parts = _parse_content(raw, where, allowed=("text", "image_url") + _OPAQUE_PARTS)
         else:
             parts = _parse_content(raw, where, allowed=("text",))
         if parts:  # turns that end up empty are dropped (hazard 11)
@@ -280,14 +288,21 @@ def _parse_assistant(raw: dict, where: str) -> list[ir.Part]:
     return parts
 
 
-def _parse_tool_call(tc: Any, where: str) -> ir.ToolCall:
+def _parse_tool_call(tc: Any, where: str) -> ir.ToolCall | ir.Opaque:
     if not isinstance(tc, dict):
         raise errors.invalid(f"'{where}' must be an object.", where)
-    if tc.get("type") != "function":
-        raise errors.invalid(f"'{where}.type' must be 'function'.", f"{where}.type")
+    if tc.get("type") not in ("function", "custom"):
+        raise errors.invalid(f"'{where}.type' must be 'function' or 'custom'.", f"{where}.type")
     call_id = tc.get("id")
     if not isinstance(call_id, str) or not call_id:
         raise errors.invalid(f"'{where}.id' is required and must be a string.", f"{where}.id")
+    if tc["type"] == "custom":
+        custom = tc.get("custom")
+        if not isinstance(custom, dict) or not isinstance(custom.get("name"), str) or not custom["name"]:
+            raise errors.invalid(f"'{where}.custom.name' is required and must be a string.", f"{where}.custom.name")
+        if not isinstance(custom.get("input"), str):
+            raise errors.invalid(f"'{where}.custom.input' must be a string.", f"{where}.custom.input")
+        return ir.Opaque(PROTOCOL, "custom tool call", tc, where)
     fn = tc.get("function")
     if not isinstance(fn, dict):
         raise errors.invalid(f"'{where}.function' must be an object.", f"{where}.function")
@@ -318,6 +333,9 @@ def _parse_content(raw: dict, where: str, *, allowed: tuple[str, ...]) -> list[i
                                  f"{raw.get('role')} message; got {kind!r}.", f"{here}.type")
         if kind == "image_url":
             parts.append(_parse_image(part.get("image_url"), here))
+            continue
+        if kind in _OPAQUE_PARTS:
+            parts.append(ir.Opaque(PROTOCOL, f"{kind} part", part, here))
             continue
         text = part.get(kind)  # {"type":"text","text":…} / {"type":"refusal","refusal":…}
         if not isinstance(text, str):
@@ -364,11 +382,14 @@ def _parse_tools(value: Any) -> tuple[ir.Tool, ...]:
 def _parse_tool(tool: Any, where: str) -> ir.Tool:
     if not isinstance(tool, dict):
         raise errors.invalid(f"'{where}' must be an object.", where)
-    if tool.get("type") == "custom":
-        raise errors.invalid(f"'{where}' is a custom tool; only function tools can be converted for this model.",
-                             where)
+    if tool.get("type") == "custom":  # free-form input: no IR form, kept as sent
+        custom = tool.get("custom")
+        if not isinstance(custom, dict) or not isinstance(custom.get("name"), str) \
+                or not _TOOL_NAME.match(custom["name"]):
+            raise errors.invalid(f"'{where}.custom.name' must match ^[a-zA-Z0-9_-]{{1,64}}$.", f"{where}.custom.name")
+        return ir.Tool(name=custom["name"], native=ir.Opaque(PROTOCOL, "custom tool", tool, where))
     if tool.get("type") != "function":
-        raise errors.invalid(f"'{where}.type' must be 'function'.", f"{where}.type")
+        raise errors.invalid(f"'{where}.type' must be 'function' or 'custom'.", f"{where}.type")
     fn = tool.get("function")
     if not isinstance(fn, dict):
         raise errors.invalid(f"'{where}.function' must be an object.", f"{where}.function")
@@ -707,6 +728,8 @@ def _reasoning_effort(reasoning: ir.Reasoning | None) -> str | None:
 
 
 def _wire_tool(tool: ir.Tool) -> dict:
+    if tool.native is not None:
+        return _opaque_out(tool.native)
     fn: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         fn["description"] = tool.description
@@ -754,10 +777,19 @@ def _sniff_media_type(data: str) -> str:
     return "image/png"
 
 
+def _opaque_out(part: ir.Opaque) -> dict:
+    """A part, call or tool the IR could not model: sent as the client sent it, in
+    place, only to the protocol it came from; elsewhere a 400 naming the client's field."""
+    if part.protocol != PROTOCOL:
+        raise errors.invalid(f"{part.kind} cannot be sent to an OpenAI backend", part.where)
+    return dict(part.data)
+
+
 def _wire_content(parts: Iterable[ir.Part]) -> str | list | None:
-    """One text part -> a plain string (the common form); several, or images -> a parts array."""
-    wire = [{"type": "text", "text": p.text} if isinstance(p, ir.Text) else _image_url(p)
-            for p in parts if isinstance(p, (ir.Text, ir.Image))]
+    """One text part -> a plain string (the common form); several, images or opaque parts -> a parts array."""
+    wire = [{"type": "text", "text": p.text} if isinstance(p, ir.Text)
+            else _image_url(p) if isinstance(p, ir.Image) else _opaque_out(p)
+            for p in parts if isinstance(p, (ir.Text, ir.Image, ir.Opaque))]
     if not wire:
         return None
     if len(wire) == 1 and wire[0]["type"] == "text":
@@ -774,7 +806,7 @@ def _wire_messages(messages: Iterable[ir.Message]) -> list[dict]:
         # text-only, so their images move to a user message right after (hazard 8).
         for r in results:
             out.append({"role": "tool", "tool_call_id": wire_call_id(r.call_id),
-                        "content": _wire_content(p for p in r.content if isinstance(p, ir.Text)) or ""})
+                        "content": _wire_content(p for p in r.content if not isinstance(p, ir.Image)) or ""})
         moved = [img for r in results for img in r.content if isinstance(img, ir.Image)]
         if m.role == "assistant":
             message = _wire_assistant(rest)
@@ -792,9 +824,11 @@ def _wire_messages(messages: Iterable[ir.Message]) -> list[dict]:
 
 
 def _wire_assistant(parts: list[ir.Part]) -> dict | None:
-    """Text + refusal + tool_calls; Thinking has no slot in OpenAI Chat and is dropped."""
+    """Text + refusal + tool_calls; Thinking has no slot in OpenAI Chat and is dropped.
+    An assistant Opaque goes with the calls: the only one this module makes is a
+    custom tool call, and another protocol's is refused there."""
     content = _wire_content(p for p in parts if isinstance(p, ir.Text))
-    calls = [p for p in parts if isinstance(p, ir.ToolCall)]
+    calls = [p for p in parts if isinstance(p, (ir.ToolCall, ir.Opaque))]
     refusal = "".join(p.text for p in parts if isinstance(p, ir.Refusal))
     if content is None and not calls and not refusal:
         return None
@@ -802,7 +836,8 @@ def _wire_assistant(parts: list[ir.Part]) -> dict | None:
     if refusal:
         message["refusal"] = refusal
     if calls:
-        message["tool_calls"] = [_wire_tool_call(ir.ToolCall(wire_call_id(c.id), c.name, c.arguments))
+        message["tool_calls"] = [_opaque_out(c) if isinstance(c, ir.Opaque)
+                                 else _wire_tool_call(ir.ToolCall(wire_call_id(c.id), c.name, c.arguments))
                                  for c in calls]
     return message
 

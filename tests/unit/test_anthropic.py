@@ -16,7 +16,7 @@ import pytest
 
 from app import ir
 from app.errors import ErrorKind, ProxyError
-from app.protocols import anthropic
+from app.protocols import anthropic, protocol_module
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, SSEFramer
 from tests.conftest import every_split
@@ -303,7 +303,8 @@ _HI = {"role": "user", "content": "Hi"}
     (_messages({"role": "user", "content": 5}), "messages.0.content"),
     (_messages({"role": "user", "content": ["text"]}), "messages.0.content.0"),
     (_messages({"role": "user", "content": [{"text": "no type"}]}), "messages.0.content.0.type"),
-    (_messages({"role": "user", "content": [{"type": "document", "source": {}}]}), "messages.0.content.0.type"),
+    (_messages({"role": "user", "content": [{"type": "thinking", "thinking": "x"}]}), "messages.0.content.0.type"),
+    (_messages({"role": "user", "content": [{"type": 5}]}), "messages.0.content.0.type"),
     (_messages({"role": "user", "content": [{"type": "tool_use", "id": "x", "name": "a", "input": {}}]}),
      "messages.0.content.0.type"),
     (_messages({"role": "user", "content": [{"type": "text", "text": 5}]}), "messages.0.content.0.text"),
@@ -320,7 +321,7 @@ _HI = {"role": "user", "content": "Hi"}
      "messages.1.content.0.signature"),
     (_messages(_HI, {"role": "assistant", "content": [{"type": "redacted_thinking"}]}),
      "messages.1.content.0.data"),
-    (_messages(_HI, {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s", "name": "web_search"}]}),
+    (_messages(_HI, {"role": "assistant", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]}),
      "messages.1.content.0.type"),
     (_messages(_CALL, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_other"}]}),
      "messages.1.content.0.tool_use_id"),
@@ -329,7 +330,7 @@ _HI = {"role": "user", "content": "Hi"}
     (_messages(_CALL, {"role": "user", "content": [{"type": "tool_result", "content": "x"}]}),
      "messages.1.content.0.tool_use_id"),
     (_messages(_CALL, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
-                                                     "content": [{"type": "document"}]}]}),
+                                                     "content": [{"type": "tool_use"}]}]}),
      "messages.1.content.0.content.0.type"),
     (_messages(_CALL, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
                                                      "is_error": "yes"}]}),
@@ -337,7 +338,7 @@ _HI = {"role": "user", "content": "Hi"}
     ({**MINIMAL, "system": 5}, "system"),
     ({**MINIMAL, "system": [{"type": "image"}]}, "system.0.type"),
     ({**MINIMAL, "tools": {"name": "a"}}, "tools"),
-    ({**MINIMAL, "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools.0"),
+    ({**MINIMAL, "tools": [{"type": 5, "name": "web_search"}]}, "tools.0.type"),
     ({**MINIMAL, "tools": [{"name": "a"}]}, "tools.0.input_schema"),
     ({**MINIMAL, "tools": [{"name": "get.weather", "input_schema": {"type": "object"}}]}, "tools.0.name"),
     ({**MINIMAL, "tool_choice": "auto"}, "tool_choice"),
@@ -985,6 +986,94 @@ def test_passthrough_swaps_only_the_model():
         "https://api.anthropic.test/v1/messages",
         {"content-type": "application/json", "anthropic-version": "2023-06-01", "x-api-key": "sk-ant-test-key-0001"},
         True)
+
+
+# ============================================ opaque blocks and server tools
+# What the IR cannot model parses as ir.Opaque (not a 400), goes back to an
+# Anthropic backend unchanged and in place, and is a 400 naming the client's
+# field for any other backend.
+
+DOCUMENT = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Q3 rose 4%."},
+            "title": "Report", "citations": {"enabled": True}}
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+SERVER_TOOL_USE = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "oslo"}}
+SEARCH_RESULTS = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+    {"type": "web_search_result", "url": "https://example.com", "title": "Oslo", "encrypted_content": "EqQ=",
+     "page_age": None}]}
+SEARCH_RESULT = {"type": "search_result", "source": "https://wiki.example/oslo", "title": "Oslo",
+                 "content": [{"type": "text", "text": "Oslo is the capital."}]}
+_OTHER_BACKENDS = [
+    ("openai", Target(backend="gpt", base_url="https://api.openai.test/v1", model="gpt-4o"), "an OpenAI"),
+    ("gemini", Target(backend="gem", base_url="https://gemini.test", model="gemini-2.5-flash"), "a Gemini"),
+]
+
+OPAQUE_CASES = [
+    # (client body, the Opaque parts parse_request keeps, where each lands in the built body, capabilities)
+    pytest.param(_messages({"role": "user", "content": [{"type": "text", "text": "Summarise:"}, DOCUMENT,
+                                                        {"type": "text", "text": "Briefly."}]}),
+                 [ir.Opaque("anthropic", "document block", DOCUMENT, "messages.0.content.1")],
+                 [("messages", 0, "content", 1)], {"text"}, id="document"),
+    pytest.param(_messages(_HI, {"role": "assistant", "content": [
+                     {"type": "text", "text": "Searching."}, SERVER_TOOL_USE, SEARCH_RESULTS,
+                     {"type": "text", "text": "Sunny."}]}, {"role": "user", "content": "Thanks"}),
+                 [ir.Opaque("anthropic", "server_tool_use block", SERVER_TOOL_USE, "messages.1.content.1"),
+                  ir.Opaque("anthropic", "web_search_tool_result block", SEARCH_RESULTS, "messages.1.content.2")],
+                 [("messages", 1, "content", 1), ("messages", 1, "content", 2)], {"text"}, id="server-tool-history"),
+    pytest.param(_messages(_CALL, {"role": "user", "content": [
+                     {"type": "tool_result", "tool_use_id": "toolu_1", "content": [SEARCH_RESULT]}]}),
+                 [ir.Opaque("anthropic", "search_result block", SEARCH_RESULT, "messages.1.content.0.content.0")],
+                 [("messages", 1, "content", 0, "content", 0)], {"text", "tools"}, id="search-result-in-tool-result"),
+    pytest.param({**MINIMAL, "tools": [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}, WEB_SEARCH]},
+                 [ir.Opaque("anthropic", "web_search_20250305 tool", WEB_SEARCH, "tools.1")],
+                 [("tools", 1)], {"text", "tools"}, id="web-search-tool"),
+]
+
+
+def _opaques(req: ir.Request) -> list[ir.Opaque]:
+    found = [t.native for t in req.tools if t.native is not None]
+    for m in req.messages:
+        for p in m.parts:
+            found += [c for c in p.content if isinstance(c, ir.Opaque)] if isinstance(p, ir.ToolResult) else []
+            found += [p] if isinstance(p, ir.Opaque) else []
+    return found
+
+
+def _at(body: dict, path: tuple) -> object:
+    for key in path:
+        body = body[key]
+    return body
+
+
+@pytest.mark.parametrize("body, opaques, paths, capabilities", OPAQUE_CASES)
+def test_blocks_and_tools_without_ir_form_are_kept_opaque(body, opaques, paths, capabilities):
+    req = anthropic.parse_request(body)
+    assert _opaques(req) == opaques
+    assert req.capabilities() == capabilities  # an opaque block needs nothing; an opaque tool is a tool
+    # An Anthropic backend gets each one back as sent, in place, around the modelled blocks.
+    upstream = anthropic.build_request(req, TARGET)
+    built = json.loads(upstream.body)
+    for opaque, path in zip(opaques, paths):
+        assert _at(built, path) == opaque.data
+        assert json.dumps(opaque.data, separators=(",", ":")).encode() in upstream.body
+    if len(paths[0]) == 4:  # a message block: the whole turn is the client's, in order
+        turn = paths[0][1]
+        assert built["messages"][turn] == body["messages"][turn]
+    # Any other backend: a 400 naming the field in the client's (Anthropic) terms.
+    for name, target, backend_label in _OTHER_BACKENDS:
+        with pytest.raises(ProxyError) as caught:
+            protocol_module(name).build_request(req, target)
+        assert (caught.value.kind, caught.value.status, caught.value.param) == (
+            ErrorKind.invalid_request, 400, opaques[0].where)
+        assert caught.value.message == f"{opaques[0].kind} cannot be sent to {backend_label} backend"
+
+
+def test_server_tool_is_a_native_tool_labelled_by_its_name():
+    req = anthropic.parse_request({**MINIMAL, "tools": [WEB_SEARCH],
+                                   "tool_choice": {"type": "tool", "name": "web_search"}})
+    assert req.tools == (ir.Tool("web_search", native=ir.Opaque("anthropic", "web_search_20250305 tool", WEB_SEARCH,
+                                                                "tools.0")),)
+    assert sent(req)["tools"] == [WEB_SEARCH]
+    assert sent(req)["tool_choice"] == {"type": "tool", "name": "web_search"}
 
 
 # ========================================================== parse_response

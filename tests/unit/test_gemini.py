@@ -13,7 +13,7 @@ import pytest
 
 from app import ir
 from app.errors import ErrorKind, ProxyError
-from app.protocols import gemini
+from app.protocols import gemini, protocol_module
 from app.protocols.base import ModelInfo, Target
 from app.protocols.gemini_schema import from_gemini_schema, to_gemini_parameters
 from app.upstream.framing import Frame, SSEFramer
@@ -242,12 +242,11 @@ def test_gemini_schema_back_to_json_schema():
      "generationConfig.temperature"),
     ({"contents": [{"parts": [{"text": "a"}]}], "generationConfig": {"maxTokens": 5}},
      "generationConfig.maxTokens"),
-    ({"contents": [{"parts": [{"text": "a"}]}], "tools": [{"googleSearch": {}}]}, "tools[0]"),
-    ({"contents": [{"parts": [{"text": "a"}]}], "tools": [{"functionDeclarations": []}, {"codeExecution": {}}]},
-     "tools[1]"),
+    ({"contents": [{"parts": [{"text": "a"}]}], "tools": ["googleSearch"]}, "tools[0]"),
     ({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "not base64!"}}]}]},
      "contents[0].parts[0].inlineData.data"),
-    ({"contents": [{"parts": [{"executableCode": {"code": "1"}}]}]}, "contents[0].parts[0].executableCode"),
+    ({"contents": [{"parts": [{"executableCode": "print(1)"}]}]}, "contents[0].parts[0].executableCode"),
+    ({"contents": [{"parts": [{"executableCode": {"code": "1"}, "text": "a"}]}]}, "contents[0].parts[0]"),
     ({"contents": [{"parts": [{"functionResponse": {"name": "f", "response": {}}}]}]},
      "contents[0].parts[0].functionResponse"),
 ])
@@ -754,6 +753,76 @@ def test_passthrough_request_sends_the_client_body_unchanged():
     upstream = gemini.passthrough_request(req, TARGET)
     assert upstream.url == "https://gemini.test/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     assert json.loads(upstream.body) == raw
+
+
+# ===================================== opaque parts and built-in tools
+
+WEATHER_DECLARATION = {"name": "get_weather", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}}, "required": ["city"]}}
+CODE_PART = {"executableCode": {"language": "PYTHON", "code": "print(1 + 1)"}, "thoughtSignature": "c2ln"}
+RESULT_PART = {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "2\n"}}
+OTHER_BACKENDS = [
+    ("openai", Target(backend="gpt", base_url="https://api.openai.test/v1", model="gpt-4o"), "an OpenAI"),
+    ("anthropic", Target(backend="claude", base_url="https://api.anthropic.test", model="claude-x"), "an Anthropic"),
+]
+
+OPAQUE_CASES = [
+    # (client body, the Opaque parts parse_request keeps, where each lands in the built body, capabilities)
+    pytest.param({"contents": [{"role": "user", "parts": [{"text": "Oslo weather and news?"}]}],
+                  "tools": [{"functionDeclarations": [WEATHER_DECLARATION]}, {"googleSearch": {}}]},
+                 [ir.Opaque("gemini", "googleSearch tool", {"googleSearch": {}}, "tools[1].googleSearch")],
+                 [("tools", 1)], {"text", "tools"}, id="google-search-tool"),
+    pytest.param({"contents": [{"role": "user", "parts": [{"text": "1 + 1?"}]}], "tools": [{"code_execution": {}}]},
+                 [ir.Opaque("gemini", "codeExecution tool", {"code_execution": {}}, "tools[0].code_execution")],
+                 [("tools", 0)], {"text", "tools"}, id="code-execution-tool"),
+    pytest.param({"contents": [{"role": "user", "parts": [{"text": "1 + 1?"}]},
+                               {"role": "model", "parts": [CODE_PART, RESULT_PART, {"text": "It is 2."}]},
+                               {"role": "user", "parts": [{"text": "Thanks"}]}]},
+                 [ir.Opaque("gemini", "executableCode part", CODE_PART, "contents[1].parts[0]"),
+                  ir.Opaque("gemini", "codeExecutionResult part", RESULT_PART, "contents[1].parts[1]")],
+                 [("contents", 1, "parts", 0), ("contents", 1, "parts", 1)], {"text"}, id="executable-code"),
+]
+
+
+def _opaques(req: ir.Request) -> list[ir.Opaque]:
+    parts = [p for m in req.messages for p in m.parts if isinstance(p, ir.Opaque)]
+    return parts + [t.native for t in req.tools if t.native is not None]
+
+
+def _at(doc: dict, path: tuple) -> object:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+@pytest.mark.parametrize("body, opaques, paths, capabilities", OPAQUE_CASES)
+def test_parts_and_tools_without_ir_form_are_kept_opaque(body, opaques, paths, capabilities):
+    req = gemini.parse_request(body, model="gemini-2.5-flash")
+    assert _opaques(req) == opaques
+    assert req.capabilities() == capabilities  # an opaque part needs nothing; an opaque tool is a tool
+    # A Gemini backend gets each one back as sent, in place.
+    upstream = gemini.build_request(req, TARGET)
+    built = body_of(upstream)
+    for opaque, path in zip(opaques, paths):
+        assert _at(built, path) == opaque.data
+        assert json.dumps(opaque.data, separators=(",", ":")).encode() in upstream.body
+    assert built["contents"] == body["contents"]  # every turn as the client sent it, in order
+    # Any other backend: a 400 naming the field in the client's (Gemini) terms.
+    for name, target, backend_label in OTHER_BACKENDS:
+        with pytest.raises(ProxyError) as caught:
+            protocol_module(name).build_request(req, target)
+        assert (caught.value.kind, caught.value.status, caught.value.param) == (
+            ErrorKind.invalid_request, 400, opaques[0].where)
+        assert caught.value.message == f"{opaques[0].kind} cannot be sent to {backend_label} backend"
+
+
+def test_built_in_tools_keep_their_place_beside_one_declarations_entry():
+    body = {"contents": [{"parts": [{"text": "a"}]}],
+            "tools": [{"googleSearch": {}}, {"functionDeclarations": [WEATHER_DECLARATION]},
+                      {"urlContext": {}, "functionDeclarations": [{"name": "noop"}]}]}
+    tools = body_of(gemini.build_request(gemini.parse_request(body, model="m"), TARGET))["tools"]
+    assert tools == [{"googleSearch": {}}, {"functionDeclarations": [WEATHER_DECLARATION, {"name": "noop"}]},
+                     {"urlContext": {}}]
 
 
 # =============================================== thought signatures (bug #9)

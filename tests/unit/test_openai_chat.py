@@ -16,6 +16,7 @@ import pytest
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid
 from app.protocols import openai_chat as oc
+from app.protocols import protocol_module
 from app.protocols.base import ModelInfo, Target
 from app.upstream.framing import Frame, SSEFramer
 from tests.conftest import every_split
@@ -80,7 +81,9 @@ INVALID_REQUESTS = [
     ("messages[0].role", with_messages({"content": "Hi"})),
     ("messages[0].content", with_messages({"role": "user", "content": 42})),
     ("messages[0].content[0].type", with_messages(
-        {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}]})),
+        {"role": "user", "content": [{"type": "input_video", "input_video": {"data": "AA=="}}]})),
+    ("messages[0].content[0].type", with_messages(
+        {"role": "system", "content": [{"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}]})),
     ("messages[0].content[0].type", with_messages({"role": "user", "content": ["Hi"]})),
     ("messages[0].content[1].type", with_messages({"role": "system", "content": [
         {"type": "text", "text": "Be brief."},
@@ -98,6 +101,11 @@ INVALID_REQUESTS = [
         HI, {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "https://x.io/a.png"}}]})),
     ("messages[1].tool_calls", with_messages(HI, {"role": "assistant", "content": None, "tool_calls": {}})),
     ("messages[1].tool_calls[0].type", with_messages(
+        HI, assistant_calls({"id": "c", "type": "mcp", "mcp": {"name": "f"}}))),
+    ("messages[1].tool_calls[0].custom.input", with_messages(
+        HI, assistant_calls({"id": "c", "type": "custom", "custom": {"name": "f", "input": {"x": 1}}}))),
+    ("messages[1].tool_calls[0].custom.name", with_messages(HI, assistant_calls({"id": "c", "type": "custom"}))),
+    ("messages[1].tool_calls", with_messages(  # a custom call must be answered like a function call
         HI, assistant_calls({"id": "c", "type": "custom", "custom": {"name": "f", "input": "x"}}))),
     ("messages[1].tool_calls[0].id", with_messages(
         HI, assistant_calls({"type": "function", "function": {"name": "f", "arguments": "{}"}}))),
@@ -116,7 +124,8 @@ INVALID_REQUESTS = [
     ("functions", body(functions=[{"name": "f"}])),
     ("function_call", body(function_call="auto")),
     ("tools", body(tools={"type": "function"})),
-    ("tools[0]", body(tools=[{"type": "custom", "custom": {"name": "grep"}}])),
+    ("tools[0].custom.name", body(tools=[{"type": "custom", "custom": {"description": "no name"}}])),
+    ("tools[0].custom.name", body(tools=[{"type": "custom"}])),
     ("tools[1].type", body(tools=[WEATHER_TOOL, {"type": "web_search"}])),
     ("tools[0].function", body(tools=[{"type": "function"}])),
     ("tools[0].function.name", body(tools=[{"type": "function", "function": {"name": "get weather"}}])),
@@ -774,6 +783,80 @@ def test_passthrough_request_swaps_only_the_model():
     assert dict(upstream.headers) == {"Content-Type": "application/json", "Authorization": "Bearer sk-test-key"}
     assert upstream_json(upstream) == {**client_body, "model": "gpt-4o-2024-08-06"}
     assert client_body["model"] == "my-alias"  # the client's dict is not modified
+
+
+# ====================================================================
+# opaque parts and tools: kept for OpenAI, a 400 naming the field elsewhere
+# ====================================================================
+
+AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+FILE_PART = {"type": "file", "file": {"filename": "q3.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
+CUSTOM_TOOL = {"type": "custom", "custom": {"name": "run_sql", "description": "Raw SQL",
+                                            "format": {"type": "text"}}}
+CUSTOM_CALL = {"id": "call_sql", "type": "custom", "custom": {"name": "run_sql", "input": "SELECT 1"}}
+CUSTOM_HISTORY = body(tools=[CUSTOM_TOOL], messages=[
+    HI, assistant_calls(CUSTOM_CALL), {"role": "tool", "tool_call_id": "call_sql", "content": "1"}])
+OTHER_BACKENDS = [
+    ("anthropic", Target(backend="claude", base_url="https://api.anthropic.test", model="claude-x"), "an Anthropic"),
+    ("gemini", Target(backend="gem", base_url="https://gemini.test", model="gemini-2.5-flash"), "a Gemini"),
+]
+
+OPAQUE_CASES = [
+    # (client body, the Opaque parts parse_request keeps, where each lands in the built body, capabilities)
+    pytest.param(with_messages({"role": "user", "content": [{"type": "text", "text": "Transcribe, then summarise:"},
+                                                            AUDIO_PART, FILE_PART]}),
+                 [ir.Opaque("openai", "input_audio part", AUDIO_PART, "messages[0].content[1]"),
+                  ir.Opaque("openai", "file part", FILE_PART, "messages[0].content[2]")],
+                 [("messages", 0, "content", 1), ("messages", 0, "content", 2)], {"text"}, id="audio-and-file"),
+    pytest.param(with_messages({"role": "user", "content": [FILE_PART]}),
+                 [ir.Opaque("openai", "file part", FILE_PART, "messages[0].content[0]")],
+                 [("messages", 0, "content", 0)], {"text"}, id="file"),
+    pytest.param(body(tools=[WEATHER_TOOL, CUSTOM_TOOL]),
+                 [ir.Opaque("openai", "custom tool", CUSTOM_TOOL, "tools[1]")],
+                 [("tools", 1)], {"text", "tools"}, id="custom-tool"),
+    pytest.param(CUSTOM_HISTORY,
+                 [ir.Opaque("openai", "custom tool call", CUSTOM_CALL, "messages[1].tool_calls[0]"),
+                  ir.Opaque("openai", "custom tool", CUSTOM_TOOL, "tools[0]")],
+                 [("messages", 1, "tool_calls", 0), ("tools", 0)], {"text", "tools"}, id="custom-tool-call"),
+]
+
+
+def _opaques(req: ir.Request) -> list[ir.Opaque]:
+    parts = [p for m in req.messages for p in m.parts if isinstance(p, ir.Opaque)]
+    return parts + [t.native for t in req.tools if t.native is not None]
+
+
+def _at(doc: dict, path: tuple) -> object:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+@pytest.mark.parametrize("request_body, opaques, paths, capabilities", OPAQUE_CASES)
+def test_parts_and_tools_without_ir_form_are_kept_opaque(request_body, opaques, paths, capabilities):
+    req = oc.parse_request(request_body)
+    assert _opaques(req) == opaques
+    assert req.capabilities() == capabilities  # an opaque part needs nothing; an opaque tool is a tool
+    # An OpenAI backend gets each one back as sent, in place.
+    upstream = oc.build_request(req, TARGET)
+    built = upstream_json(upstream)
+    for opaque, path in zip(opaques, paths):
+        assert _at(built, path) == opaque.data
+        assert json.dumps(opaque.data, separators=(",", ":")).encode() in upstream.body
+    assert built["messages"] == request_body["messages"]  # every turn as the client sent it, in order
+    # Any other backend: a 400 naming the field in the client's (OpenAI) terms.
+    for name, target, backend_label in OTHER_BACKENDS:
+        with pytest.raises(ProxyError) as caught:
+            protocol_module(name).build_request(req, target)
+        assert (caught.value.kind, caught.value.status, caught.value.param) == (
+            ErrorKind.invalid_request, 400, opaques[0].where)
+        assert caught.value.message == f"{opaques[0].kind} cannot be sent to {backend_label} backend"
+
+
+def test_a_custom_tool_call_result_pairs_by_id():
+    req = oc.parse_request(CUSTOM_HISTORY)
+    assert req.messages[2] == ir.Message("tool", (ir.ToolResult("call_sql", (ir.Text("1"),), name="run_sql"),))
+    assert req.tools == (ir.Tool("run_sql", native=ir.Opaque("openai", "custom tool", CUSTOM_TOOL, "tools[0]")),)
 
 
 # ====================================================================

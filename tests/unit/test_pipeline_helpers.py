@@ -1,6 +1,11 @@
-"""Pipeline pieces that need no server: the passthrough model rewrite, registry defaults."""
+"""Pipeline pieces that need no server: the passthrough model rewrite, registry defaults,
+the same-protocol passthrough of what the IR cannot model."""
+import json
+
 from app import ir
 from app.config import BackendConfig, ModelEntry
+from app.protocols import anthropic
+from app.protocols.base import Target
 from app.pipeline import ModelRewriter, _with_registry_defaults
 from app.routing import Route
 
@@ -41,3 +46,17 @@ def test_registry_defaults_fill_only_what_the_client_left_out():
     out = _with_registry_defaults(req, _route(entry))
     assert (out.max_tokens, out.reasoning, out.temperature) == (512, ir.Reasoning(effort="low"), 0.9)
     assert _with_registry_defaults(req, _route(None)) is req
+
+
+def test_a_block_without_ir_form_parses_and_passes_through_unchanged():
+    """The pipeline parses every request to route it: a document block must not be a 400
+    there, and the same-protocol hop sends the client's body with only the model swapped."""
+    document = {"type": "document", "source": {"type": "url", "url": "https://example.com/q3.pdf"},
+                "cache_control": {"type": "ephemeral"}}
+    body = {"model": "my-claude", "max_tokens": 64, "messages": [
+        {"role": "user", "content": [document, {"type": "text", "text": "Summarise."}]}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}]}
+    req = anthropic.parse_request(body)
+    assert req.messages[0].parts[0] == ir.Opaque("anthropic", "document block", document, "messages.0.content.0")
+    upstream = anthropic.passthrough_request(req, Target(backend="claude", base_url="https://a.test", model="up"))
+    assert upstream.body == json.dumps({**body, "model": "up"}, separators=(",", ":")).encode()
