@@ -77,7 +77,9 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
         return respond(count_tokens_reply(pipeline, ANTHROPIC, body, request.headers))
 
     # ---------------------------------------------------------------- Gemini
+    # Both API versions: the google-genai SDK defaults to v1, older clients to v1beta.
     @app.post("/v1beta/models/<path:model_action>")
+    @app.post("/v1/models/<path:model_action>")
     def gemini_generate(model_action: str, pinned: str | None = None) -> Response:
         model, _, action = model_action.rpartition(":")
         model = model.removeprefix("models/")
@@ -122,6 +124,7 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     @app.post("/<protocol>/<instance>/v1/chat/completions")
     @app.post("/<protocol>/<instance>/v1/messages")
     @app.post("/<protocol>/<instance>/v1beta/models/<path:model_action>")
+    @app.post("/<protocol>/<instance>/v1/models/<path:model_action>")
     def pinned(protocol: str, instance: str, model_action: str | None = None) -> Response:
         frontend = _PROTOCOL_PREFIX.get(protocol)
         path = request.path.split("/", 3)[3]
@@ -154,7 +157,7 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
 
 
 def _frontend_for_path(path: str) -> ModuleType:
-    if "/v1beta/" in path:
+    if "/v1beta/" in path or ":generateContent" in path or ":streamGenerateContent" in path:
         return GEMINI
     if "/messages" in path:
         return ANTHROPIC

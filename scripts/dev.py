@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""The README's two commands, needing nothing but Python 3.11+:
+
+    python3 scripts/dev.py demo   # install, start mock + proxy, run the matrix, keep the proxy up
+    python3 scripts/dev.py test   # install, run the whole test suite (extra args go to pytest)
+
+Both create `.venv` and install the project into it (again only when
+pyproject.toml changed). Standard library only: this runs before anything
+is installed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = REPO / ".venv"
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+STAMP = VENV / ".interchange-installed"
+MOCK_PORT = 8888
+PROXY_PORT = 9001
+
+
+def ensure_installed() -> None:
+    """Create the venv and install the project with its test extras, once per pyproject change."""
+    want = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == want:
+        return
+    if not PY.exists():
+        print("creating .venv ...", flush=True)
+        subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
+    print("installing interchange and its test dependencies into .venv ...", flush=True)
+    subprocess.check_call([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                           "-e", f"{REPO}[test]"])
+    STAMP.write_text(want)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url}: no answer on /health within {timeout:.0f} s")
+
+
+def demo(args: list[str]) -> int:
+    """Mock (8888) + proxy (9001, config-mock.toml), the matrix against them, then serve until Ctrl-C."""
+    ensure_installed()
+    mock_url, proxy_url = f"http://127.0.0.1:{MOCK_PORT}", f"http://127.0.0.1:{PROXY_PORT}"
+    procs = [
+        subprocess.Popen([str(PY), "-m", "app", "mock", "--port", str(MOCK_PORT)], cwd=REPO,
+                         stdout=subprocess.DEVNULL),
+        subprocess.Popen([str(PY), "-m", "app", "serve", "--config", "config-mock.toml",
+                          "--port", str(PROXY_PORT)], cwd=REPO, stdout=subprocess.DEVNULL),
+    ]
+    try:
+        wait_healthy(mock_url, procs[0])
+        wait_healthy(proxy_url, procs[1])
+        code = subprocess.call([str(PY), "-m", "app", "matrix", "--proxy-url", proxy_url,
+                                "--mock-url", mock_url, *args], cwd=REPO)
+        print(f"\nThe proxy is up at {proxy_url} (mock providers at {mock_url}). Try:\n"
+              f"  curl -s {proxy_url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+              f"    -d '{{\"model\":\"claude-haiku-4-5\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hi\"}}]}}'\n"
+              "Ctrl-C stops both.", flush=True)
+        if code != 0:
+            print(f"(the matrix exited with {code}: some cells failed)", flush=True)
+        signal.pause() if hasattr(signal, "pause") else procs[1].wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return 0
+
+
+def test(args: list[str]) -> int:
+    ensure_installed()
+    return subprocess.call([str(PY), "-m", "pytest", *args], cwd=REPO)
+
+
+def main() -> int:
+    commands = {"demo": demo, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Proxy behaviour at the edges: bad input answered in the client's own
+envelope, passthrough fidelity, configuration errors, upstream faults
+mid-stream. Every assertion is on the exact wire shape a client sees."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import requests
+
+from app.config import load_config
+from app.server import create_app
+
+OPENAI_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/v1/messages"
+GEMINI_PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "client"}
+
+
+def post(stack, path, body, headers=None, raw=False):
+    data = body if raw else json.dumps(body)
+    return requests.post(stack.proxy_url + path, data=data, timeout=20,
+                         headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def mock_log(stack):
+    return requests.get(stack.mock_url + "/_mock/requests", timeout=5).json()
+
+
+def clear_log(stack):
+    requests.delete(stack.mock_url + "/_mock/requests", timeout=5)
+
+
+# ------------------------------------------------------------ bad input
+
+
+def test_malformed_json_in_each_envelope(stack):
+    r = post(stack, OPENAI_PATH, b"{not json", raw=True)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+
+    r = post(stack, ANTHROPIC_PATH, b"{not json", ANTHROPIC_HEADERS, raw=True)
+    assert r.status_code == 400
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error"
+
+    r = post(stack, GEMINI_PATH, b"{not json", raw=True)
+    assert r.status_code == 400
+    assert r.json()["error"]["status"] == "INVALID_ARGUMENT" and r.json()["error"]["code"] == 400
+
+
+@pytest.mark.parametrize("path,body,headers,field", [
+    (OPENAI_PATH, {"model": "gpt-4o-mini"}, {}, "messages"),
+    (OPENAI_PATH, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+     {}, "temperature"),
+    (ANTHROPIC_PATH, {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "x"}]},
+     ANTHROPIC_HEADERS, "max_tokens"),
+    (GEMINI_PATH, {"contents": []}, {}, "contents"),
+])
+def test_missing_or_wrong_fields_are_named(stack, path, body, headers, field):
+    r = post(stack, path, body, headers)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+def test_unknown_model_lists_the_available_ones(stack):
+    r = post(stack, OPENAI_PATH, {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == "model_not_found" and err["param"] == "model"
+    assert "gpt-4o-mini" in err["message"] and "claude-haiku-4-5" in err["message"]
+
+    r = post(stack, "/v1beta/models/nope:generateContent", {"contents": [{"role": "user", "parts": [{"text": "x"}]}]})
+    assert (r.status_code, r.json()["error"]["status"]) == (404, "NOT_FOUND")
+
+
+def test_oversized_body_is_413_in_the_client_envelope(stack):
+    big = b'{"model":"claude-haiku-4-5","pad":"' + b"x" * (33 * 1024 * 1024) + b'"}'
+    r = post(stack, ANTHROPIC_PATH, big, ANTHROPIC_HEADERS, raw=True)
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "request_too_large"
+
+
+def test_unknown_path_and_method(stack):
+    r = requests.get(stack.proxy_url + "/v1/nothing-here", timeout=5)
+    assert r.status_code == 404 and "error" in r.json()
+    r = requests.get(stack.proxy_url + OPENAI_PATH, timeout=5)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_n_above_one_across_protocols_is_a_clear_error(stack):
+    r = post(stack, OPENAI_PATH, {"model": "claude-haiku-4-5", "n": 2, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+
+
+# ------------------------------------------------------------ fidelity
+
+
+def test_same_protocol_passthrough_keeps_unknown_fields(stack):
+    clear_log(stack)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
+            "logprobs": True, "top_logprobs": 2, "metadata": {"k": "v"}, "service_tier": "default"}
+    r = post(stack, OPENAI_PATH, body, {"X-Mock-Scenario": "text", "X-Other": "not forwarded"})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "gpt-4o-mini"
+    (entry,) = mock_log(stack)
+    assert entry["body"] == body
+    headers = {k.lower(): v for k, v in entry["headers"].items()}
+    assert headers.get("x-mock-scenario") == "text"
+    assert "x-other" not in headers
+
+
+def test_the_reply_names_the_model_the_client_asked_for(stack):
+    r = post(stack, ANTHROPIC_PATH, {"model": "gpt-4o-mini", "max_tokens": 50,
+                                     "messages": [{"role": "user", "content": "Hi"}]}, ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "gpt-4o-mini"
+
+
+def test_models_lists_in_each_shape(stack):
+    oa = requests.get(stack.proxy_url + "/v1/models", timeout=5).json()
+    assert oa["object"] == "list" and {"gpt-5-nano", "claude-opus-4-5", "gemini-2.0-flash"} <= {m["id"] for m in oa["data"]}
+    an = requests.get(stack.proxy_url + "/v1/models", headers=ANTHROPIC_HEADERS, timeout=5).json()
+    assert all(m["type"] == "model" for m in an["data"]) and "has_more" in an
+    ge = requests.get(stack.proxy_url + "/v1beta/models", timeout=5).json()
+    assert "models/gemini-2.5-flash" in {m["name"] for m in ge["models"]}
+
+
+def test_count_tokens_estimate_is_labelled(stack):
+    r = post(stack, "/v1/messages/count_tokens", {"model": "gpt-4o-mini",
+                                                  "messages": [{"role": "user", "content": "Hello there"}]},
+             ANTHROPIC_HEADERS)
+    assert r.status_code == 200
+    assert r.headers["X-Interchange-Token-Count"] == "estimate"
+    assert r.json()["input_tokens"] > 0
+
+
+# ------------------------------------------------------------ faults
+
+
+def sse_events(r):
+    return [line for line in r.iter_lines(decode_unicode=True) if line]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"])
+def test_drop_mid_stream_becomes_an_in_stream_error(stack, model):
+    r = requests.post(stack.proxy_url + OPENAI_PATH, timeout=20, stream=True,
+                      headers={"X-Mock-Scenario": "drop_mid_stream"},
+                      json={"model": model, "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+    assert r.status_code == 200
+    lines = sse_events(r)
+    assert lines[-1] != "data: [DONE]"
+    last = json.loads(lines[-1].removeprefix("data: "))
+    assert "error" in last and last["error"]["message"]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"])
+def test_upstream_error_mid_stream_reaches_an_anthropic_client(stack, model):
+    r = requests.post(stack.proxy_url + ANTHROPIC_PATH, timeout=20, stream=True,
+                      headers={**ANTHROPIC_HEADERS, "X-Mock-Scenario": "error_mid_stream"},
+                      json={"model": model, "stream": True, "max_tokens": 100,
+                            "messages": [{"role": "user", "content": "Hi"}]})
+    lines = sse_events(r)
+    assert "event: error" in lines
+    assert "event: message_stop" not in lines
+
+
+def test_malformed_upstream_body_is_a_502(stack):
+    r = post(stack, GEMINI_PATH.replace("gemini-2.5-flash", "claude-haiku-4-5"),
+             {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}, {"X-Mock-Scenario": "malformed_body"})
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == 502
+
+
+# ------------------------------------------------------------ configuration
+
+
+def test_missing_api_key_is_a_configuration_error(tmp_path, stack, monkeypatch):
+    monkeypatch.delenv("INTERCHANGE_ABSENT_KEY", raising=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [backends.oa]
+        protocol = "openai"
+        url = "{stack.mock_url}/v1"
+        api_key_env = "INTERCHANGE_ABSENT_KEY"
+        [backends.oa.model_mapping]
+        "gpt-4o-mini" = "gpt-4o-mini"
+    """))
+    client = create_app(load_config(cfg)).test_client()
+    r = client.post(OPENAI_PATH, json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 500
+    err = r.get_json()["error"]
+    assert err["code"] == "configuration_error" and "INTERCHANGE_ABSENT_KEY" in err["message"]
+
+
+def test_upstream_secrets_never_reach_the_client(tmp_path, stack):
+    """The mock's 401 echoes nothing secret, but a provider might: our redaction must catch the key."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [backends.oa]
+        protocol = "openai"
+        url = "{stack.mock_url}/v1"
+        api_key = "sk-secretsecretsecret1234"
+        forward_headers = ["X-Mock-Scenario"]
+        [backends.oa.model_mapping]
+        "gpt-4o-mini" = "gpt-4o-mini"
+    """))
+    client = create_app(load_config(cfg)).test_client()
+    r = client.post(OPENAI_PATH, headers={"X-Mock-Scenario": "error_401"},
+                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 401
+    assert "secretsecret" not in r.get_data(as_text=True)
