@@ -943,6 +943,24 @@ def _messages_url(target: Target) -> str:
     return target.base_url.rstrip("/") + "/v1/messages"
 
 
+def count_tokens_request(req: ir.Request, target: Target) -> UpstreamRequest:
+    """An Anthropic client's count_tokens body, sent on to the backend's own counter."""
+    body = {k: v for k, v in (req.raw or {}).items() if k not in ("max_tokens", "stream")}
+    body["model"] = target.model
+    return UpstreamRequest("POST", _messages_url(target) + "/count_tokens", _headers(target), dumps(body))
+
+
+def parse_count_tokens(body: bytes) -> int:
+    """`{"input_tokens": N}` -> N."""
+    try:
+        count = loads(body)["input_tokens"]
+    except (ValueError, KeyError, TypeError):
+        raise ProxyError(ErrorKind.bad_gateway, "The backend's count_tokens reply could not be read.") from None
+    if not _is_int(count):
+        raise ProxyError(ErrorKind.bad_gateway, "The backend's count_tokens reply has no integer input_tokens.")
+    return count
+
+
 def _headers(target: Target) -> dict[str, str]:
     headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
     headers.update({name.lower(): value for name, value in target.headers.items()})

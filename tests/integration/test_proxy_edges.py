@@ -211,3 +211,16 @@ def test_upstream_secrets_never_reach_the_client(tmp_path, stack):
                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 401
     assert "secretsecret" not in r.get_data(as_text=True)
+
+
+def test_count_tokens_is_asked_of_an_anthropic_backend(stack):
+    clear_log(stack)
+    r = post(stack, "/v1/messages/count_tokens", {"model": "claude-haiku-4-5",
+                                                  "messages": [{"role": "user", "content": "Hello there"}]},
+             ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert "X-Interchange-Token-Count" not in r.headers
+    assert isinstance(r.json()["input_tokens"], int)
+    (entry,) = mock_log(stack)
+    assert entry["path"] == "/v1/messages/count_tokens"
+    assert entry["body"] == {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hello there"}]}
