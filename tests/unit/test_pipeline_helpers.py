@@ -60,3 +60,14 @@ def test_a_block_without_ir_form_parses_and_passes_through_unchanged():
     assert req.messages[0].parts[0] == ir.Opaque("anthropic", "document block", document, "messages.0.content.0")
     upstream = anthropic.passthrough_request(req, Target(backend="claude", base_url="https://a.test", model="up"))
     assert upstream.body == json.dumps({**body, "model": "up"}, separators=(",", ":")).encode()
+
+
+def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
+    import importlib
+    import sys
+    from tests.conftest import REPO
+    monkeypatch.setenv("INTERCHANGE_CONFIG", str(REPO / "config-mock.toml"))
+    sys.modules.pop("app.wsgi", None)
+    wsgi = importlib.import_module("app.wsgi")
+    r = wsgi.application.test_client().get("/health")
+    assert r.status_code == 200 and r.get_json()["backends"] == ["anthropic", "gemini", "openai"]
