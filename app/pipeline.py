@@ -30,7 +30,7 @@ from app.errors import ErrorKind, ProxyError, invalid, redact
 from app.jsonutil import dumps, loads
 from app.metrics import Metrics
 from app.protocols import protocol_module, protocol_name
-from app.protocols.base import Target, UpstreamRequest
+from app.protocols.base import Target
 from app.routing import Route, Router
 from app.upstream.framing import Frame, SSEFramer
 from app.upstream.http import UpstreamClient, iter_body, read_body
@@ -85,15 +85,7 @@ class Pipeline:
 
     def parse(self, frontend: ModuleType, body: bytes, url_model: str | None,
               url_stream: bool | None) -> ir.Request:
-        if not body.strip():
-            raise invalid("The request body is empty; expected a JSON object.")
-        try:
-            data = loads(body)
-        except ValueError as e:
-            raise invalid(f"The request body is not valid JSON ({e}).") from None
-        if not isinstance(data, dict):
-            raise invalid("The request body must be a JSON object.")
-        return frontend.parse_request(data, model=url_model, stream=url_stream)
+        return frontend.parse_request(decode_body(body), model=url_model, stream=url_stream)
 
     def target_for(self, route: Route, headers: Mapping[str, str]) -> Target:
         backend = route.backend
@@ -169,6 +161,19 @@ class Pipeline:
             raise model_failure(parsed.raw_finish_reason, cfg.name)
         parsed = dataclasses.replace(parsed, model=req.model)
         return Reply(200, {"Content-Type": "application/json"}, dumps(frontend.format_response(parsed, req)))
+
+
+def decode_body(body: bytes) -> dict:
+    """The client's body as a JSON object, or a 400 saying what is wrong with it."""
+    if not body.strip():
+        raise invalid("The request body is empty; expected a JSON object.")
+    try:
+        data = loads(body)
+    except ValueError as e:
+        raise invalid(f"The request body is not valid JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.")
+    return data
 
 
 def model_failure(raw_reason: str | None, backend: str) -> ProxyError:

@@ -10,8 +10,8 @@ from types import ModuleType
 from typing import Mapping
 
 from app import ir
-from app.errors import ProxyError, invalid
-from app.jsonutil import dumps, loads
+from app.errors import ProxyError
+from app.jsonutil import dumps
 from app.protocols import protocol_module
 from app.upstream.http import read_body
 
@@ -65,12 +65,8 @@ def count_tokens_reply(pipeline, frontend: ModuleType, body: bytes, headers: Map
 
 
 def _parse(pipeline, frontend: ModuleType, body: bytes, url_model: str | None) -> ir.Request:
-    try:
-        data = loads(body)
-    except ValueError as e:
-        raise invalid(f"The request body is not valid JSON ({e}).") from None
-    if not isinstance(data, dict):
-        raise invalid("The request body must be a JSON object.")
+    from app.pipeline import decode_body
+    data = decode_body(body)
     if frontend.__name__.endswith("anthropic"):
         # count_tokens bodies have no max_tokens; the Messages parser requires one.
         data = {**data, "max_tokens": 1}

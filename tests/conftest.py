@@ -30,6 +30,19 @@ def every_split(data: bytes):
         yield [data[:i], data[i:]]
 
 
+def stream_events(parser, chunks: list[bytes]) -> list:
+    """Bytes, cut as given, through the SSE framer and a protocol's stream parser."""
+    from app.upstream.framing import SSEFramer
+    framer = SSEFramer()
+    events: list = []
+    for chunk in chunks:
+        for frame in framer.feed(chunk):
+            events += parser.feed(frame)
+    for frame in framer.close():
+        events += parser.feed(frame)
+    return events + parser.close()
+
+
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 

@@ -18,8 +18,8 @@ from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.protocols import anthropic, protocol_module
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
-from app.upstream.framing import Frame, SSEFramer
-from tests.conftest import every_split
+from app.upstream.framing import Frame
+from tests.conftest import every_split, stream_events
 
 TARGET = Target(backend="claude", base_url="https://api.anthropic.test", model="claude-sonnet-4-5",
                 api_key="sk-ant-test-key-0001")
@@ -64,15 +64,7 @@ def render(events: list[ir.Event], req: ir.Request | None = None) -> bytes:
 
 
 def parse_stream(chunks: list[bytes], req: ir.Request | None = None) -> list[ir.Event]:
-    """Bytes, cut as given, through the SSE framer and the stream parser."""
-    framer, parser = SSEFramer(), anthropic.StreamParser(req or request())
-    events: list[ir.Event] = []
-    for chunk in chunks:
-        for frame in framer.feed(chunk):
-            events += parser.feed(frame)
-    for frame in framer.close():
-        events += parser.feed(frame)
-    return events + parser.close()
+    return stream_events(anthropic.StreamParser(req or request()), chunks)
 
 
 def wire_events(*payloads: dict) -> bytes:

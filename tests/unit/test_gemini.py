@@ -16,8 +16,8 @@ from app.errors import ErrorKind, ProxyError
 from app.protocols import gemini, protocol_module
 from app.protocols.base import ModelInfo, Target
 from app.protocols.gemini_schema import from_gemini_schema, to_gemini_parameters
-from app.upstream.framing import Frame, SSEFramer
-from tests.conftest import every_split
+from app.upstream.framing import Frame
+from tests.conftest import every_split, stream_events
 
 SAMPLE = "gemini-streams/function_call_with_thought_signature.sse"
 TARGET = Target(backend="gemini", base_url="https://gemini.test", model="gemini-2.5-flash", api_key="k-123",
@@ -45,14 +45,7 @@ def sse_payloads(data: bytes) -> list[dict]:
 
 
 def feed_all(parser: gemini.StreamParser, chunks: list[bytes]) -> list[ir.Event]:
-    framer = SSEFramer()
-    events: list[ir.Event] = []
-    for chunk in chunks:
-        for frame in framer.feed(chunk):
-            events += parser.feed(frame)
-    for frame in framer.close():
-        events += parser.feed(frame)
-    return events + parser.close()
+    return stream_events(parser, chunks)
 
 
 def sse(*chunks: dict) -> bytes:

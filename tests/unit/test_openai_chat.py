@@ -19,7 +19,7 @@ from app.protocols import openai_chat as oc
 from app.protocols import protocol_module
 from app.protocols.base import ModelInfo, Target
 from app.upstream.framing import Frame, SSEFramer
-from tests.conftest import every_split
+from tests.conftest import every_split, stream_events
 
 CREATED = 1700000000
 TARGET = Target(backend="openai", base_url="https://api.openai.com/v1", model="gpt-4o-2024-08-06",
@@ -975,15 +975,7 @@ def test_parse_error(reply, expected):
 # ====================================================================
 
 def parse_stream(chunks: list[bytes], req: ir.Request | None = None) -> list[ir.Event]:
-    """Bytes, in the given pieces, through SSEFramer and StreamParser."""
-    framer, parser = SSEFramer(), oc.StreamParser(req or ir_request(stream=True))
-    events: list[ir.Event] = []
-    for piece in chunks:
-        for frame in framer.feed(piece):
-            events += parser.feed(frame)
-    for frame in framer.close():
-        events += parser.feed(frame)
-    return events + parser.close()
+    return stream_events(oc.StreamParser(req or ir_request(stream=True)), chunks)
 
 
 def parse_frames(frames, req: ir.Request | None = None) -> list[ir.Event]:
