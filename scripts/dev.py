@@ -55,9 +55,18 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> Non
     raise SystemExit(f"{url}: no answer on /health within {timeout:.0f} s")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def demo(args: list[str]) -> int:
     """Mock (8888) + proxy (9001, config-mock.toml), the matrix against them, then serve until Ctrl-C."""
     ensure_installed()
+    # Stop the servers on a polite kill or a closed terminal too, not only on Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     mock_url, proxy_url = f"http://127.0.0.1:{MOCK_PORT}", f"http://127.0.0.1:{PROXY_PORT}"
     procs = [
         subprocess.Popen([str(PY), "-m", "app", "mock", "--port", str(MOCK_PORT)], cwd=REPO,
