@@ -224,3 +224,43 @@ def test_count_tokens_is_asked_of_an_anthropic_backend(stack):
     (entry,) = mock_log(stack)
     assert entry["path"] == "/v1/messages/count_tokens"
     assert entry["body"] == {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hello there"}]}
+
+
+def short_timeout_app(tmp_path, stack, protocol: str, url: str, model: str):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [backends.b]
+        protocol = "{protocol}"
+        url = "{url}"
+        api_key = "k"
+        timeout = 1
+        forward_headers = ["X-Mock-Scenario"]
+        [backends.b.model_mapping]
+        "{model}" = "{model}"
+    """))
+    return create_app(load_config(cfg)).test_client()
+
+
+@pytest.mark.parametrize("protocol,path,model", [("openai", "/v1", "gpt-4o-mini"),
+                                                 ("anthropic", "", "claude-haiku-4-5"),
+                                                 ("gemini", "", "gemini-2.5-flash")])
+def test_stall_mid_stream_ends_in_a_timeout_error_event(tmp_path, stack, protocol, path, model):
+    client = short_timeout_app(tmp_path, stack, protocol, stack.mock_url + path, model)
+    r = client.post(ANTHROPIC_PATH, headers={**ANTHROPIC_HEADERS, "X-Mock-Scenario": "stall_mid_stream"},
+                    json={"model": model, "max_tokens": 50, "stream": True,
+                          "messages": [{"role": "user", "content": "Hi"}]}, buffered=False)
+    assert r.status_code == 200
+    text = b"".join(r.response).decode()
+    assert "content_block_delta" in text  # what arrived before the stall was relayed
+    assert text.rstrip().endswith("}") and "event: error" in text
+    error = json.loads(text.rsplit("event: error\ndata: ", 1)[1].split("\n", 1)[0])
+    assert error["error"]["type"] == "timeout_error"
+    assert "message_stop" not in text
+
+
+def test_slow_first_byte_past_the_timeout_is_a_plain_504(tmp_path, stack):
+    client = short_timeout_app(tmp_path, stack, "gemini", stack.mock_url, "gemini-2.5-flash")
+    r = client.post(OPENAI_PATH, headers={"X-Mock-Scenario": "slow_first_byte"},
+                    json={"model": "gemini-2.5-flash", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+    assert r.status_code == 504
+    assert r.get_json()["error"]["type"] in ("timeout_error", "timeout")
