@@ -53,6 +53,7 @@ class Pipeline:
         self.router = router
         self.client = client or UpstreamClient()
         self.metrics = metrics or Metrics()
+        self._metric_children: dict = {}
 
     # ------------------------------------------------------------ entry
 
@@ -71,11 +72,19 @@ class Pipeline:
         except Exception:  # a bug must still answer in the client's envelope
             log.exception("internal error handling a %s request", protocol_name(frontend))
             reply = self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
-        self.metrics.requests.labels(protocol_name(frontend), outcome["backend"], outcome["reason"],
-                                     str(reply.status)).inc()
-        self.metrics.latency.labels(protocol_name(frontend), outcome["backend"]).observe(
-            time.perf_counter() - started)
+        name = protocol_name(frontend)
+        self._child(self.metrics.requests, name, outcome["backend"], outcome["reason"], str(reply.status)).inc()
+        self._child(self.metrics.latency, name, outcome["backend"]).observe(time.perf_counter() - started)
         return reply
+
+    def _child(self, metric, *labels: str):
+        """`metric.labels(*labels)`, looked up once per label set (the label
+        values are few: frontends x backends x reasons x statuses)."""
+        key = (metric, labels)
+        child = self._metric_children.get(key)
+        if child is None:
+            child = self._metric_children[key] = metric.labels(*labels)
+        return child
 
     def error_reply(self, frontend: ModuleType, err: ProxyError) -> Reply:
         status, hdrs, body = frontend.format_error(err)
@@ -134,7 +143,7 @@ class Pipeline:
             err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
         err.message = redact(err.message, [target.api_key or ""])
         err.provider = cfg.name
-        self.metrics.upstream_errors.labels(cfg.name, err.kind.value).inc()
+        self._child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
         log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
         return err
 
@@ -244,11 +253,17 @@ class _Relay:
     def _frame(self, frame: Frame, out: list[bytes]) -> None:
         events = self._parse(self.parser.feed, frame)
         if self.same:
-            if any(isinstance(e, ir.StreamError) for e in events) and frame.event == "raw":
-                self._emit(next(e for e in events if isinstance(e, ir.StreamError)), out)
+            error = None
+            for e in events:
+                if isinstance(e, ir.StreamError):
+                    error = e
+                    break
+            if error is not None and frame.event == "raw":
+                self._emit(error, out)
                 return
-            out.append(self.formatter.relay(Frame(frame.event, self.rewrite(frame.data))))
-            if any(isinstance(e, ir.StreamError) for e in events):
+            data = self.rewrite(frame.data)
+            out.append(self.formatter.relay(frame if data is frame.data else Frame(frame.event, data)))
+            if error is not None:
                 self.failed = True  # the upstream's own error frame went through as it was
             return
         for event in events:
@@ -313,18 +328,24 @@ class ModelRewriter:
     called "model" keeps its value unless it is exactly the upstream id.
     """
 
-    __slots__ = ("_pattern", "_client", "_known")
+    __slots__ = ("_pattern", "_needle", "_client", "_known")
 
     def __init__(self, field: str, upstream: str, client: str):
         self._pattern = _field_pattern(field)
+        self._needle = '"' + field + '"'
         self._client = client
         self._known = {upstream}
 
     def __call__(self, text: str) -> str:
-        if len(self._known) == 1:
+        if self._needle not in text:
+            return text  # no "field" key at all: nothing to learn or replace
+        known = self._known
+        if len(known) == 1:
             m = self._pattern.search(text)
             if m and m.group(2) != self._client:
-                self._known.add(m.group(2))
+                known.add(m.group(2))
+            if self._client in known and len(known) == 1:
+                return text  # the only known id is the client's own name: replacing is the identity
         return self._pattern.sub(self._replace, text)
 
     def _replace(self, m: re.Match) -> str:

@@ -551,6 +551,8 @@ class StreamFormatter:
 
     def relay(self, frame: Frame) -> bytes:
         """Same-protocol passthrough of one upstream frame (`[DONE]` included)."""
+        if "\n" not in frame.data:
+            return b"data: " + frame.data.encode() + b"\n\n"
         lines = frame.data.split("\n")
         return b"".join(b"data: " + line.encode() + b"\n" for line in lines) + b"\n"
 
@@ -1082,9 +1084,11 @@ class StreamParser:
     # ------------------------------------------------------------ public
 
     def feed(self, frame: Frame) -> list[ir.Event]:
-        if self._done or not frame.data.strip():
+        if self._done:
             return []
         data = frame.data.strip()
+        if not data:
+            return []
         if data == "[DONE]":
             return self._terminate()
         try:

@@ -28,16 +28,31 @@ class SSEFramer:
     line ends; multi-line `data:` joined with `\\n`; one space after the colon
     dropped; comment lines ignored)."""
 
-    __slots__ = ("_buf", "_event", "_data", "_raw")
+    __slots__ = ("_tail", "_event", "_data", "_raw")
 
     def __init__(self) -> None:
-        self._buf = b""
+        # The unfinished last line, in pieces: a long line arriving in many
+        # chunks is joined once when its line end comes, never re-copied and
+        # re-scanned on every chunk.
+        self._tail: list[bytes] = []
         self._event: str | None = None
         self._data: list[bytes] = []
         self._raw: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[Frame]:
-        buf = self._buf + chunk if self._buf else chunk
+        tail = self._tail
+        if not tail and chunk.endswith(b"\n\n") and b"\r" not in chunk and not self._data \
+                and not self._raw and self._event is None:
+            return self._whole_events(chunk)
+        if b"\n" not in chunk and b"\r" not in chunk and not (tail and tail[-1].endswith(b"\r")):
+            if chunk:
+                tail.append(chunk)  # still inside the same line
+            return []
+        if tail:
+            tail.append(chunk)
+            buf = b"".join(tail)
+        else:
+            buf = chunk
         frames: list[Frame] = []
         if b"\r" in buf:
             # Slow path: normalise line ends, but keep a trailing \r until we
@@ -47,20 +62,36 @@ class SSEFramer:
                 buf, keep = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             lines = buf.split(b"\n")
-            self._buf = lines.pop() + keep
+            rest = lines.pop() + keep
         else:
             lines = buf.split(b"\n")
-            self._buf = lines.pop()
+            rest = lines.pop()
+        self._tail = [rest] if rest else []
         for line in lines:
             self._line(line, frames)
+        return frames
+
+    def _whole_events(self, chunk: bytes) -> list[Frame]:
+        """The usual case, a chunk of whole events (`data: ...` or `event: ...`
+        then `data: ...`) and nothing pending: one split per event instead of
+        a call per line. Any other event shape goes through the line rules."""
+        frames: list[Frame] = []
+        for block in chunk[:-2].split(b"\n\n"):
+            frame = _simple_event(block)
+            if frame is not None:
+                frames.append(frame)
+                continue
+            for line in block.split(b"\n"):
+                self._line(line, frames)
+            self._dispatch(frames)
         return frames
 
     def close(self) -> list[Frame]:
         """End of stream: dispatch what is pending (a last event without its blank line)."""
         frames: list[Frame] = []
-        if self._buf:
-            rest = self._buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            self._buf = b""
+        if self._tail:
+            rest = b"".join(self._tail).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            self._tail = []
             for line in rest.split(b"\n"):
                 self._line(line, frames)
         self._dispatch(frames)
@@ -94,6 +125,33 @@ class SSEFramer:
             frames.append(Frame(self._event, data.decode("utf-8", "replace")))
         self._data = []
         self._event = None
+
+
+def _simple_event(block: bytes) -> Frame | None:
+    """`data: X` or `event: E` + `data: X` (one data line) as a Frame, exactly as
+    the line rules read it; None for anything else."""
+    if block.startswith(b"data:"):
+        if b"\n" in block:
+            return None
+        value = block[5:]
+        if value[:1] == b" ":
+            value = value[1:]
+        return Frame(None, value.decode("utf-8", "replace"))
+    if block.startswith(b"event:"):
+        nl = block.find(b"\n")
+        if nl < 0:
+            return None
+        rest = block[nl + 1:]
+        if not rest.startswith(b"data:") or b"\n" in rest:
+            return None
+        event = block[6:nl]
+        if event[:1] == b" ":
+            event = event[1:]
+        value = rest[5:]
+        if value[:1] == b" ":
+            value = value[1:]
+        return Frame(event.decode("utf-8", "replace"), value.decode("utf-8", "replace"))
+    return None
 
 
 def encode_sse(data: str | bytes, event: str | None = None) -> bytes:
