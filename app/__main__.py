@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -19,8 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _mock(args: argparse.Namespace) -> int:
     from gevent import monkey
     monkey.patch_all()
-    from mocks.server import serve
-    return serve(host=args.host, port=args.port)
+    from mocks.server import DEFAULT_ROOT, serve
+    return serve(host=args.host, port=args.port, scenario_root=args.scenarios or DEFAULT_ROOT)
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("mock", help="run the mock provider server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--scenarios", type=Path, default=None, help="scenario folder (default: the bundled scenarios/)")
 
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")

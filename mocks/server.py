@@ -4,6 +4,7 @@ answers on every emulated provider's real URL paths, plus `/health` and the
 the envelope of the provider the path belongs to (never an HTML page)."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from flask import Flask, Response, abort, jsonify, request
@@ -53,8 +54,17 @@ def _call() -> Call:
 
 class MockHandler(WSGIHandler):
     """Exposes the client socket to the app (so a fault can cut the
-    connection) and lets werkzeug read chunked request bodies, which
-    gevent's input object already de-chunks."""
+    connection), lets werkzeug read chunked request bodies, which gevent's
+    input object already de-chunks, and sets TCP_NODELAY: gevent sends the
+    headers and the body apart, and without it every keep-alive reply waits
+    ~40 ms for the client's delayed ACK (Nagle), which real providers do not."""
+
+    def handle(self):
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not TCP (a Unix socket)
+        return super().handle()
 
     def get_environ(self):
         environ = super().get_environ()
@@ -186,9 +196,9 @@ def make_server(host: str, port: int, app: Flask | None = None) -> WSGIServer:
     return server
 
 
-def serve(host: str = "127.0.0.1", port: int = 8888) -> int:
+def serve(host: str = "127.0.0.1", port: int = 8888, scenario_root: Path = DEFAULT_ROOT) -> int:
     """Run until interrupted. Prints the bound URL first (port 0 = any free port)."""
-    server = make_server(host, port)
+    server = make_server(host, port, create_app(scenario_root=scenario_root))
     print(f"Mock server listening on http://{host}:{server.server_port}", flush=True)
     try:
         server.serve_forever()

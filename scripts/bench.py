@@ -1268,8 +1268,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_load"]:
         return _loadgen_main()
-    if argv[:1] == ["_mock"]:
-        return _mock_main(argv[1:])
     if argv[:1] == ["_relay"]:
         return _relay_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -1319,7 +1317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root = write_scenario_root(workdir, args.stream_chunks, args.stream_delay_ms, args.hold_chunks,
                                    args.hold_delay_ms)
-        mock = Server("mock", [sys.executable, "-m", "scripts.bench", "_mock", str(root), "0"], workdir / "mock.log")
+        mock = Server("mock", [sys.executable, "-m", "app", "mock", "--scenarios", str(root), "--port", "0"], workdir / "mock.log")
         servers.append(mock)
         mock.wait_listening()
         log(f"mock on {mock.url}")
@@ -1836,35 +1834,6 @@ def _relay_main(argv: list[str]) -> int:
     server = StreamServer(("127.0.0.1", port), handle, backlog=8192)
     server.init_socket()
     print(f"TCP relay listening on http://127.0.0.1:{server.server_port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-# ---------------------------------------------------------------- the mock, for the bench
-
-
-def _mock_main(argv: list[str]) -> int:
-    """The bundled mock on the given scenario root, with TCP_NODELAY on its
-    connections (gevent sends headers and body apart; without it every
-    keep-alive reply waits ~40 ms for a delayed ACK, so the direct baseline
-    would measure Nagle, not the mock)."""
-    from gevent import monkey
-    monkey.patch_all()
-    from gevent.pywsgi import WSGIServer
-
-    from mocks.server import MockHandler, create_app
-
-    root, port = Path(argv[0]), int(argv[1]) if len(argv) > 1 else 0
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
-    listener.bind(("127.0.0.1", port))
-    listener.listen(8192)
-    server = WSGIServer(listener, create_app(scenario_root=root), handler_class=MockHandler, log=None)
-    print(f"Mock server listening on http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
