@@ -61,8 +61,8 @@ class Router:
     def route(self, model: str, needs: frozenset[str], pinned: str | None = None) -> Route:
         """Pick the backend for `model`; raises ProxyError (not_found / invalid_request) when none fits."""
         route = self._decide(model, needs, pinned)
-        log.info("route model=%s backend=%s upstream_model=%s reason=%s",
-                 model, route.backend.name, route.upstream_model, route.reason)
+        log.debug("route model=%s backend=%s upstream_model=%s reason=%s",
+                  model, route.backend.name, route.upstream_model, route.reason)
         return route
 
     def _decide(self, model: str, needs: frozenset[str], pinned: str | None) -> Route:
