@@ -251,25 +251,31 @@ class _Relay:
         return b"".join(out)
 
     def _frame(self, frame: Frame, out: list[bytes]) -> None:
-        events = self._parse(self.parser.feed, frame)
         if self.same:
-            error = None
-            for e in events:
-                if isinstance(e, ir.StreamError):
-                    error = e
-                    break
-            if error is not None and frame.event == "raw":
-                self._emit(error, out)
-                return
-            data = self.rewrite(frame.data)
-            out.append(self.formatter.relay(frame if data is frame.data else Frame(frame.event, data)))
-            if error is not None:
-                self.failed = True  # the upstream's own error frame went through as it was
+            self._pass_on(frame, out)
             return
-        for event in events:
+        for event in self._parse(self.parser.feed, frame):
             self._emit(event, out)
             if self.failed:
                 return
+
+    def _pass_on(self, frame: Frame, out: list[bytes]) -> None:
+        """Same protocol: the upstream frame goes on as it is (model renamed).
+        The parser only watches for the end, errors and usage, so frames that
+        carry nothing but content are not parsed at all."""
+        error = None
+        if not self.backend.is_content_frame(frame):
+            for event in self._parse(self.parser.feed, frame):
+                if isinstance(event, ir.StreamError):
+                    error = event
+                    break
+            if error is not None and frame.event == "raw":
+                self._emit(error, out)  # not a frame of the protocol: the client gets a proper error event
+                return
+        data = self.rewrite(frame.data)
+        out.append(self.formatter.relay(frame if data is frame.data else Frame(frame.event, data)))
+        if error is not None:
+            self.failed = True  # the upstream's own error frame went through as it was
 
     def _emit(self, event: ir.Event, out: list[bytes]) -> None:
         if isinstance(event, ir.MessageStart):
@@ -328,17 +334,24 @@ class ModelRewriter:
     called "model" keeps its value unless it is exactly the upstream id.
     """
 
-    __slots__ = ("_pattern", "_needle", "_client", "_known")
+    __slots__ = ("_pattern", "_needle", "_client", "_known", "_literal", "_literal_out")
 
     def __init__(self, field: str, upstream: str, client: str):
         self._pattern = _field_pattern(field)
         self._needle = '"' + field + '"'
         self._client = client
         self._known = {upstream}
+        # The last pair replaced, exactly as written: a stream repeats it in
+        # every chunk, and a plain string replace is cheaper than the regex.
+        self._literal: str | None = None
+        self._literal_out = ""
 
     def __call__(self, text: str) -> str:
         if self._needle not in text:
             return text  # no "field" key at all: nothing to learn or replace
+        literal = self._literal
+        if literal is not None and literal in text and text.count(self._needle) == 1:
+            return text.replace(literal, self._literal_out, 1)
         known = self._known
         if len(known) == 1:
             m = self._pattern.search(text)
@@ -349,7 +362,10 @@ class ModelRewriter:
         return self._pattern.sub(self._replace, text)
 
     def _replace(self, m: re.Match) -> str:
-        return m.group(1) + self._client + '"' if m.group(2) in self._known else m.group(0)
+        if m.group(2) not in self._known:
+            return m.group(0)
+        self._literal, self._literal_out = m.group(0), m.group(1) + self._client + '"'
+        return self._literal_out
 
 
 @functools.lru_cache(maxsize=16)

@@ -1309,6 +1309,15 @@ class _UpstreamBlock:
         self.start_input = start_input
 
 
+def is_content_frame(frame: Frame) -> bool:
+    """A `content_block_delta` or `ping`: content only, never an end, an error
+    or usage. A passthrough relay, which parses frames only to notice those,
+    may leave it unparsed."""
+    if frame.event == "ping":
+        return True
+    return frame.event == "content_block_delta" and frame.data.startswith('{"type":"content_block_delta"')
+
+
 class StreamParser:
     """Messages SSE frames -> IR events. Text and thinking parts open at their first
     non-empty delta, so placeholder blocks never become empty parts."""

@@ -1126,6 +1126,17 @@ def _malformed(message: str) -> ProxyError:
 
 # =================================================== backend: StreamParser
 
+
+def is_content_frame(frame: Frame) -> bool:
+    """A chunk with no finishReason, no error and no promptFeedback: content
+    only (its usageMetadata is a running count; the last chunk carries the
+    total). A passthrough relay, which parses frames only to notice the end,
+    errors and usage, may leave it unparsed."""
+    d = frame.data
+    return (frame.event is None and d.startswith("{") and '"finishReason"' not in d
+            and '"error"' not in d and '"promptFeedback"' not in d)
+
+
 class StreamParser:
     """Gemini SSE frames -> IR events.
 

@@ -1042,6 +1042,17 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
 # ------------------------------------------------------------------ streams
 
 
+def is_content_frame(frame: Frame) -> bool:
+    """A chunk that only carries content: every choice's finish_reason null,
+    no usage, no error. A passthrough relay, which parses frames only to
+    notice the end, errors and usage, may leave it unparsed. Only compact
+    JSON is recognised (as OpenAI writes it); anything else is parsed."""
+    d = frame.data
+    return (frame.event is None and d.startswith('{"') and '"error"' not in d
+            and d.count('"finish_reason"') == d.count('"finish_reason":null') > 0
+            and d.count('"usage"') == d.count('"usage":null'))
+
+
 class _ToolCallState:
     __slots__ = ("id", "name", "arguments", "emitted")
 

@@ -29,6 +29,18 @@ def test_gemini_model_version_field():
     assert rw('{"modelVersion": "gemini-2.5-flash"}') == '{"modelVersion": "flash"}'
 
 
+def test_a_stream_of_chunks_is_rewritten_the_same_by_the_literal_shortcut():
+    rw = ModelRewriter("model", "gpt-4o", "alias")
+    chunks = ['{"id":"c","model":"gpt-4o-2024-08-06","choices":[{"delta":{"content":"%d"}}]}' % i for i in range(3)]
+    assert [rw(c) for c in chunks] == [c.replace("gpt-4o-2024-08-06", "alias") for c in chunks]
+    # another spelling of the pair, or two "model" keys, still go through the pattern
+    assert rw('{"model" : "gpt-4o-2024-08-06"}') == '{"model" : "alias"}'
+    assert rw('{"model":"gpt-4o-2024-08-06","input":{"model":"sedan"}}') == \
+        '{"model":"alias","input":{"model":"sedan"}}'
+    assert rw('{"model":"gpt-4o-2024-08-06","input":{"model":"gpt-4o"}}') == \
+        '{"model":"alias","input":{"model":"alias"}}'
+
+
 def test_same_name_is_unchanged():
     rw = ModelRewriter("model", "m", "m")
     assert rw('{"model":"m"}') == '{"model":"m"}'
