@@ -1218,7 +1218,7 @@ def machine_info() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     versions = {}
-    for mod in ("gevent", "flask", "urllib3", "orjson"):
+    for mod in ("gevent", "flask", "orjson"):
         try:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
