@@ -800,6 +800,43 @@ def test_stall_mid_body_is_timeout_and_connection_dropped(server, client):
     assert len(server.conns) == 2
 
 
+def test_time_spent_not_reading_is_not_a_stall(server, client):
+    # The read timeout counts only time spent waiting on the upstream: a client
+    # downstream that is slow to take a chunk must not get the stream cut.
+    go_on = threading.Event()
+    server.reply(chunked_head() + b"5\r\nhello\r\n", go_on, b"5\r\nworld\r\n0\r\n\r\n")
+    b = backend_for(server.url, timeout=0.3)
+    pieces = iter_body(client.send(b, post(server.url + "/x")), b)
+    assert next(pieces) == b"hello"
+    time.sleep(0.8)  # well past the timeout, not waiting in a read
+    go_on.set()
+    assert b"".join(pieces) == b"world"
+
+
+def test_the_stall_watch_shuts_down_only_connections_waiting_too_long():
+    from app.upstream.http import _Conn, _StallWatch
+
+    watch = _StallWatch()
+    pairs = [socket.socketpair() for _ in range(3)]
+    waiting_long, waiting_short, not_waiting = (_Conn(a, ("b", "http://h", 80)) for a, _ in pairs)
+    try:
+        watch._conns.update({id(c): c for c in (waiting_long, waiting_short, not_waiting)})
+        for c in (waiting_long, waiting_short, not_waiting):
+            c.timeout = 5.0
+        waiting_long.waiting_since, waiting_short.waiting_since = 100.0, 103.0
+        watch.sweep(now=105.5)
+        assert (waiting_long.stalled, waiting_short.stalled, not_waiting.stalled) == (True, False, False)
+        assert list(watch._conns) == [id(waiting_short), id(not_waiting)]
+        with pytest.raises(TimeoutError):  # the shut-down socket's read reports the stall
+            waiting_long.recv()
+        pairs[1][1].sendall(b"x")
+        assert waiting_short.recv() == b"x"
+    finally:
+        for a, b_ in pairs:
+            a.close()
+            b_.close()
+
+
 def test_close_mid_chunked_body_is_incomplete_read(server, client):
     server.reply(chunked_head() + b"5\r\nhello\r\n3\r\nab", CLOSE)
     b = backend_for(server.url)
