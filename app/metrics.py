@@ -26,6 +26,16 @@ class Metrics:
         self.tokens = Counter(
             "interchange_tokens_total", "Tokens reported by backends (input / output).",
             ["backend", "direction"], registry=self.registry)
+        self._children: dict = {}
+
+    def child(self, metric, *labels: str):
+        """`metric.labels(*labels)`, looked up once per label set (the label
+        values are few: frontends x backends x reasons x statuses)."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> tuple[bytes, str]:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
@@ -37,6 +47,6 @@ class Metrics:
 
     def count_usage(self, backend: str, input_tokens: int, output_tokens: int) -> None:
         if input_tokens:
-            self.tokens.labels(backend, "input").inc(input_tokens)
+            self.child(self.tokens, backend, "input").inc(input_tokens)
         if output_tokens:
-            self.tokens.labels(backend, "output").inc(output_tokens)
+            self.child(self.tokens, backend, "output").inc(output_tokens)

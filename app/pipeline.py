@@ -53,7 +53,6 @@ class Pipeline:
         self.router = router
         self.client = client or UpstreamClient()
         self.metrics = metrics or Metrics()
-        self._metric_children: dict = {}
 
     # ------------------------------------------------------------ entry
 
@@ -73,18 +72,10 @@ class Pipeline:
             log.exception("internal error handling a %s request", protocol_name(frontend))
             reply = self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
         name = protocol_name(frontend)
-        self._child(self.metrics.requests, name, outcome["backend"], outcome["reason"], str(reply.status)).inc()
-        self._child(self.metrics.latency, name, outcome["backend"]).observe(time.perf_counter() - started)
+        metrics = self.metrics
+        metrics.child(metrics.requests, name, outcome["backend"], outcome["reason"], str(reply.status)).inc()
+        metrics.child(metrics.latency, name, outcome["backend"]).observe(time.perf_counter() - started)
         return reply
-
-    def _child(self, metric, *labels: str):
-        """`metric.labels(*labels)`, looked up once per label set (the label
-        values are few: frontends x backends x reasons x statuses)."""
-        key = (metric, labels)
-        child = self._metric_children.get(key)
-        if child is None:
-            child = self._metric_children[key] = metric.labels(*labels)
-        return child
 
     def error_reply(self, frontend: ModuleType, err: ProxyError) -> Reply:
         status, hdrs, body = frontend.format_error(err)
@@ -143,7 +134,7 @@ class Pipeline:
             err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
         err.message = redact(err.message, [target.api_key or ""])
         err.provider = cfg.name
-        self._child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
+        self.metrics.child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
         log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
         return err
 
