@@ -4,8 +4,12 @@
     python3 scripts/dev.py demo   # install, start mock + proxy, run the matrix, keep the proxy up
     python3 scripts/dev.py test   # install, run the whole test suite (extra args go to pytest)
 
-Both create `.venv` and install the project into it (again only when
-pyproject.toml changed). Standard library only: this runs before anything
+and the benchmark:
+
+    python3 scripts/dev.py bench  # install (+ the bench extras), run `python -m app bench` (extra args go to it)
+
+Each creates `.venv` and installs the project into it (again only when
+pyproject.toml changed or more extras are needed). Standard library only: this runs before anything
 is installed.
 """
 from __future__ import annotations
@@ -27,18 +31,20 @@ MOCK_PORT = 8888
 PROXY_PORT = 9001
 
 
-def ensure_installed() -> None:
-    """Create the venv and install the project with its test extras, once per pyproject change."""
-    want = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
-    if PY.exists() and STAMP.exists() and STAMP.read_text() == want:
-        return
+def ensure_installed(extras: tuple[str, ...] = ("test",)) -> None:
+    """Create the venv and install the project with `extras`, once per pyproject change."""
+    digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    if PY.exists() and STAMP.exists():
+        stamp = STAMP.read_text().split()
+        if stamp[:1] == [digest] and set(extras) <= set(stamp[1:]):
+            return
     if not PY.exists():
         print("creating .venv ...", flush=True)
         subprocess.check_call([sys.executable, "-m", "venv", str(VENV)])
-    print("installing interchange and its test dependencies into .venv ...", flush=True)
+    print(f"installing interchange and its {', '.join(extras)} dependencies into .venv ...", flush=True)
     subprocess.check_call([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                           "-e", f"{REPO}[test]"])
-    STAMP.write_text(want)
+                           "-e", f"{REPO}[{','.join(extras)}]"])
+    STAMP.write_text(" ".join((digest, *extras)))
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -104,8 +110,13 @@ def test(args: list[str]) -> int:
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=REPO)
 
 
+def bench(args: list[str]) -> int:
+    ensure_installed(("test", "bench"))
+    return subprocess.call([str(PY), "-m", "app", "bench", *args], cwd=REPO)
+
+
 def main() -> int:
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2
