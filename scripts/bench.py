@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 REPO = Path(__file__).resolve().parents[1]
 JSON_VERSION = 1
 
-# Figures quoted in the issue for LiteLLM 1.106 (one worker, 2 vCPU), used
+# Reference figures for LiteLLM 1.106 (one worker, 2 vCPU), used
 # when no peer is run; always labelled "quoted" in the output.
 QUOTED_PEER = {
     "name": "LiteLLM 1.106 (quoted)",
@@ -337,7 +337,7 @@ def write_scenario_root(dest: Path, stream_chunks: int, stream_delay_ms: int,
 
 
 def evaluate_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of the issue with the measured figure, its ratio and a verdict."""
+    """Each performance target with the measured figure, its ratio and a verdict."""
     out: list[dict[str, Any]] = []
     peer_name = res.get("peer", {}).get("name")
     measured_peer = bool(res.get("peer", {}).get("measured"))
@@ -416,7 +416,7 @@ def report_text(res: dict[str, Any]) -> str:
     parts.append("client, mock and proxy share these cores; every figure is the median of "
                  f"{s.get('repeats', '?')} runs of {s.get('duration_s', '?')} s")
     if not peer_label:
-        parts.append(f"peer: none run; peer ratios use the figures quoted in the issue ({QUOTED_PEER['name']})")
+        parts.append(f"peer: none run; peer ratios use the reference figures for {QUOTED_PEER['name']}")
     canary = res.get("throughput", {}).get("nonstream", {}).get("direct openai", {}).get("mock_cpu_us")
     if canary:
         parts.append(f"host speed: the mock spent {canary:,.0f} us of CPU per direct OpenAI request (same code "
@@ -493,7 +493,7 @@ def report_text(res: dict[str, Any]) -> str:
         for name, r in st.items():
             rows.append([name, fmt_ms(r.get("startup_s")), fmt_num(r.get("idle_rss_mib")),
                          fmt_num(r.get("rss_after_load_mib"))])
-        quoted = "" if peer_label else f" (quoted {QUOTED_PEER['name']}: {QUOTED_PEER['idle_rss_mib']:.0f} MiB idle)"
+        quoted = "" if peer_label else f" ({QUOTED_PEER['name']}: {QUOTED_PEER['idle_rss_mib']:.0f} MiB idle)"
         parts.append(render_table("Start-up and memory" + quoted,
                                   ["process", "start-up s", "idle RSS MiB", "RSS after load MiB"], rows))
         parts.append("")
