@@ -15,7 +15,8 @@ here and one write to the client.
 What it does: one pool per backend and origin (idle connections reused LIFO,
 one the server closed is noticed before reuse, and a request that meets a
 closed reused connection before any reply byte is sent again once on a new
-one); connect timeout, and a read timeout meaning "no byte for that long";
+one); connect timeout, and a read timeout meaning "waited that long for the
+upstream" (kept by one stall watch, not a timer per read: `_StallWatch`);
 TLS verified against certifi's CA bundle; gzip/deflate replies decoded;
 1xx interim replies skipped. What it does not: redirects, retries of
 anything the server may have seen, proxy environment variables, HTTP/2.
