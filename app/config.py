@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from app.errors import ErrorKind, ProxyError
+from app.errors import ErrorKind, ProxyError, redact_url
 
 PROTOCOLS = ("openai", "anthropic", "gemini")
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
@@ -239,7 +239,11 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
     else:
         url = _interpolate(url, problems, f"{key}.url").rstrip("/")
         if not url.startswith(("http://", "https://")):
-            problems.append(f"{key}.url: must start with http:// or https:// (got {url!r})")
+            problems.append(f"{key}.url: must start with http:// or https:// (got {redact_url(url)!r})")
+            ok = False
+        elif "@" in url.partition("://")[2].partition("/")[0].partition("?")[0]:
+            # user:password in the URL is never sent (keys go in api_key) and must not be echoed
+            problems.append(f"{key}.url: must not contain user:password@ (give the key as api_key or api_key_env)")
             ok = False
     if "api_key" in raw and "api_key_env" in raw:
         problems.append(f"{key}.api_key: give api_key or api_key_env, not both")

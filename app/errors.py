@@ -104,3 +104,14 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if s and len(s) >= 4:
             text = text.replace(s, "[REDACTED]")
     return _KEYISH.sub(lambda m: (m.group(1) or m.group(2)) + "…[REDACTED]", text)
+
+
+def redact_url(url: str) -> str:
+    """A URL as a message may show it: without its query (where some providers
+    take keys) and without user:password."""
+    url = url.partition("?")[0]
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return scheme + sep + netloc + slash + path

@@ -974,7 +974,6 @@ def _lg_streams(spec: dict[str, Any]) -> dict[str, Any]:
     """Streams one after the other (optionally through a tap in this process
     that stamps every token as it leaves the mock): TTFT, token arrival times,
     and per-token relay delay (client arrival - tap departure)."""
-    import gevent
     from gevent.server import StreamServer
 
     host, port = spec["host"], spec["port"]
@@ -987,34 +986,13 @@ def _lg_streams(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("tap"):
         up_host, up_port = spec["tap"]["upstream_host"], spec["tap"]["upstream_port"]
 
-        def pump(src: socket.socket, dst: socket.socket, stamp: bool) -> None:
-            try:
-                while True:
-                    data = src.recv(262144)
-                    if not data:
-                        break
-                    if stamp:
-                        t = time.perf_counter()
-                        for m in TOKEN_RE.finditer(data):
-                            tap_seen.setdefault(int(m.group(1)), t)
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (src, dst):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+        def stamp(data: bytes) -> None:
+            t = time.perf_counter()
+            for m in TOKEN_RE.finditer(data):
+                tap_seen.setdefault(int(m.group(1)), t)
 
         def handle(downstream: socket.socket, _addr) -> None:
-            downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            upstream = socket.create_connection((up_host, up_port))
-            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            g = gevent.spawn(pump, downstream, upstream, False)
-            pump(upstream, downstream, True)
-            g.join()
-            upstream.close()
+            relay_connection(downstream, up_host, up_port, on_upstream_data=stamp)
 
         tap_server = StreamServer(("127.0.0.1", spec["tap"]["port"]), handle)
         tap_server.start()
@@ -1789,24 +1767,21 @@ def plot(res: dict[str, Any], out: Path) -> None:
 # ---------------------------------------------------------------- a do-nothing relay, for reference
 
 
-def _relay_main(argv: list[str]) -> int:
-    """A TCP relay that does no work (bytes in, bytes out, one greenlet per
-    direction): what any proxy in its own process costs on this machine, as a
-    floor for the proxy's added latency and per-chunk delay."""
-    from gevent import monkey
-    monkey.patch_all()
+def relay_connection(down: socket.socket, up_host: str, up_port: int,
+                     on_upstream_data: Callable[[bytes], None] | None = None) -> None:
+    """One accepted connection relayed to (up_host, up_port), bytes in, bytes
+    out, one greenlet per direction (the caller has monkey-patched);
+    `on_upstream_data` sees each upstream read before it is passed on."""
     import gevent
-    from gevent.server import StreamServer
 
-    up_host, up_port = argv[0], int(argv[1])
-    port = int(argv[2]) if len(argv) > 2 else 0
-
-    def pump(src: socket.socket, dst: socket.socket) -> None:
+    def pump(src: socket.socket, dst: socket.socket, observe: Callable[[bytes], None] | None) -> None:
         try:
             while True:
                 data = src.recv(262144)
                 if not data:
                     break
+                if observe is not None:
+                    observe(data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -1817,19 +1792,33 @@ def _relay_main(argv: list[str]) -> int:
                 except OSError:
                     pass
 
-    def handle(down: socket.socket, _addr) -> None:
-        down.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            up = socket.create_connection((up_host, up_port))
-        except OSError:
-            down.close()
-            return
-        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        g = gevent.spawn(pump, down, up)
-        pump(up, down)
-        g.join()
-        up.close()
+    down.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        up = socket.create_connection((up_host, up_port))
+    except OSError:
         down.close()
+        return
+    up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    g = gevent.spawn(pump, down, up, None)
+    pump(up, down, on_upstream_data)
+    g.join()
+    up.close()
+    down.close()
+
+
+def _relay_main(argv: list[str]) -> int:
+    """A TCP relay that does no work (bytes in, bytes out, one greenlet per
+    direction): what any proxy in its own process costs on this machine, as a
+    floor for the proxy's added latency and per-chunk delay."""
+    from gevent import monkey
+    monkey.patch_all()
+    from gevent.server import StreamServer
+
+    up_host, up_port = argv[0], int(argv[1])
+    port = int(argv[2]) if len(argv) > 2 else 0
+
+    def handle(down: socket.socket, _addr) -> None:
+        relay_connection(down, up_host, up_port)
 
     server = StreamServer(("127.0.0.1", port), handle, backlog=8192)
     server.init_socket()

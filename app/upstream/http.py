@@ -36,7 +36,7 @@ from urllib.parse import quote
 import certifi
 
 from app.config import BackendConfig
-from app.errors import ErrorKind, ProxyError
+from app.errors import ErrorKind, ProxyError, redact_url
 from app.protocols.base import UpstreamRequest
 from app.upstream.chunked import ChunkedDecoder, ChunkedError
 
@@ -461,7 +461,7 @@ class UpstreamClient:
     # ------------------------------------------------------------ pool
 
     def _checkout(self, backend: BackendConfig, origin: _Origin) -> tuple[_Conn, bool]:
-        idle = self._idle.get((backend.name, origin.scheme + "://" + origin.host, origin.port))
+        idle = self._idle.get(_pool_key(backend, origin))
         while idle:
             conn = idle.pop()
             if _still_open(conn.sock):
@@ -477,7 +477,6 @@ class UpstreamClient:
             conn.close()
 
     def _connect(self, backend: BackendConfig, origin: _Origin) -> _Conn:
-        key = (backend.name, origin.scheme + "://" + origin.host, origin.port)
         try:
             sock = socket.create_connection((origin.host, origin.port), timeout=backend.connect_timeout)
         except socket.timeout:
@@ -501,7 +500,7 @@ class UpstreamClient:
         except OSError as e:
             sock.close()
             raise _unreachable(backend, type(e).__name__) from None
-        return _Conn(sock, key)
+        return _Conn(sock, _pool_key(backend, origin))
 
     def _tls(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -530,6 +529,10 @@ class UpstreamClient:
         self._idle.clear()
 
 
+def _pool_key(backend: BackendConfig, origin: _Origin) -> tuple[str, str, int]:
+    return backend.name, origin.scheme + "://" + origin.host, origin.port
+
+
 class _ClosedBeforeReply(Exception):
     """The connection closed (or reset) before a single byte of the reply."""
 
@@ -537,7 +540,7 @@ class _ClosedBeforeReply(Exception):
 def _parse_origin(scheme: str, sep: str, netloc: str, url: str) -> _Origin:
     scheme = scheme.lower()
     if not sep or scheme not in ("http", "https") or not netloc or "@" in netloc:
-        raise ProxyError(ErrorKind.configuration, f"Backend URL {_without_query(url)!r} is not an http(s) URL "
+        raise ProxyError(ErrorKind.configuration, f"Backend URL {redact_url(url)!r} is not an http(s) URL "
                          "without credentials.")
     host, port = netloc, 443 if scheme == "https" else 80
     try:
@@ -550,15 +553,10 @@ def _parse_origin(scheme: str, sep: str, netloc: str, url: str) -> _Origin:
             host, text = netloc.rsplit(":", 1)
             port = int(text)
     except ValueError:
-        raise ProxyError(ErrorKind.configuration, f"Backend URL {_without_query(url)!r} has a bad port.") from None
+        raise ProxyError(ErrorKind.configuration, f"Backend URL {redact_url(url)!r} has a bad port.") from None
     default = port == (443 if scheme == "https" else 80)
     bracketed = f"[{host}]" if ":" in host else host
     return _Origin(scheme, host, port, bracketed if default else f"{bracketed}:{port}")
-
-
-def _without_query(url: str) -> str:
-    """The URL without its query (where some providers take keys)."""
-    return url.partition("?")[0]
 
 
 def _poll_function():

@@ -164,3 +164,24 @@ def test_whole_config_in_yaml(tmp_path):
 def test_shipped_demo_config_is_valid():
     from tests.conftest import REPO
     assert check_config_file(REPO / "config-mock.toml") == []
+
+
+def test_credentials_in_a_backend_url_are_refused_and_never_echoed(tmp_path):
+    cfg = """
+    [backends.a]
+    protocol = "openai"
+    url = "https://user:s3cret-pass@api.example.com/v1"
+    api_key = "k"
+
+    [backends.b]
+    protocol = "openai"
+    url = "ftp://user:s3cret-pass@files.example.com/x?key=s3cret-key"
+    api_key = "k"
+    """
+    problems = check_config_file(write(tmp_path, cfg))
+    assert problems == [
+        "backends.a.url: must not contain user:password@ (give the key as api_key or api_key_env)",
+        "backends.b.url: must start with http:// or https:// (got 'ftp://***@files.example.com/x')",
+        "backends: at least one backend is required",
+    ]
+    assert not any("s3cret" in p for p in problems)

@@ -351,7 +351,7 @@ def test_non_latin1_header_is_a_configuration_error(server, client):
 @pytest.mark.parametrize("url, message", [
     ("ftp://127.0.0.1/x", "Backend URL 'ftp://127.0.0.1/x' is not an http(s) URL without credentials."),
     ("http://user:pw@127.0.0.1/x?key=SECRET",
-     "Backend URL 'http://user:pw@127.0.0.1/x' is not an http(s) URL without credentials."),
+     "Backend URL 'http://***@127.0.0.1/x' is not an http(s) URL without credentials."),
     ("127.0.0.1:8080/x", "Backend URL '127.0.0.1:8080/x' is not an http(s) URL without credentials."),
     ("http://127.0.0.1:port/x?key=SECRET", "Backend URL 'http://127.0.0.1:port/x' has a bad port."),
 ])
