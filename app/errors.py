@@ -3,9 +3,13 @@ frontend renders a `ProxyError` in its own envelope with its own status for
 the kind (Anthropic says 529 where OpenAI says 503 for overload)."""
 from __future__ import annotations
 
+import email.utils
+import functools
+import math
 import re
+from datetime import datetime, timezone
 from enum import Enum
-from typing import Iterable
+from typing import Iterable, Mapping
 
 
 class ErrorKind(str, Enum):
@@ -83,6 +87,16 @@ class ProxyError(Exception):
         self.retry_after = retry_after
         self.provider = provider
 
+    @property
+    def retry_after(self) -> str | None:
+        return self._retry_after
+
+    @retry_after.setter
+    def retry_after(self, value: str | int | None) -> None:
+        # Rendered into a response header by every frontend: only ever a
+        # number of seconds, whatever an upstream or a parser put here.
+        self._retry_after = retry_after_seconds(value)
+
     def __repr__(self) -> str:
         return f"ProxyError({self.kind.value}, {self.status}, {self.message!r}, param={self.param!r})"
 
@@ -92,18 +106,110 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return ProxyError(ErrorKind.invalid_request, message, param=param, code=code)
 
 
+# ------------------------------------------------------------- Retry-After
+
+_MAX_RETRY_AFTER = 86400  # a day: anything longer is a broken upstream, not advice
+
+
+def retry_after_seconds(value: str | int | float | None) -> str | None:
+    """A Retry-After value as whole seconds (RFC 9110 10.2.3: delta-seconds or
+    an HTTP date), or None when it is neither. Every frontend renders this
+    into a header, so an upstream can never put anything else there."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        if not 0 <= value < float("inf"):  # negative, infinite or NaN
+            return None
+        seconds = float(value)
+    else:
+        text = value.strip()
+        if not text.isascii() or len(text) > 40:
+            return None
+        if text.isdigit():
+            seconds = float(text)
+        else:
+            try:
+                when = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when.tzinfo is None:
+                return None
+            seconds = max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    return str(min(math.ceil(seconds), _MAX_RETRY_AFTER))
+
+
+def retry_after_from_headers(headers: Mapping[str, str]) -> str | None:
+    """Seconds to wait from an upstream reply's `Retry-After` (or the
+    `retry-after-ms` some providers send), None when absent or unreadable."""
+    retry_after = retry_after_ms = None
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered == "retry-after":
+            retry_after = value
+        elif lowered == "retry-after-ms":
+            retry_after_ms = value
+    seconds = retry_after_seconds(retry_after)
+    if seconds is None and retry_after_ms is not None:
+        text = str(retry_after_ms).strip()
+        if text.isascii() and text.replace(".", "", 1).isdigit() and len(text) <= 13:
+            seconds = retry_after_seconds(math.ceil(float(text) / 1000))
+    return seconds
+
+
 # ------------------------------------------------------------- redaction
+
+# Shorter "secrets" (test placeholders like "k") are not masked: replacing
+# them would mangle ordinary text, and no real credential is that short.
+MIN_SECRET_LENGTH = 8
 
 # Key-shaped strings: OpenAI-style `sk-…` (providers echo them masked with `*`) and Google `AIza…`.
 _KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-*]{4,}|(AIza[0-9A-Za-z_\-]{4})[0-9A-Za-z_\-]{8,}")
+_MASK = r"(?:\.{2,}|…|\*{2,}|x{3,}|#{3,})"  # how providers elide the middle of a key they echo
+
+
+@functools.lru_cache(maxsize=256)
+def _masked_form(secret: str) -> re.Pattern | None:
+    """A key as providers echo it masked: at least three characters of its
+    head, an elision, at least four of its tail (`sk-ab...7890`,
+    `ABCD****7890`). Secrets too short for that are only matched whole."""
+    if len(secret) < 12:
+        return None
+    head = ""  # more of the head, optionally: (?:c3(?:c4(?:…)?)?)?
+    for c in reversed(secret[3:8]):
+        head = f"(?:{re.escape(c)}{head})?"
+    tail = ""  # more of the tail, optionally: (?:(?:c-8)?c-7)?…
+    for c in secret[-8:-4]:
+        tail = f"(?:{tail}{re.escape(c)})?"
+    return re.compile(re.escape(secret[:3]) + head + r"\s*" + _MASK + r"\s*" + tail + re.escape(secret[-4:]))
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove configured secrets and key-shaped strings from text bound for a client or a log."""
+    """Remove configured secrets (whole or in a masked echo) and key-shaped
+    strings from text bound for a client or a log."""
     for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "[REDACTED]")
+        if s and len(s) >= MIN_SECRET_LENGTH:
+            if s in text:
+                text = text.replace(s, "[REDACTED]")
+            masked = _masked_form(s)
+            if masked is not None and _maybe_masked(text, s):
+                text = masked.sub("[REDACTED]", text)
     return _KEYISH.sub(lambda m: (m.group(1) or m.group(2)) + "…[REDACTED]", text)
+
+
+def _maybe_masked(text: str, secret: str) -> bool:
+    # A masked echo always keeps the last four characters: a cheap test before the regex.
+    return secret[-4:] in text
+
+
+def redact_error(err: "ProxyError", secrets: Iterable[str]) -> "ProxyError":
+    """The error with every text it carries redacted (message, param, code)."""
+    secrets = tuple(s for s in secrets if s)
+    err.message = redact(err.message, secrets)
+    if err.param is not None:
+        err.param = redact(err.param, secrets)
+    if err.code is not None:
+        err.code = redact(err.code, secrets)
+    return err
 
 
 def redact_url(url: str) -> str:

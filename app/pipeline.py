@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from app import ir
 from app.config import BackendConfig, Config
-from app.errors import ErrorKind, ProxyError, invalid, redact
+from app.errors import ErrorKind, ProxyError, invalid, redact, redact_error
 from app.jsonutil import dumps, loads
 from app.metrics import Metrics
 from app.protocols import protocol_module, protocol_name
@@ -117,7 +117,7 @@ class Pipeline:
         if resp.status_code >= 400:
             raise self._upstream_error(backend, backend_cfg, target, resp)
         if not req.stream:
-            return self._complete(frontend, backend, backend_cfg, req, resp, same, target.model)
+            return self._complete(frontend, backend, backend_cfg, req, resp, same, target)
         chunks = iter_body(resp, backend_cfg)
         first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
         formatter = frontend.StreamFormatter(req, **wire_options)
@@ -129,38 +129,61 @@ class Pipeline:
         body = read_body(resp, cfg, limit=1024 * 1024)
         try:
             err = backend.parse_error(resp.status_code, resp.headers, body)
-        except Exception:
-            log.exception("backend %s: unreadable error body", cfg.name)
+        except Exception as e:  # the type only: a traceback could quote the body
+            log.warning("backend %s: unreadable error body (%s)", cfg.name, type(e).__name__)
             err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
-        err.message = redact(err.message, [target.api_key or ""])
-        err.provider = cfg.name
         self.metrics.child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
         log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
-        return err
+        return upstream_error_for_client(err, cfg.name, target)
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
-                  req: ir.Request, resp, same: bool, upstream_model: str) -> Reply:
+                  req: ir.Request, resp, same: bool, target: Target) -> Reply:
         body = read_body(resp, cfg)
         try:
             parsed = backend.parse_response(body, req)
-        except ProxyError:
-            if not same:
-                raise
-            parsed = None  # a same-protocol reply goes to the client as it is, even one we cannot read
+        except ProxyError as e:  # the reply is not what the protocol says (on any hop)
+            raise upstream_error_for_client(e, cfg.name, target) from None
         except Exception as e:
-            if not same:
-                raise ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' sent a reply that could not "
-                                 f"be read ({type(e).__name__}).") from e
-            parsed = None
-        if parsed is not None:
-            self.metrics.count_usage(cfg.name, parsed.usage.input_tokens, parsed.usage.output_tokens)
+            raise ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' sent a reply that could not "
+                             f"be read ({type(e).__name__}).") from e
+        self.metrics.count_usage(cfg.name, parsed.usage.input_tokens, parsed.usage.output_tokens)
         if same:
-            rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, upstream_model, req.model)
-            return Reply(200, {"Content-Type": "application/json"}, rewrite(body.decode("utf-8", "replace")).encode())
+            # The reply goes on as the upstream wrote it (fidelity), now that it is known to be one.
+            rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, target.model, req.model)
+            text = redact_bytes(rewrite(body.decode("utf-8", "replace")).encode(), target)
+            return Reply(200, {"Content-Type": "application/json"}, text)
         if parsed.finish_reason is ir.FinishReason.error:
             raise model_failure(parsed.raw_finish_reason, cfg.name)
         parsed = dataclasses.replace(parsed, model=req.model)
-        return Reply(200, {"Content-Type": "application/json"}, dumps(frontend.format_response(parsed, req)))
+        return Reply(200, {"Content-Type": "application/json"},
+                     redact_bytes(dumps(frontend.format_response(parsed, req)), target))
+
+
+def upstream_error_for_client(err: ProxyError, backend: str, target: Target) -> ProxyError:
+    """An error a backend reported, as the client may see it: every text it
+    carries redacted of the backend's secrets, and a rejection of the proxy's
+    own credentials told as what it is (a gateway configuration problem),
+    never as the client's key being wrong."""
+    err.provider = backend
+    if err.kind in (ErrorKind.authentication, ErrorKind.permission):
+        what = "rejected the proxy's credentials" if err.kind is ErrorKind.authentication \
+            else "refused the proxy's credentials access"
+        return ProxyError(ErrorKind.bad_gateway,
+                          f"Backend '{backend}' {what} (upstream HTTP {err.status}). This is a problem with the "
+                          f"proxy's configuration for that backend, not with the client's request.",
+                          code="upstream_authentication_error", provider=backend)
+    return redact_error(err, target.secrets())
+
+
+def redact_bytes(data: bytes, target: Target) -> bytes:
+    """Reply bytes with the call's secrets masked. An upstream has no business
+    echoing our key in content, but a hostile or broken one may: a substring
+    test per reply or chunk is cheap insurance."""
+    for secret in target.secrets():
+        raw = secret.encode()
+        if raw in data:
+            data = data.replace(raw, b"[REDACTED]")
+    return data
 
 
 def decode_body(body: bytes) -> dict:
@@ -197,23 +220,25 @@ class _Relay:
         self.parser = backend.StreamParser(req)
         self.failed = False  # a StreamError reached the client: send nothing after it
         self.backend_name = target.backend
+        self.target = target
         self.rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, target.model, req.model) if same else None
 
     def run(self, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
         try:
+            target = self.target
             if first:
                 out = self._chunk(first)
                 if out:
-                    yield out
+                    yield redact_bytes(out, target)
             if not self.failed:
                 for chunk in chunks:
                     out = self._chunk(chunk)
                     if out:
-                        yield out
+                        yield redact_bytes(out, target)
                     if self.failed:
                         break
             if not self.failed:
-                yield self._end()
+                yield redact_bytes(self._end(), target)
         except ProxyError as e:  # transport failure mid-stream
             if not self.failed:
                 yield self._error(e)
@@ -253,20 +278,20 @@ class _Relay:
     def _pass_on(self, frame: Frame, out: list[bytes]) -> None:
         """Same protocol: the upstream frame goes on as it is (model renamed).
         The parser only watches for the end, errors and usage, so frames that
-        carry nothing but content are not parsed at all."""
-        error = None
-        if not self.backend.is_content_frame(frame):
+        carry nothing but content are only checked to be JSON, not parsed.
+        An error (the upstream's own error event, or a frame that cannot be
+        read) reaches the client as our error event, redacted like every other."""
+        if self.backend.is_content_frame(frame):
+            if not _is_json(frame.data):
+                self._emit(self._unreadable(), out)
+                return
+        else:
             for event in self._parse(self.parser.feed, frame):
                 if isinstance(event, ir.StreamError):
-                    error = event
-                    break
-            if error is not None and frame.event == "raw":
-                self._emit(error, out)  # not a frame of the protocol: the client gets a proper error event
-                return
+                    self._emit(event, out)
+                    return
         data = self.rewrite(frame.data)
         out.append(self.formatter.relay(frame if data is frame.data else Frame(frame.event, data)))
-        if error is not None:
-            self.failed = True  # the upstream's own error frame went through as it was
 
     def _emit(self, event: ir.Event, out: list[bytes]) -> None:
         if isinstance(event, ir.MessageStart):
@@ -274,6 +299,7 @@ class _Relay:
         elif isinstance(event, ir.MessageStop) and event.finish_reason is ir.FinishReason.error:
             event = ir.StreamError(model_failure(event.raw_finish_reason, self.backend_name))
         if isinstance(event, ir.StreamError):
+            event = ir.StreamError(upstream_error_for_client(event.error, self.backend_name, self.target))
             self.failed = True
         out.append(self.formatter.feed(event))
 
@@ -293,11 +319,22 @@ class _Relay:
             return [ir.StreamError(e)]
         except Exception as e:
             log.warning("backend %s: unreadable stream frame (%s)", self.backend_name, type(e).__name__)
-            return [ir.StreamError(ProxyError(
-                ErrorKind.bad_gateway, f"Backend '{self.backend_name}' sent a stream that could not be read."))]
+            return [self._unreadable()]
+
+    def _unreadable(self) -> ir.StreamError:
+        return ir.StreamError(ProxyError(
+            ErrorKind.bad_gateway, f"Backend '{self.backend_name}' sent a stream that could not be read."))
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _is_json(text: str) -> bool:
+    try:
+        loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:

@@ -43,14 +43,13 @@ Policy choices, each one a place where the wire formats disagree:
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from app import ir
-from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
+from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact, retry_after_from_headers
 from app.jsonutil import dumps, dumps_str, loads
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
@@ -1486,7 +1485,7 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
     err = _error_from_payload(_json_or_none(body), status=status)
     if err.message == "":
         err.message = redact(_body_text(body) or f"upstream returned HTTP {status}")
-    err.retry_after = _retry_after(headers)
+    err.retry_after = retry_after_from_headers(headers)
     return err
 
 
@@ -1521,17 +1520,6 @@ def _error_fields(payload: Any) -> tuple[str | None, str]:
         return _error_fields(embedded)
     status = error.get("status")
     return (status if isinstance(status, str) else None), message
-
-
-def _retry_after(headers: Mapping[str, str]) -> str | None:
-    lowered = {name.lower(): value for name, value in headers.items()}
-    if lowered.get("retry-after"):
-        return str(lowered["retry-after"]).strip()
-    milliseconds = lowered.get("retry-after-ms")
-    try:
-        return str(math.ceil(float(milliseconds) / 1000)) if milliseconds else None
-    except ValueError:
-        return None
 
 
 def _json_or_none(data: bytes | str) -> Any:

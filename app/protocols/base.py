@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from app.errors import MIN_SECRET_LENGTH
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -42,6 +44,11 @@ class Target:
     api_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # forwarded client headers
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol options from config
+
+    def secrets(self) -> tuple[str, ...]:
+        """What must never reach a client or a log: the credentials of this call."""
+        key = self.api_key
+        return (key,) if key and len(key) >= MIN_SECRET_LENGTH else ()
 
 
 @dataclass(frozen=True, slots=True)

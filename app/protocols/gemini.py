@@ -1299,7 +1299,7 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
         return _error_from_status(error, status, headers)
     text = body.decode("utf-8", "replace").strip()[:500] or f"upstream returned HTTP {status}"
     return ProxyError(errors.kind_for_status(status), errors.redact(text),
-                      retry_after=_header(headers, "retry-after"), provider=PROVIDER)
+                      retry_after=errors.retry_after_from_headers(headers), provider=PROVIDER)
 
 
 def _error_from_status(error: Mapping[str, Any], status: int, headers: Mapping[str, str]) -> ProxyError:
@@ -1312,7 +1312,8 @@ def _error_from_status(error: Mapping[str, Any], status: int, headers: Mapping[s
         kind = _KIND_BY_CANONICAL.get(canonical) or errors.kind_for_status(code)
     message = str(error.get("message") or canonical or f"upstream returned HTTP {code}")
     return ProxyError(kind, errors.redact(message), param=_field_violation(details),
-                      retry_after=_retry_delay(details) or _header(headers, "retry-after"), provider=PROVIDER)
+                      retry_after=_retry_delay(details) or errors.retry_after_from_headers(headers),
+                      provider=PROVIDER)
 
 
 def _retry_delay(details: list[dict]) -> str | None:
@@ -1332,7 +1333,3 @@ def _field_violation(details: list[dict]) -> str | None:
             if isinstance(violation, dict) and isinstance(violation.get("field"), str):
                 return violation["field"]
     return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name), None)

@@ -1008,28 +1008,9 @@ def _error_from_envelope(doc: Any, status: int | None, *, retry_after: str | Non
                       retry_after=retry_after)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> str | None:
-    value = _header(headers, "retry-after")
-    if value:
-        return value.strip()
-    millis = _header(headers, "retry-after-ms")
-    try:
-        return str(max(1, round(float(millis) / 1000))) if millis else None
-    except ValueError:
-        return None
-
-
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
     """An upstream HTTP error reply -> ProxyError (message kept, keys redacted)."""
-    retry = _retry_after(headers)
+    retry = errors.retry_after_from_headers(headers)
     text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body or "")
     fallback = f"Upstream returned HTTP {status}" + (f": {text.strip()[:300]}" if text.strip() else ".")
     try:

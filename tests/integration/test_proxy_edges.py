@@ -209,7 +209,10 @@ def test_upstream_secrets_never_reach_the_client(tmp_path, stack):
     client = create_app(load_config(cfg)).test_client()
     r = client.post(OPENAI_PATH, headers={"X-Mock-Scenario": "error_401"},
                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
-    assert r.status_code == 401
+    # The upstream rejected the proxy's key, not the client's: a gateway error naming the backend.
+    assert r.status_code == 502
+    error = r.get_json()["error"]
+    assert error["code"] == "upstream_authentication_error" and "'oa'" in error["message"]
     assert "secretsecret" not in r.get_data(as_text=True)
 
 
