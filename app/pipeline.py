@@ -134,7 +134,7 @@ class Pipeline:
             err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
         self.metrics.child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
         log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
-        return upstream_error_for_client(err, cfg.name, target)
+        return upstream_error_for_client(err, cfg.name, target, resp.status_code)
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
                   req: ir.Request, resp, same: bool, target: Target) -> Reply:
@@ -159,17 +159,18 @@ class Pipeline:
                      redact_bytes(dumps(frontend.format_response(parsed, req)), target))
 
 
-def upstream_error_for_client(err: ProxyError, backend: str, target: Target) -> ProxyError:
+def upstream_error_for_client(err: ProxyError, backend: str, target: Target,
+                              http_status: int | None = None) -> ProxyError:
     """An error a backend reported, as the client may see it: every text it
     carries redacted of the backend's secrets, and a rejection of the proxy's
     own credentials told as what it is (a gateway configuration problem),
     never as the client's key being wrong."""
     err.provider = backend
-    if err.kind in (ErrorKind.authentication, ErrorKind.permission):
-        what = "rejected the proxy's credentials" if err.kind is ErrorKind.authentication \
-            else "refused the proxy's credentials access"
+    if err.kind in (ErrorKind.authentication, ErrorKind.permission) or http_status in (401, 403):
+        status = http_status or err.status
+        what = "refused the proxy's credentials access" if status == 403 else "rejected the proxy's credentials"
         return ProxyError(ErrorKind.bad_gateway,
-                          f"Backend '{backend}' {what} (upstream HTTP {err.status}). This is a problem with the "
+                          f"Backend '{backend}' {what} (upstream HTTP {status}). This is a problem with the "
                           f"proxy's configuration for that backend, not with the client's request.",
                           code="upstream_authentication_error", provider=backend)
     return redact_error(err, target.secrets())

@@ -1,0 +1,105 @@
+"""No credential the proxy holds reaches a client or the log, whatever an
+upstream echoes: every frontend x backend x stream mode x hostile behaviour
+(tests/hostile_upstream.py), on plain routes and in protocol mode."""
+from __future__ import annotations
+
+import itertools
+import textwrap
+
+import pytest
+import requests
+
+from app.protocols import MODULES, protocol_module
+from tests.conftest import ServerProcess
+from tests.hostile_upstream import MODES, HostileUpstream
+
+# Every wire protocol the proxy has, as a backend and (where it has a frontend
+# half) as a frontend: a protocol added later is covered here without a copy,
+# and fails here until tests/hostile_upstream.py speaks it.
+PROTOCOLS = tuple(MODULES)
+FRONTENDS = tuple(p for p in PROTOCOLS if hasattr(protocol_module(p), "parse_request"))
+# Deliberately not key-shaped (no `sk-` / `AIza` prefix): only the configured
+# secret redaction can catch these, not the generic key pattern.
+KEYS = {p: f"hostile-{p}-key-{i:02d}5b4aR4tYQ7wZ{i:02d}" for i, p in enumerate(PROTOCOLS)}
+MODELS = {p: f"h-model-{p}" for p in PROTOCOLS}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    upstream = HostileUpstream()
+    config = tmp_path_factory.mktemp("hostile") / "hostile.toml"
+    blocks = ['[server]\nlog_level = "debug"\n']
+    for protocol, key in KEYS.items():
+        url = upstream.url + ("/v1" if protocol == "openai" else "")
+        blocks.append(textwrap.dedent(f"""
+            [backends.hb-{protocol}]
+            protocol = "{protocol}"
+            url = "{url}"
+            api_key = "{key}"
+            timeout = 5
+            forward_headers = ["X-Hostile"]
+            [backends.hb-{protocol}.model_mapping]
+            "{MODELS[protocol]}" = "{MODELS[protocol]}"
+        """))
+    config.write_text("".join(blocks))
+    proxy = ServerProcess(["serve", "--config", str(config)])
+    yield proxy
+    proxy.stop()
+    upstream.stop()
+
+
+def client_request(frontend: str, model: str, stream: bool, prefix: str = "") -> tuple[str, dict, dict]:
+    """(path, headers, body) of a minimal request in the frontend's protocol."""
+    messages = [{"role": "user", "content": "Hi"}]
+    if frontend == "openai":
+        return prefix + "/v1/chat/completions", {}, {"model": model, "messages": messages, "stream": stream}
+    if frontend == "anthropic":
+        return (prefix + "/v1/messages", {"anthropic-version": "2023-06-01", "x-api-key": "client-key"},
+                {"model": model, "max_tokens": 20, "messages": messages, "stream": stream})
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return (f"{prefix}/v1beta/models/{model}:{action}", {},
+            {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]})
+
+
+def leaks(text: str) -> list[str]:
+    """Every form of a configured key found in `text`: whole, its head, its tail."""
+    found = []
+    for key in KEYS.values():
+        for form in (key, key[:10], key[-6:]):
+            if form in text:
+                found.append(form)
+    return found
+
+
+CELLS = list(itertools.product(FRONTENDS, KEYS, (False, True), MODES))
+
+
+@pytest.mark.parametrize("frontend,backend,stream,mode", CELLS,
+                         ids=[f"{f}-{b}-{'stream' if s else 'plain'}-{m}" for f, b, s, m in CELLS])
+def test_no_key_reaches_the_client(hostile, frontend, backend, stream, mode):
+    # Plain routes by model name, and protocol mode pinning the backend by URL.
+    for prefix in ("", f"/{frontend}/hb-{backend}"):
+        path, headers, body = client_request(frontend, MODELS[backend], stream, prefix)
+        r = requests.post(hostile.url + path, json=body, headers={**headers, "X-Hostile": mode}, timeout=20)
+        raw = r.content.decode("utf-8", "replace")
+        shown = raw + "\n" + "\n".join(f"{k}: {v}" for k, v in r.headers.items())
+        assert leaks(shown) == [], f"{path} {mode}: {shown[:2000]}"
+        assert r.status_code < 600 and "Traceback" not in raw
+        if "Retry-After" in r.headers:
+            assert r.headers["Retry-After"].isdigit()
+        if mode == "auth":
+            # The upstream refused the proxy's key: a gateway error naming the backend, never a 401.
+            assert r.status_code == 502, raw
+            assert f"hb-{backend}" in raw
+        elif mode == "content":
+            assert r.status_code == 200, raw  # the hostile upstream speaks this backend's protocol
+            assert "[REDACTED]" in raw
+
+
+def test_no_key_reaches_the_log(hostile):
+    # Runs after the cells above (same module, declared last): the log has seen every one of them.
+    requests.post(hostile.url + "/v1/chat/completions", json={"model": "h-gpt", "messages": [
+        {"role": "user", "content": "Hi"}]}, headers={"X-Hostile": "error_body"}, timeout=20)
+    log = hostile.output()
+    assert "upstream error" in log  # the log did record the failures...
+    assert leaks(log) == []  # ...and none of the keys
