@@ -50,6 +50,13 @@ class Provider(ABC):
     """One emulated API. Subclasses supply the rules; this class runs them."""
 
     name: str = ""
+    # Whose fixtures it replays: a provider that speaks another's wire format at
+    # other URLs with other auth (Azure OpenAI, Vertex) replays that one's.
+    scenario_set: str = ""
+
+    @property
+    def scenarios_of(self) -> str:
+        return self.scenario_set or self.name
 
     # ----------------------------------------------------------- rules
     @abstractmethod
@@ -136,16 +143,16 @@ class Provider(ABC):
     def choose_scenario(self, call: Call, library: ScenarioLibrary) -> Scenario:
         requested = call.header(SCENARIO_HEADER)
         if requested:
-            scenario = library.get(self.name, requested)
+            scenario = library.get(self.scenarios_of, requested)
             if scenario is None:
-                known = ", ".join(library.names(self.name))
+                known = ", ".join(library.names(self.scenarios_of))
                 raise self.error(400, f"Unknown mock scenario {requested!r} for {self.name}. Known scenarios: {known}.",
                                  call)
             return scenario
         name = self.detect(call)
-        scenario = library.get(self.name, name)
+        scenario = library.get(self.scenarios_of, name)
         if scenario is None:
-            raise self.error(500, f"The mock has no {self.name}/{name} scenario fixture.", call)
+            raise self.error(500, f"The mock has no {self.scenarios_of}/{name} scenario fixture.", call)
         return scenario
 
     def handle_generation(self, call: Call, state: MockState) -> Response:

@@ -12,6 +12,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from werkzeug.exceptions import HTTPException
 
 from mocks.anthropic import AnthropicProvider
+from mocks.azure import AzureOpenAIProvider
 from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
 from mocks.openai import OpenAIProvider
@@ -23,12 +24,15 @@ from mocks.wire import read_body
 OPENAI = OpenAIProvider()
 ANTHROPIC = AnthropicProvider()
 GEMINI = GeminiProvider()
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI)}
+AZURE_OPENAI = AzureOpenAIProvider()
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI)}
 
 
 def provider_for_request() -> Provider:
     """Whose envelope an error on this path should use."""
     path = request.path
+    if path.startswith("/openai/"):
+        return AZURE_OPENAI
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -86,6 +90,17 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/v1/chat/completions")
     def openai_chat() -> Response:
         return generation(OPENAI)
+
+    # ------------------------------------------------------------- Azure OpenAI
+    @app.post("/openai/deployments/<deployment>/chat/completions")
+    def azure_deployment_chat(deployment: str) -> Response:
+        call = _call()
+        call.notes["deployment"] = deployment
+        return AZURE_OPENAI.handle_generation(call, state)
+
+    @app.post("/openai/v1/chat/completions")
+    def azure_v1_chat() -> Response:
+        return generation(AZURE_OPENAI)
 
     # ------------------------------------------------------------- Anthropic
     @app.post("/v1/messages")
@@ -161,10 +176,10 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
 
     @app.get("/_mock/scenarios")
     def list_scenarios() -> Response:
-        return jsonify({p: {s.name: {"description": s.description, "status": s.status, "streams": s.stream is not None,
+        return jsonify({name: {s.name: {"description": s.description, "status": s.status, "streams": s.stream is not None,
                                      "expect": s.expect}
-                            for s in state.library.all() if s.provider == p}
-                        for p in PROVIDERS})
+                            for s in state.library.all() if s.provider == p.scenarios_of}
+                        for name, p in PROVIDERS.items()})
 
     # ------------------------------------------------------------- errors, in the right envelope
     @app.errorhandler(HTTPException)
