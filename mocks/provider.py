@@ -11,6 +11,7 @@ from typing import Any, Callable
 from flask import Response
 
 from mocks import replay
+from mocks.google_oauth import TokenIssuer
 from mocks.request_log import MAX_LOGGED_BODY, LoggedRequest, RequestLog, redact_headers, redact_query
 from mocks.scenarios import Frame, Scenario, ScenarioLibrary
 from mocks.wire import ApiError, parse_json, stable_id
@@ -20,9 +21,10 @@ SCENARIO_HEADER = "X-Mock-Scenario"
 
 @dataclass
 class MockState:
-    """What the routes share: the fixtures and the request log."""
+    """What the routes share: the fixtures, the request log, the OAuth2 tokens issued."""
     library: ScenarioLibrary
     log: RequestLog
+    tokens: TokenIssuer = field(default_factory=TokenIssuer)
 
 
 @dataclass

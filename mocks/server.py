@@ -4,6 +4,7 @@ answers on every emulated provider's real URL paths, plus `/health` and the
 the envelope of the provider the path belongs to (never an HTML page)."""
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from mocks.anthropic import AnthropicProvider
 from mocks.azure import AzureOpenAIProvider
 from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
+from mocks.google_oauth import TokenError
 from mocks.openai import OpenAIProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
 from mocks.scenarios import DEFAULT_ROOT, ScenarioLibrary
+from mocks.vertex import VertexAnthropicProvider, VertexGeminiProvider
 from mocks.wire import read_body
 
 OPENAI = OpenAIProvider()
@@ -33,6 +36,8 @@ def provider_for_request() -> Provider:
     path = request.path
     if path.startswith("/openai/"):
         return AZURE_OPENAI
+    if path.startswith(("/v1/projects/", "/v1beta1/projects/")):
+        return GEMINI  # Google's front end answers for every Vertex publisher
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -82,6 +87,9 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     app = Flask("mocks")
     state = MockState(library=ScenarioLibrary(scenario_root), log=RequestLog(log_capacity))
     app.extensions["mock_state"] = state
+    vertex_gemini = VertexGeminiProvider(state.tokens)
+    vertex_anthropic = VertexAnthropicProvider(state.tokens)
+    providers = {**PROVIDERS, vertex_gemini.name: vertex_gemini, vertex_anthropic.name: vertex_anthropic}
 
     def generation(provider: Provider) -> Response:
         return provider.handle_generation(_call(), state)
@@ -101,6 +109,28 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/openai/v1/chat/completions")
     def azure_v1_chat() -> Response:
         return generation(AZURE_OPENAI)
+
+    # ------------------------------------------------------------- Google OAuth2 and Vertex AI
+    @app.post("/token")
+    def google_token() -> Response:
+        try:
+            return jsonify(state.tokens.grant(request.get_data()))
+        except TokenError as e:
+            return Response(json.dumps(e.body), status=e.status, content_type="application/json")
+
+    @app.post("/<any(v1, v1beta1):version>/projects/<project>/locations/<location>/publishers/<publisher>"
+              "/models/<target>")
+    def vertex_model(version: str, project: str, location: str, publisher: str, target: str) -> Response:
+        model, _, method = target.partition(":")
+        call = _call()
+        call.notes.update(location=location, project=project, method=method, api_version=version, model=model)
+        if publisher == "google" and method in ("generateContent", "streamGenerateContent"):
+            call.model = model
+            call.stream = method == "streamGenerateContent"
+            return vertex_gemini.handle_generation(call, state)
+        if publisher == "anthropic" and version == "v1" and method in ("rawPredict", "streamRawPredict"):
+            return vertex_anthropic.handle_generation(call, state)
+        abort(404)
 
     # ------------------------------------------------------------- Anthropic
     @app.post("/v1/messages")
@@ -169,6 +199,24 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     def list_requests() -> Response:
         return jsonify(state.log.entries(request.args.get("provider")))
 
+    @app.get("/_mock/oauth")
+    def oauth_stats() -> Response:
+        return jsonify(state.tokens.stats())
+
+    @app.post("/_mock/oauth")
+    def oauth_settings() -> Response:
+        lifetime = (request.get_json(silent=True) or {}).get("expires_in")
+        if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 1:
+            return Response('{"error": "expires_in: a positive integer (seconds)"}', status=400,
+                            content_type="application/json")
+        state.tokens.lifetime = lifetime
+        return jsonify(state.tokens.stats())
+
+    @app.delete("/_mock/oauth")
+    def oauth_reset() -> Response:
+        state.tokens.reset()
+        return jsonify(state.tokens.stats())
+
     @app.delete("/_mock/requests")
     def clear_requests() -> Response:
         state.log.clear()
@@ -179,7 +227,7 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         return jsonify({name: {s.name: {"description": s.description, "status": s.status, "streams": s.stream is not None,
                                      "expect": s.expect}
                             for s in state.library.all() if s.provider == p.scenarios_of}
-                        for name, p in PROVIDERS.items()})
+                        for name, p in providers.items()})
 
     # ------------------------------------------------------------- errors, in the right envelope
     @app.errorhandler(HTTPException)
