@@ -345,7 +345,7 @@ def _judge(log: list[Mapping[str, Any]], protocol: str, marker: str, returncode:
     if not after:
         return "the CLI never sent the tool result back (no after_tool_result request)"
     if not any(marker in json.dumps(e.get("body"), ensure_ascii=False) for e in after):
-        return "the tool result sent upstream lacks the file's contents (the tool did not run)"
+        return "the tool result sent upstream lacks the file's contents (the tool did not run, or the result was lost in conversion)"
     if any(e["status"] != 200 for e in log):
         return "an upstream request was refused: " + ", ".join(f"{e['scenario']} {e['status']}" for e in log)
     if returncode != 0:
