@@ -25,10 +25,10 @@ def _mock(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from app.config import check_config_file
-    problems = check_config_file(args.file)
-    for p in problems:
-        print(p)
+    from app.config import check_config
+    notes, problems = check_config(args.file)
+    for line in notes + problems:
+        print(line)
     if not problems:
         print(f"{args.file}: OK")
     return 1 if problems else 0

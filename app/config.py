@@ -19,9 +19,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from app.base_url import BaseUrlError, normalise_base_url
 from app.errors import ErrorKind, ProxyError, redact_url
 
 PROTOCOLS = ("openai", "anthropic", "gemini")
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
 
 _SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file"}
@@ -53,7 +55,8 @@ class ServerConfig:
 class BackendConfig:
     name: str
     protocol: str
-    url: str
+    url: str  # the base the protocol's request builder extends (app/base_url.py), however it was written
+    notes: tuple[str, ...] = ()  # `key: note` where the loader read something other than written (check-config)
     api_key: str | None = field(default=None, repr=False)  # literal, may hold ${ENV} references
     api_key_env: str | None = None
     capabilities: frozenset[str] = frozenset()  # empty: declares none ("auto")
@@ -132,15 +135,23 @@ def load_config(path: str | os.PathLike) -> Config:
 def check_config_file(path: str | os.PathLike) -> list[str]:
     """Every problem in a config file, `key: message` each, including API keys that
     would be missing at request time."""
+    return check_config(path)[1]
+
+
+def check_config(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(notes, problems): what the loader understood differently from what was written
+    (a backend url normalised to its base), and every problem, `key: message` each."""
     config, problems = _load(Path(path))
+    notes: list[str] = []
     if config is not None:
         for b in config.backends.values():
+            notes += b.notes
             try:
                 b.resolve_api_key()
             except ProxyError as e:
                 key = f"backends.{b.name}.api_key_env" if b.api_key_env else f"backends.{b.name}.api_key"
                 problems.append(f"{key}: {e.message}")
-    return problems
+    return notes, problems
 
 
 def _load(path: Path) -> tuple[Config | None, list[str]]:
@@ -232,7 +243,7 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
     elif protocol not in PROTOCOLS:
         problems.append(f"{key}.protocol: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
         ok = False
-    url = raw.get("url")
+    url, notes = raw.get("url"), []
     if not isinstance(url, str) or not url:
         problems.append(f"{key}.url: required (the provider's base URL)")
         ok = False
@@ -245,10 +256,24 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
             # user:password in the URL is never sent (keys go in api_key) and must not be echoed
             problems.append(f"{key}.url: must not contain user:password@ (give the key as api_key or api_key_env)")
             ok = False
+        elif protocol in PROTOCOLS:
+            try:
+                understood = normalise_base_url(protocol, url)
+            except BaseUrlError as e:
+                problems.append(f"{key}.url: {e}")
+                ok = False
+            else:
+                url = understood.base
+                if understood.note:
+                    notes.append(f"{key}.url: {understood.note}")
     if "api_key" in raw and "api_key_env" in raw:
         problems.append(f"{key}.api_key: give api_key or api_key_env, not both")
     api_key = _typed(raw.get("api_key"), str, f"{key}.api_key", problems)
     api_key_env = _typed(raw.get("api_key_env"), str, f"{key}.api_key_env", problems)
+    if "api_key" not in raw and "api_key_env" not in raw and protocol in DEFAULT_KEY_ENV:
+        # As the provider's own SDK does: with no key configured, its usual variable.
+        api_key_env = DEFAULT_KEY_ENV[protocol]
+        notes.append(f"{key}.api_key_env: not given; {api_key_env} is read (the provider SDK's usual variable)")
     caps = _capabilities(raw.get("capabilities", []), f"{key}.capabilities", problems)
     mapping_raw = _table(raw.get("model_mapping", {}), f"{key}.model_mapping", problems)
     mapping: dict[str, str] = {}
@@ -279,7 +304,7 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
     if not ok:
         return None
     return BackendConfig(
-        name=name, protocol=protocol, url=url, api_key=api_key, api_key_env=api_key_env,
+        name=name, protocol=protocol, url=url, notes=tuple(notes), api_key=api_key, api_key_env=api_key_env,
         capabilities=caps, priority=int(num["priority"]), timeout=float(num["timeout"]),
         connect_timeout=float(num["connect_timeout"]), model_mapping=mapping,
         forward_headers=tuple(headers), passthrough=flags["passthrough"], catch_all=flags["catch_all"],

@@ -1526,9 +1526,10 @@ class _Server:
     """One child `python -m app ...`, its output kept in a temp file for error reports."""
 
     def __init__(self, name: str, args: list[str], port: int, env: Mapping[str, str] | None = None):
+        """`port` 0: any free port, read from the 'listening on http://…' line the server prints."""
         self.name = name
-        self.url = f"http://127.0.0.1:{port}"
-        if _port_in_use(port):
+        self.url = f"http://127.0.0.1:{port}" if port else ""
+        if port and _port_in_use(port):
             raise StartupError(f"port {port} is already in use: is a {name} already running? "
                                f"Use --proxy-url/--mock-url to test running servers")
         self.output = tempfile.TemporaryFile()
@@ -1542,6 +1543,12 @@ class _Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise StartupError(f"{self.name} exited with code {self.proc.returncode}:\n{self.tail()}")
+            if not self.url:
+                found = _LISTENING.search(self.tail())
+                if not found:
+                    time.sleep(0.05)
+                    continue
+                self.url = found.group(1).rstrip("/")
             try:
                 if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
@@ -1565,6 +1572,9 @@ class _Server:
         self.output.close()
 
 
+_LISTENING = re.compile(r"listening on (http://[^\s(]+)")
+
+
 def _port_in_use(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -1572,16 +1582,20 @@ def _port_in_use(port: int) -> bool:
 
 
 class Servers:
-    """Starts the mock and the proxy on the standard ports; stops both on exit, however we exit."""
+    """Starts the mock and the proxy (the standard ports unless given; 0: any free port);
+    stops both on exit, however we exit."""
 
-    def __init__(self, config_path: Path):
+    def __init__(self, config_path: Path, mock_port: int = MOCK_PORT, proxy_port: int = PROXY_PORT,
+                 mock_args: Sequence[str] = ()):
         self.config_path = config_path
+        self.ports = (mock_port, proxy_port)
+        self.mock_args = list(mock_args)  # e.g. --scenarios FOLDER
         self.started: list[_Server] = []
 
     def __enter__(self) -> tuple[str, str]:
         try:
-            mock = self._start("mock", ["mock"], MOCK_PORT)
-            proxy = self._start("proxy", ["serve", "--config", str(self.config_path)], PROXY_PORT,
+            mock = self._start("mock", ["mock", *self.mock_args], self.ports[0])
+            proxy = self._start("proxy", ["serve", "--config", str(self.config_path)], self.ports[1],
                                 {"MOCK_URL": mock.url})
         except BaseException:
             self.stop()
