@@ -266,6 +266,7 @@ def test_unknown_paths_use_the_provider_envelope(mock_url, method, path, headers
 
 def test_scenarios_endpoint(mock_url):
     listing = requests.get(mock_url + "/_mock/scenarios", timeout=5).json()
-    assert set(listing) == {"openai", "anthropic", "gemini"}
+    assert set(listing) == {"openai", "anthropic", "gemini", "bedrock"}
+    assert listing["bedrock"]["error_mid_stream"]["streams"] is True
     assert listing["gemini"]["overloaded"]["status"] == 503
     assert listing["anthropic"]["text"]["expect"]["text"].startswith("Hello!")
