@@ -61,9 +61,12 @@ def validation(message: str) -> ApiError:
 
 
 def _constraint(value: Any, path: str, rule: str) -> ApiError:
-    shown = "null" if value is None else f"'{value}'" if not isinstance(value, (dict, list)) else "at"
-    where = f"Value {shown} at '{path}'" if shown != "at" else f"Value at '{path}'"
-    return validation(f"1 validation error detected: {where} failed to satisfy constraint: {rule}")
+    """The front end's wording: the value is quoted when it is a scalar, left out otherwise."""
+    if isinstance(value, (dict, list)):
+        shown = ""
+    else:
+        shown = "null " if value is None else f"'{value}' "
+    return validation(f"1 validation error detected: Value {shown}at '{path}' failed to satisfy constraint: {rule}")
 
 
 def _model_error(message: str) -> ApiError:

@@ -218,6 +218,19 @@ def test_wrong_secret_is_refused(mock_url):
     assert "not-the-secret" not in error["Error"]["Message"]
 
 
+def test_session_credentials_are_signed_and_accepted(mock_url, mock_server):
+    """Temporary credentials (IRSA, SSO, assumed roles) add X-Amz-Security-Token, which is signed;
+    the request log never shows it."""
+    client = boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=mock_url,
+                          aws_access_key_id=BEDROCK_KEY_ID, aws_secret_access_key=BEDROCK_SECRET,
+                          aws_session_token="FQoGZXIvYXdzEXAMPLESESSIONTOKEN", config=Config(retries={"total_max_attempts": 1}))
+    requests.delete(mock_url + "/_mock/requests", timeout=5)
+    assert client.converse(**REQUESTS["text"])["stopReason"] == "end_turn"
+    logged = requests.get(mock_url + "/_mock/requests", timeout=5).json()[-1]["headers"]
+    assert logged["x-amz-security-token"] == "[REDACTED]" and "FQoGZXIv" not in str(logged)
+    assert "Signature=" not in logged["authorization"]
+
+
 def test_unknown_access_key_is_refused(mock_url):
     with pytest.raises(ClientError) as caught:
         make_client(mock_url, key_id="AKIDUNKNOWN").converse_stream(**REQUESTS["text"])

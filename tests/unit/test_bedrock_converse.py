@@ -248,6 +248,23 @@ def test_signed_reasoning_goes_back_to_claude_on_bedrock_only():
     assert body(req, NOVA)["messages"][1]["content"] == [{"text": "42"}]
 
 
+def test_signature_only_reasoning_is_kept():
+    """Known gateway bug 8: a signature with empty reasoning text (recent Claude models) is not stripped."""
+    req = request(user(ir.Text("Q")), assistant(ir.Thinking("", SIGNATURE, provider="bedrock_converse"),
+                                                ir.Text("A")), user(ir.Text("Q2")))
+    assert body(req)["messages"][1]["content"][0] == {"reasoningContent": {"reasoningText": {
+        "text": "", "signature": SIGNATURE}}}
+    data = events_bytes(
+        ("messageStart", {"role": "assistant"}),
+        ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": SIGNATURE}}}),
+        ("contentBlockStop", {"contentBlockIndex": 0}),
+        ("messageStop", {"stopReason": "end_turn"}),
+        ("metadata", {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}),
+    )
+    folded = ir.response_from_events(stream([data]))
+    assert folded.parts == (ir.Thinking("", SIGNATURE, provider="bedrock_converse"),)
+
+
 def test_thinking_is_left_off_when_the_tool_turn_lost_its_reasoning():
     req = request(*TOOL_TURNS, tools=(WEATHER,), reasoning=ir.Reasoning(effort="medium"))
     assert "additionalModelRequestFields" not in body(req)
