@@ -209,3 +209,30 @@ def test_wire_module_errors_from_the_mock(mock_url):
     events = [e for f in framer.feed(reply.content) for e in parser.feed(f)]
     assert isinstance(events[-1], ir.StreamError) and events[-1].error.kind.value == "rate_limit"
     assert "".join(e.text for e in events if isinstance(e, ir.TextDelta)) == "Hello! I'm a mock"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_wire_module_echoes_its_own_reasoning(mock_url, stream):
+    """Reasoning read from a Claude-on-Bedrock reply (streamed or not) goes back with its
+    signature in the next turn, and the mock verifies the signature is one it issued."""
+    first = IR_REQUESTS["thinking"]
+    reply = bedrock_post(mock_url, CLAUDE, None, raw=bedrock_converse.build_body(first, CLAUDE), stream=stream)
+    if stream:
+        framer, parser = EventStreamFramer(), bedrock_converse.StreamParser(first)
+        resp = ir.response_from_events([e for f in framer.feed(reply.content) for e in parser.feed(f)]
+                                       + parser.close())
+    else:
+        resp = bedrock_converse.parse_response(reply.content, first)
+    assert isinstance(resp.parts[0], ir.Thinking) and resp.parts[0].signature
+    follow_up = ir.Request("m", first.messages + (ir.Message("assistant", resp.parts),
+                                                  ir.Message("user", (ir.Text("And?"),))), "openai",
+                           reasoning=ir.Reasoning(effort="low"))
+    body = bedrock_converse.build_body(follow_up, CLAUDE)
+    assert b"reasoningContent" in body
+    assert bedrock_post(mock_url, CLAUDE, None, raw=body).status_code == 200
+    # the same parts from the Anthropic API would be refused by the mock: the module leaves them out
+    foreign = tuple(ir.Thinking(p.text, p.signature, provider="anthropic") if isinstance(p, ir.Thinking) else p
+                    for p in resp.parts)
+    other = ir.Request("m", first.messages + (ir.Message("assistant", foreign), ir.Message("user", (ir.Text("?"),))),
+                       "anthropic")
+    assert b"reasoningContent" not in bedrock_converse.build_body(other, CLAUDE)
