@@ -4,6 +4,14 @@ envelopes read back. Nothing here knows URLs, credentials or signing: the
 model id travels in the URL (the provider's business); it is passed in only
 because what a body may carry depends on the model family.
 
+What the provider layer composes (it owns the URL `/model/{quote(model_id, safe="")}/converse`
+or `/converse-stream`, SigV4 over the exact bytes of `build_body`, and the framing):
+    build_body(req, model_id) -> bytes           the same body for both paths
+    parse_response(body, req) -> ir.Response
+    StreamParser(req).feed(frame) / .close()     frames from app.upstream.eventstream.EventStreamFramer
+    parse_error(status, headers, body) -> ProxyError
+    STREAM_FRAMING = "aws-eventstream"
+
 Policy choices, each one a place where the wire formats disagree:
 - Turns alternate user/assistant, as Converse requires: IR tool messages
   become user turns of toolResult blocks, and consecutive same-role turns are
@@ -27,6 +35,8 @@ Policy choices, each one a place where the wire formats disagree:
   charset are rewritten by a pure function, so a call and its result agree.
 - Usage is trailing in a stream (`metadata`, after `messageStop`): MessageStop
   is emitted when both have arrived, in either order.
+- parallel_tool_calls, seed and user have no Converse field and are not sent; n > 1 and
+  structured output are refused (400 naming the field).
 - Exception frames and HTTP errors map to error kinds by exception name;
   `malformed_model_output`/`malformed_tool_use` stop reasons are
   `FinishReason.error`, never a clean stop.
