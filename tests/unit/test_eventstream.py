@@ -106,3 +106,13 @@ def test_clean_end_reports_nothing():
     framer = EventStreamFramer()
     framer.feed(encode_event("messageStart", b"{}"))
     assert framer.close() == []
+
+
+@pytest.mark.parametrize("total, headers_length", [(0, 0), (12, 0), (16, 5), (20, 100)])
+def test_impossible_lengths_behind_a_valid_prelude_crc_are_errors(total, headers_length):
+    import binascii
+    import struct
+    prelude = struct.pack(">II", total, headers_length)
+    prelude += struct.pack(">I", binascii.crc32(prelude))
+    with pytest.raises(ProxyError, match="corrupted"):
+        EventStreamFramer().feed(prelude + b"\x00" * 40)
