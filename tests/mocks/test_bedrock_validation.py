@@ -8,6 +8,7 @@ import base64
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from app import ir
 from app.protocols import bedrock_converse
@@ -115,14 +116,13 @@ def test_unknown_model_and_bad_json(mock_url):
 
 def test_unknown_path_is_in_bedrock_envelope(mock_url):
     target, headers, data = bedrock_signed(mock_url, CLAUDE, {"messages": [USER]})
-    import requests
     reply = requests.post(target.replace("/converse", "/invoke-something"), data=data, headers=headers, timeout=10)
     assert reply.status_code == 404 and set(reply.json()) == {"message"} and "x-amzn-ErrorType" in reply.headers
 
 
 # ---------------------------------------------------------------- sigv4 on its own (clock injected)
 
-def _signed_headers(mock_url: str) -> tuple[str, dict, bytes]:
+def _signed_headers() -> tuple[str, dict, bytes]:
     target, headers, data = bedrock_signed("http://bedrock-runtime.eu-west-3.amazonaws.com", CLAUDE, {"messages": []})
     return target.split(".com", 1)[1], {**headers, "Host": "bedrock-runtime.eu-west-3.amazonaws.com"}, data
 
@@ -132,8 +132,8 @@ class _Headers(dict):
         return next((v for k, v in self.items() if k.lower() == name.lower()), default)
 
 
-def test_verify_returns_the_signed_region_and_checks_the_clock(mock_url):
-    path, headers, data = _signed_headers(mock_url)
+def test_verify_returns_the_signed_region_and_checks_the_clock():
+    path, headers, data = _signed_headers()
     headers = _Headers(headers)
     secrets = {"AKIDEXAMPLE": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
     assert verify("POST", path, headers, data, service="bedrock", secrets=secrets) == "us-east-1"

@@ -2,6 +2,9 @@
 frames whatever the chunk boundaries; corruption and truncation are errors."""
 from __future__ import annotations
 
+import binascii
+import struct
+
 import pytest
 
 from app.errors import ErrorKind, ProxyError
@@ -110,8 +113,6 @@ def test_clean_end_reports_nothing():
 
 @pytest.mark.parametrize("total, headers_length", [(0, 0), (12, 0), (16, 5), (20, 100)])
 def test_impossible_lengths_behind_a_valid_prelude_crc_are_errors(total, headers_length):
-    import binascii
-    import struct
     prelude = struct.pack(">II", total, headers_length)
     prelude += struct.pack(">I", binascii.crc32(prelude))
     with pytest.raises(ProxyError, match="corrupted"):
