@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 REDACTED = "[REDACTED]"
-SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
+SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "x-amz-security-token")
 SECRET_QUERY = ("key",)
 # Bodies above this size are logged as null (with their size) to bound memory.
 MAX_LOGGED_BODY = 1024 * 1024

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from mocks.anthropic import AnthropicProvider
 from mocks.azure import AzureOpenAIProvider
+from mocks.bedrock import BedrockProvider
 from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
 from mocks.google_oauth import TokenError
@@ -28,7 +29,8 @@ OPENAI = OpenAIProvider()
 ANTHROPIC = AnthropicProvider()
 GEMINI = GeminiProvider()
 AZURE_OPENAI = AzureOpenAIProvider()
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI)}
+BEDROCK = BedrockProvider()
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK)}
 
 
 def provider_for_request() -> Provider:
@@ -38,6 +40,8 @@ def provider_for_request() -> Provider:
         return AZURE_OPENAI
     if path.startswith(("/v1/projects/", "/v1beta1/projects/")):
         return GEMINI  # Google's front end answers for every Vertex publisher
+    if path.startswith("/model/"):
+        return BEDROCK
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -78,6 +82,7 @@ class MockHandler(WSGIHandler):
     def get_environ(self):
         environ = super().get_environ()
         environ["mocks.socket"] = self.socket
+        environ["mocks.raw_target"] = self.path  # as sent, still percent-encoded: what SigV4 signed
         environ["wsgi.input_terminated"] = True
         return environ
 
@@ -189,6 +194,21 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.get("/v1beta/models/<path:model>")
     def gemini_model(model: str) -> Response:
         return GEMINI.handle_simple(_call(), state, lambda call: GEMINI.get_model(call, model))
+
+    # ------------------------------------------------------------- Bedrock Runtime (model ids may hold `/`)
+    def bedrock(model_id: str, stream: bool) -> Response:
+        call = _call()
+        call.model, call.stream = model_id, stream
+        call.notes["raw_target"] = request.environ.get("mocks.raw_target")
+        return BEDROCK.handle_generation(call, state)
+
+    @app.post("/model/<path:model_id>/converse")
+    def bedrock_converse(model_id: str) -> Response:
+        return bedrock(model_id, stream=False)
+
+    @app.post("/model/<path:model_id>/converse-stream")
+    def bedrock_converse_stream(model_id: str) -> Response:
+        return bedrock(model_id, stream=True)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

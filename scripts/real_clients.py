@@ -226,7 +226,7 @@ def retarget_tool_call(fixture: dict[str, Any], name: str, arguments: Mapping[st
 
     Works on every provider's wire shape: the tool name wherever the call is named, whole
     argument objects (`input`, `args`) replaced, and streamed argument fragments (`arguments`
-    strings, `partial_json`) rewritten so they still reassemble: the first non-empty fragment
+    strings, `partial_json`, Bedrock's `input` strings) rewritten so they still reassemble: the first non-empty fragment
     carries the whole JSON, the others become empty."""
     old = {c["name"] for c in fixture.get("expect", {}).get("tool_calls", [])}
     text = json.dumps(dict(arguments))
@@ -242,7 +242,7 @@ def retarget_tool_call(fixture: dict[str, Any], name: str, arguments: Mapping[st
                 out[k] = name
             elif k in ("input", "args") and isinstance(v, dict) and v:
                 out[k] = dict(arguments)
-            elif k in ("arguments", "partial_json") and isinstance(v, str):
+            elif k in ("arguments", "partial_json", "input") and isinstance(v, str):  # input: Bedrock's deltas
                 out[k] = v
                 fragments.append((out, k))
             else:

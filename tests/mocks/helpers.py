@@ -217,3 +217,85 @@ def summarize_gemini(responses: Iterable[dict]) -> dict:
 def expected_summary(expect: dict) -> dict:
     """The comparable part of a scenario's expect."""
     return {k: expect[k] for k in ("text", "tool_calls", "finish", "usage", "thinking") if k in expect}
+
+
+# ---------------------------------------------------------------- Bedrock (SigV4-signed raw calls)
+
+BEDROCK_KEY_ID = "AKIDEXAMPLE"
+BEDROCK_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+BEDROCK_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+                  "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
+
+
+def bedrock_signed(url: str, model_id: str, body: Any, *, stream: bool = False, raw: bytes | None = None,
+                   secret: str = BEDROCK_SECRET, key_id: str = BEDROCK_KEY_ID, service: str = "bedrock",
+                   headers: dict[str, str] | None = None) -> tuple[str, dict[str, str], bytes]:
+    """(url, headers, body) of a Converse call signed the way botocore signs it."""
+    from urllib.parse import quote
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    data = raw if raw is not None else json.dumps(body).encode()
+    target = f"{url}/model/{quote(model_id, safe='')}/{'converse-stream' if stream else 'converse'}"
+    request = AWSRequest("POST", target, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    SigV4Auth(Credentials(key_id, secret), service, "us-east-1").add_auth(request)
+    return target, dict(request.headers.items()), data
+
+
+def bedrock_post(url: str, model_id: str, body: Any, **kwargs: Any) -> requests.Response:
+    target, headers, data = bedrock_signed(url, model_id, body, **kwargs)
+    return requests.post(target, data=data, headers=headers, timeout=10)
+
+
+def bedrock_usage(usage: dict | None) -> dict | None:
+    if not usage:
+        return None
+    prompt = usage["inputTokens"] + usage.get("cacheReadInputTokens", 0) + usage.get("cacheWriteInputTokens", 0)
+    return _neutral_usage(prompt, usage["outputTokens"], None)
+
+
+def summarize_bedrock_body(body: dict) -> dict:
+    content = body["output"]["message"]["content"]
+    thinking = "".join(b["reasoningContent"]["reasoningText"]["text"] for b in content if "reasoningContent" in b)
+    out = {"text": "".join(b["text"] for b in content if "text" in b),
+           "tool_calls": [{"name": b["toolUse"]["name"], "arguments": b["toolUse"]["input"]}
+                          for b in content if "toolUse" in b],
+           "finish": BEDROCK_FINISH[body["stopReason"]], "usage": bedrock_usage(body["usage"])}
+    if thinking:
+        out["thinking"] = thinking
+    return out
+
+
+def summarize_bedrock_stream(events: Iterable[tuple[str, Any]]) -> dict:
+    """(event type, payload) pairs, as decoded from the event stream (or boto3's {type: payload} dicts)."""
+    blocks: dict[int, dict] = {}
+    finish, usage = None, None
+    for event, data in events:
+        if event.endswith("Exception"):
+            raise AssertionError(f"in-stream exception: {event} {data}")
+        if event == "contentBlockStart":
+            use = data["start"]["toolUse"]
+            blocks[data["contentBlockIndex"]] = {"kind": "tool", "name": use["name"], "input": ""}
+        elif event == "contentBlockDelta":
+            delta = data["delta"]
+            if "text" in delta:
+                blocks.setdefault(data["contentBlockIndex"], {"kind": "text", "text": ""})["text"] += delta["text"]
+            elif "toolUse" in delta:
+                blocks[data["contentBlockIndex"]]["input"] += delta["toolUse"]["input"]
+            elif "reasoningContent" in delta:
+                block = blocks.setdefault(data["contentBlockIndex"], {"kind": "thinking", "text": ""})
+                block["text"] += delta["reasoningContent"].get("text", "")
+        elif event == "messageStop":
+            finish = BEDROCK_FINISH[data["stopReason"]]
+        elif event == "metadata":
+            usage = bedrock_usage(data["usage"])
+    assert finish is not None and usage is not None, "stream did not end with messageStop and metadata"
+    ordered = [blocks[i] for i in sorted(blocks)]
+    out = {"text": "".join(b["text"] for b in ordered if b["kind"] == "text"),
+           "tool_calls": [{"name": b["name"], "arguments": _args(b["input"])} for b in ordered if b["kind"] == "tool"],
+           "finish": finish, "usage": usage}
+    thinking = "".join(b["text"] for b in ordered if b["kind"] == "thinking")
+    if thinking:
+        out["thinking"] = thinking
+    return out

@@ -11,7 +11,8 @@ import pytest
 from mocks.scenarios import PROVIDERS, Frame, ScenarioFormatError, ScenarioLibrary, fill
 from tests.mocks.helpers import (
     FAULT_SCENARIOS, GOOD_SCENARIOS, expected_summary, parse_sse, summarize_anthropic_body,
-    summarize_anthropic_stream, summarize_gemini, summarize_openai_body, summarize_openai_stream,
+    summarize_anthropic_stream, summarize_bedrock_body, summarize_bedrock_stream, summarize_gemini,
+    summarize_openai_body, summarize_openai_stream,
 )
 
 
@@ -30,6 +31,10 @@ def summarize(provider: str, body=None, frames=None) -> dict:
         if body is not None:
             return summarize_anthropic_body(body)
         return summarize_anthropic_stream([(f.event, fill(f.data, _lookup)) for f in frames])
+    if provider == "bedrock":
+        if body is not None:
+            return summarize_bedrock_body(body)
+        return summarize_bedrock_stream([(f.event, fill(f.data, _lookup)) for f in frames])
     return summarize_gemini([body] if body is not None else _stream_data(frames))
 
 
@@ -55,7 +60,12 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     expects = {p: library.get(p, name).expect for p in PROVIDERS}
     for key in ("text", "tool_calls", "finish", "usage"):
         assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key], key
+    # Converse reports no reasoning token count; everything else is the same
+    reasoning_free = {k: v for k, v in expects["openai"]["usage"].items() if k != "reasoning"}
+    assert expects["bedrock"]["usage"] == reasoning_free
+    assert all(expects["bedrock"][key] == expects["openai"][key] for key in ("text", "tool_calls", "finish"))
     if name == "thinking":
+        assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"]
         assert "thinking" not in expects["openai"]
         assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"]
 
@@ -105,6 +115,8 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
             text = "".join(f.data["choices"][0]["delta"].get("content") or "" for f in sent)
         elif provider == "anthropic":
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "content_block_delta")
+        elif provider == "bedrock":
+            text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "contentBlockDelta")
         else:
             text = summarize_gemini(_stream_data(tuple(sent)))["text"]
         assert text == scenario.expect["partial_text"], name
@@ -230,3 +242,38 @@ def test_gemini_frames_match_real_stream(real_samples: Path, library: ScenarioLi
         assert all("finishReason" not in c["candidates"][0] for c in chunks[:-1])
         assert "finishReason" in chunks[-1]["candidates"][0]
         assert all(set(c) == set(real) for c in chunks)
+
+
+def test_bedrock_frames_match_the_live_capture(real_samples: Path, library: ScenarioLibrary):
+    """Our event-stream bytes against the live ConverseStream capture: the same headers,
+    the same event grammar (text without contentBlockStart, usage last), the same payload keys."""
+    from botocore.eventstream import EventStreamBuffer
+
+    from mocks.bedrock import BedrockProvider
+    from mocks.provider import Call
+
+    def decode(data: bytes) -> list[tuple[dict, dict]]:
+        buffer = EventStreamBuffer()
+        buffer.add_data(data)
+        return [(m.headers, json.loads(m.payload)) for m in buffer]
+
+    real = decode((real_samples / "bedrock" / "converse_stream_live_ok.eventstream").read_bytes())
+    provider = BedrockProvider()
+    call = Call(method="POST", path="/model/m/converse-stream", query={}, headers={}, raw_body=b"{}")
+    for name in GOOD_SCENARIOS:
+        writer = provider.stream_writer(call)
+        mine = decode(b"".join(writer.frame(f, _lookup) for f in library.get("bedrock", name).stream))
+        assert all(list(h) == list(real[0][0]) for h, _ in mine), name
+        assert all("p" in payload for _, payload in mine)
+        events = [h[":event-type"] for h, _ in mine]
+        assert events[0] == "messageStart" and events[-2:] == ["messageStop", "metadata"]
+        assert set(mine[-1][1]) == set(real[-1][1]) and set(mine[-1][1]["usage"]) == set(real[-1][1]["usage"])
+        assert set(mine[-2][1]) == set(real[-2][1])
+        text_deltas = [p for h, p in mine if h[":event-type"] == "contentBlockDelta" and "text" in p["delta"]]
+        assert all(set(p) == set(real[1][1]) for p in text_deltas)
+    live = [h[":event-type"] for h, _ in real]
+    assert live == ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop",
+                    "metadata"]
+    text = [h[":event-type"] for h, _ in decode(b"".join(
+        provider.stream_writer(call).frame(f, _lookup) for f in library.get("bedrock", "text").stream))]
+    assert "contentBlockStart" not in text
