@@ -54,6 +54,7 @@ from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
 from app.jsonutil import dumps, dumps_str, loads
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
+from app.upstream.urls import upstream_url
 
 PROTOCOL = "anthropic"
 RESPONSE_MODEL_FIELD = "model"
@@ -940,14 +941,14 @@ def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
 
 
 def _messages_url(target: Target) -> str:
-    return target.base_url.rstrip("/") + "/v1/messages"
+    return upstream_url(target.base_url, "/v1/messages")
 
 
 def count_tokens_request(req: ir.Request, target: Target) -> UpstreamRequest:
     """An Anthropic client's count_tokens body, sent on to the backend's own counter."""
     body = {k: v for k, v in (req.raw or {}).items() if k not in ("max_tokens", "stream")}
     body["model"] = target.model
-    return UpstreamRequest("POST", _messages_url(target) + "/count_tokens", _headers(target), dumps(body))
+    return UpstreamRequest("POST", upstream_url(target.base_url, "/v1/messages/count_tokens"), _headers(target), dumps(body))
 
 
 def parse_count_tokens(body: bytes) -> int:

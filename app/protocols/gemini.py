@@ -33,6 +33,7 @@ from app.jsonutil import dumps, dumps_str, loads
 from app.protocols import gemini_schema
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
+from app.upstream.urls import upstream_url
 
 PROVIDER = "gemini"
 RESPONSE_MODEL_FIELD = "modelVersion"
@@ -831,9 +832,16 @@ def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
     return _upstream(target, req.stream, dumps(req.raw))
 
 
+_SSE = {"alt": "sse"}
+
+
 def _upstream(target: Target, stream: bool, body: bytes) -> UpstreamRequest:
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    url = f"{target.base_url}/v1beta/models/{target.model.removeprefix('models/')}:{method}"
+    model = target.model.removeprefix("models/")
+    if stream:
+        url = upstream_url(target.base_url, "/v1beta/models/{model}:streamGenerateContent", model=model,
+                           query=_SSE)
+    else:
+        url = upstream_url(target.base_url, "/v1beta/models/{model}:generateContent", model=model)
     own = {"Content-Type": "application/json"}
     if target.api_key:
         own["x-goog-api-key"] = target.api_key

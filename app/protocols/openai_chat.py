@@ -43,6 +43,7 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
+from app.upstream.urls import upstream_url
 
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
 RESPONSE_MODEL_FIELD = "model"
@@ -670,7 +671,7 @@ def _upstream_headers(target: Target) -> dict[str, str]:
 
 
 def _endpoint(target: Target) -> str:
-    return target.base_url.rstrip("/") + "/chat/completions"
+    return upstream_url(target.base_url, "/chat/completions")
 
 
 def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
