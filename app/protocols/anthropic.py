@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
 from app.jsonutil import dumps, dumps_str, loads
+from app.model_ids import check_model_id
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
 from app.upstream.urls import upstream_url
@@ -182,7 +183,7 @@ def _model_name(body: dict, url_model: str | None) -> str:
         raise invalid("Field required", param="model")
     if not isinstance(value, str) or not value:
         raise invalid("Input should be a non-empty string", param="model")
-    return value
+    return check_model_id(value)
 
 
 def _max_tokens(body: dict) -> int:

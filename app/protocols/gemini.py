@@ -30,6 +30,7 @@ from typing import Any, Mapping, NamedTuple
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, dumps_str, loads
+from app.model_ids import check_model_id
 from app.protocols import gemini_schema
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
@@ -193,6 +194,7 @@ def parse_request(body: dict, *, model: str | None = None, stream: bool | None =
     model = model or (_string(fields["model"], "model") if fields.get("model") is not None else None)
     if not model:
         raise errors.invalid("model is required", "model")
+    check_model_id(model)
     messages: list[ir.Message] = []
     if fields.get("systemInstruction") is not None:
         system = _system_message(fields["systemInstruction"])

@@ -41,6 +41,7 @@ from typing import Any, Iterable, Mapping
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
+from app.model_ids import check_model_id
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
 from app.upstream.urls import upstream_url
@@ -87,6 +88,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     model = model if model is not None else body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise errors.invalid("'model' is required and must be a non-empty string.", "model")
+    check_model_id(model)
     for legacy in ("functions", "function_call"):
         if body.get(legacy) is not None:
             raise errors.invalid(f"'{legacy}' is deprecated and not supported; use 'tools' / 'tool_choice'.", legacy)
