@@ -29,7 +29,7 @@ from typing import Any, Mapping, NamedTuple
 
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
-from app.jsonutil import dumps, dumps_str, loads
+from app.jsonutil import dumps, dumps_str, loads, loads_bounded
 from app.model_ids import check_model_id
 from app.protocols import gemini_schema
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
@@ -978,8 +978,8 @@ def _response_object(result: ir.ToolResult) -> dict:
     if result.is_error:
         return {"error": text}
     try:
-        value = loads(text)
-    except ValueError:
+        value = loads_bounded(text)
+    except ValueError:  # not JSON, or too deep to send on as JSON: the text it is
         value = None
     return value if isinstance(value, dict) else {"output": text}
 
