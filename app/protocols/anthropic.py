@@ -169,8 +169,15 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     )
 
 
+MAX_INT = 2**31 - 1  # int fields (max_tokens, top_k, budget_tokens) stay far below; bigger ones break other backends
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_INT - 1 <= value <= MAX_INT
+
+
+def _too_big(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT
 
 
 def _is_number(value: Any) -> bool:
@@ -190,6 +197,8 @@ def _max_tokens(body: dict) -> int:
     value = body.get("max_tokens")
     if value is None:
         raise invalid("Field required", param="max_tokens")
+    if _too_big(value):
+        raise invalid(f"Input should be less than or equal to {MAX_INT}", param="max_tokens")
     if not _is_int(value):
         raise invalid("Input should be a valid integer", param="max_tokens")
     if value < 1:
@@ -230,6 +239,8 @@ def _optional_int(body: dict, key: str, minimum: int) -> int | None:
     value = body.get(key)
     if value is None:
         return None
+    if _too_big(value):
+        raise invalid(f"Input should be less than or equal to {MAX_INT}", param=key)
     if not _is_int(value):
         raise invalid("Input should be a valid integer", param=key)
     if value < minimum:
@@ -409,7 +420,7 @@ def _image_from_wire(block: dict, at: str) -> ir.Image:
     source_type = source.get("type")
     if source_type == "base64":
         media_type = source.get("media_type")
-        if media_type not in IMAGE_MEDIA_TYPES:
+        if not isinstance(media_type, str) or media_type not in IMAGE_MEDIA_TYPES:
             raise invalid("Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'",
                           param=f"{at}.source.media_type")
         data = source.get("data")
