@@ -45,7 +45,8 @@ def loads_bounded(data: bytes | str) -> Any:
         if str(e).startswith("depth limit exceeded"):  # orjson's own limit, 1,024 levels
             raise TooDeep(f"arrays and objects are nested deeper than {MAX_DEPTH} levels") from None
         raise
-    if (type(value) is dict or type(value) is list) and not within_depth(value):
+    # Deeper than MAX_DEPTH takes more than 2 * MAX_DEPTH bytes of brackets: short texts need no probe.
+    if len(data) > 2 * MAX_DEPTH and (type(value) is dict or type(value) is list) and not within_depth(value):
         raise TooDeep(f"arrays and objects are nested deeper than {MAX_DEPTH} levels")
     return value
 
