@@ -960,7 +960,8 @@ def count_tokens_request(req: ir.Request, target: Target) -> UpstreamRequest:
     """An Anthropic client's count_tokens body, sent on to the backend's own counter."""
     body = {k: v for k, v in (req.raw or {}).items() if k not in ("max_tokens", "stream")}
     body["model"] = target.model
-    return UpstreamRequest("POST", upstream_url(target.base_url, "/v1/messages/count_tokens"), _headers(target), dumps(body))
+    return UpstreamRequest("POST", upstream_url(target.base_url, "/v1/messages/count_tokens"), _headers(target),
+                           dumps(body))
 
 
 def parse_count_tokens(body: bytes) -> int:

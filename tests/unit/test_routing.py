@@ -137,4 +137,5 @@ def test_route_debug_line_escapes_the_names(router, caplog):
     with caplog.at_level("DEBUG", logger="interchange.routing"):
         router.route("new model\n", TEXT)
     (record,) = caplog.records
-    assert record.getMessage() == 'route model="new model\\n" backend=an upstream_model="new model\\n" reason=capability'
+    assert record.getMessage() == ('route model="new model\\n" backend=an upstream_model="new model\\n" '
+                                   "reason=capability")
