@@ -227,3 +227,48 @@ def test_openai_seed_keeps_the_int64_range():
 @pytest.mark.parametrize("value", [2**31, 2**63, 2**64 - 1, 1e308])
 def test_anthropic_integers_out_of_range(path, value):
     assert _error(anthropic.parse_request, _with(ANTHROPIC, path, value)).param == ".".join(path)
+
+
+# ------------------------------------- the same variants through the whole app
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory):
+    """The app with one backend per protocol, all at a loopback port that refuses connections."""
+    import socket
+
+    from app.config import load_config
+    from app.server import create_app
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    cfg = tmp_path_factory.mktemp("cfg") / "c.toml"
+    cfg.write_text("".join(f'[backends.{p}]\nprotocol = "{p}"\nurl = "http://127.0.0.1:{port}"\napi_key = "k"\n'
+                           for p in ("openai", "anthropic", "gemini")) + "catch_all = true\n")  # gemini: plain routes
+    yield create_app(load_config(cfg)).test_client()
+    closed.close()
+
+
+_GENERATE = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+
+
+@pytest.mark.parametrize("name", FRONTENDS)
+def test_every_variant_through_the_app_is_answered_in_the_envelope(app_client, name):
+    """Each variant once, pinned in turn to each backend (gemini: streamed every other time) and, every
+    fourth, to the count-tokens endpoint (routed to the catch-all gemini backend: Anthropic clients get
+    an estimate, Gemini clients the refused backend's 502): never a 5xx of the proxy's own and always JSON."""
+    backends = ("openai", "anthropic", "gemini")
+    statuses = {}
+    for i, (path, body) in enumerate(_variants(FRONTENDS[name][1])):
+        backend = backends[i % 3]
+        if name == "gemini":
+            action = "countTokens" if i % 4 == 3 else "streamGenerateContent?alt=sse" if i % 2 else "generateContent"
+            url = f"/v1beta/models/m:{action}" if action == "countTokens" else \
+                f"/gemini/{backend}/v1beta/models/m:{action}"
+        elif name == "anthropic" and i % 4 == 3:
+            url = "/v1/messages/count_tokens"
+        else:
+            url = f"/{name}/{backend}" + _GENERATE[name]
+        r = app_client.post(url, data=json.dumps(body), content_type="application/json")
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        assert r.is_json and (r.status_code < 500 or r.status_code == 502), (path, url, r.status_code, r.data[:200])
+    assert set(statuses) <= {200, 400, 502}
