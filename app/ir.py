@@ -16,10 +16,11 @@ Conventions every module relies on:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Mapping, Union
+
+from app.jsonutil import loads_bounded
 
 # --------------------------------------------------------------------- parts
 
@@ -306,7 +307,7 @@ def parse_arguments(arguments: str) -> dict:
     """Tool-call argument text -> object. Empty text is `{}` (OpenAI sends "" for no-arg calls)."""
     if not arguments or not arguments.strip():
         return {}
-    value = json.loads(arguments)
+    value = loads_bounded(arguments)  # a client's text: bounded like a body (app/jsonutil.py)
     if not isinstance(value, dict):
         raise ValueError("tool call arguments must be a JSON object")
     return value

@@ -26,8 +26,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from app import ir
 from app.config import BackendConfig, Config
-from app.errors import ErrorKind, ProxyError, invalid, redact, redact_error
-from app.jsonutil import dumps, loads
+from app.errors import ErrorKind, ProxyError, invalid, redact_error
+from app.jsonutil import MAX_DEPTH, TooDeep, dumps, loads, loads_bounded
 from app.metrics import Metrics
 from app.protocols import protocol_module, protocol_name
 from app.protocols.base import Target
@@ -192,7 +192,9 @@ def decode_body(body: bytes) -> dict:
     if not body.strip():
         raise invalid("The request body is empty; expected a JSON object.")
     try:
-        data = loads(body)
+        data = loads_bounded(body)
+    except TooDeep:
+        raise invalid(f"The request body nests arrays and objects deeper than {MAX_DEPTH} levels.") from None
     except ValueError as e:
         raise invalid(f"The request body is not valid JSON ({e}).") from None
     if not isinstance(data, dict):

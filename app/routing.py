@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from app.config import BackendConfig, Config, ModelEntry
 from app.errors import ErrorKind, ProxyError
+from app.logfields import log_field
 from app.protocols.base import ModelInfo
 
 log = logging.getLogger("interchange.routing")
@@ -61,15 +62,16 @@ class Router:
     def route(self, model: str, needs: frozenset[str], pinned: str | None = None) -> Route:
         """Pick the backend for `model`; raises ProxyError (not_found / invalid_request) when none fits."""
         route = self._decide(model, needs, pinned)
-        log.debug("route model=%s backend=%s upstream_model=%s reason=%s",
-                  model, route.backend.name, route.upstream_model, route.reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("route model=%s backend=%s upstream_model=%s reason=%s",
+                      log_field(model), route.backend.name, log_field(route.upstream_model), route.reason)
         return route
 
     def _decide(self, model: str, needs: frozenset[str], pinned: str | None) -> Route:
         if pinned is not None:
             backend = self.config.backends.get(pinned)
             if backend is None:
-                raise self._failed(model, f"unknown backend instance '{pinned}'")
+                raise self._failed(model, f"unknown backend instance '{log_field(pinned)}'")
             mapped = next((c for c in self._by_model.get(model, ()) if c.backend is backend), None)
             return Route(backend, mapped.upstream_model if mapped else model, "explicit",
                          mapped.entry if mapped else None)
@@ -82,9 +84,9 @@ class Router:
             have = candidates[0].entry.capabilities if candidates[0].entry and candidates[0].entry.capabilities \
                 else candidates[0].backend.capabilities
             missing = sorted(needs - have) if have else []
-            log.info("route model=%s reason=failed missing=%s", model, ",".join(missing))
+            log.info("route model=%s reason=failed missing=%s", log_field(model), ",".join(missing))
             raise ProxyError(ErrorKind.invalid_request,
-                             f"The model `{model}` does not support {', '.join(missing) or 'this request'}"
+                             f"The model `{log_field(model)}` does not support {', '.join(missing) or 'this request'}"
                              f" (backend '{candidates[0].backend.name}').",
                              param="model", code="unsupported_capability")
         for b in self._catch_all:
@@ -98,8 +100,8 @@ class Router:
 
     def _failed(self, model: str, why: str | None = None) -> ProxyError:
         names = ", ".join(m.id for m in self.models())
-        log.info("route model=%s reason=failed", model)
-        message = f"The model `{model}` does not exist or is not served by this proxy."
+        log.info("route model=%s reason=failed", log_field(model))
+        message = f"The model `{log_field(model)}` does not exist or is not served by this proxy."
         if why:
             message = f"{why}. " + message
         return ProxyError(ErrorKind.not_found, f"{message} Available models: {names or 'none'}.",

@@ -15,12 +15,14 @@ from types import ModuleType
 from flask import Flask, Response, request
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from app.config import Config, ConfigError, load_config
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps
+from app.logfields import log_field
 from app.pipeline import Pipeline, Reply
 from app.protocols import protocol_module
 from app.routing import Router
@@ -40,6 +42,7 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     router = Router(config, default_backend)
     pipeline = Pipeline(config, router)
     app = Flask("interchange")
+    app.url_map.converters["path"] = _AnyPath
     app.config["MAX_CONTENT_LENGTH"] = None  # we check size ourselves, to answer in the client's envelope
     app.extensions["interchange"] = pipeline
     max_body = config.server.max_body_bytes
@@ -198,9 +201,16 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     def _not_found() -> Response:
         frontend = _frontend_for_path(request.path)
         return respond(pipeline.error_reply(frontend, ProxyError(
-            ErrorKind.not_found, f"Unknown path {request.method} {request.path}.")))
+            ErrorKind.not_found, f"Unknown path {log_field(request.method)} {log_field(request.path)}.")))
 
     return app
+
+
+class _AnyPath(PathConverter):
+    """werkzeug's `path` converter, but matching line breaks too: a Gemini model
+    in the URL may hold any character, and parse_request answers with a 400
+    naming `model` rather than the path being an unknown one."""
+    regex = r"[^/][\s\S]*?"
 
 
 _GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")

@@ -6,14 +6,17 @@ estimate and says so in the `X-Interchange-Token-Count: estimate` header.
 """
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 from typing import Mapping
 
 from app import ir
-from app.errors import ProxyError
+from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps
-from app.protocols import protocol_module
+from app.protocols import protocol_module, protocol_name
 from app.upstream.http import read_body
+
+log = logging.getLogger("interchange.tokens")
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and JSON
 TOKENS_PER_MESSAGE = 4  # role and separators
@@ -62,6 +65,9 @@ def count_tokens_reply(pipeline, frontend: ModuleType, body: bytes, headers: Map
                      dumps(_render(frontend, count)))
     except ProxyError as e:
         return pipeline.error_reply(frontend, e)
+    except Exception:  # a bug must still answer in the client's envelope (as Pipeline.handle does)
+        log.exception("internal error counting tokens for a %s request", protocol_name(frontend))
+        return pipeline.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
 
 
 def _parse(pipeline, frontend: ModuleType, body: bytes, url_model: str | None) -> ir.Request:

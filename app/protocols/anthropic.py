@@ -51,8 +51,10 @@ from typing import Any, Callable, Mapping
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact, retry_after_from_headers
 from app.jsonutil import dumps, dumps_str, loads
+from app.model_ids import check_model_id
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
+from app.upstream.urls import upstream_url
 
 PROTOCOL = "anthropic"
 RESPONSE_MODEL_FIELD = "model"
@@ -166,8 +168,15 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     )
 
 
+MAX_INT = 2**31 - 1  # int fields (max_tokens, top_k, budget_tokens) stay far below; bigger ones break other backends
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_INT - 1 <= value <= MAX_INT
+
+
+def _too_big(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT
 
 
 def _is_number(value: Any) -> bool:
@@ -180,13 +189,15 @@ def _model_name(body: dict, url_model: str | None) -> str:
         raise invalid("Field required", param="model")
     if not isinstance(value, str) or not value:
         raise invalid("Input should be a non-empty string", param="model")
-    return value
+    return check_model_id(value)
 
 
 def _max_tokens(body: dict) -> int:
     value = body.get("max_tokens")
     if value is None:
         raise invalid("Field required", param="max_tokens")
+    if _too_big(value):
+        raise invalid(f"Input should be less than or equal to {MAX_INT}", param="max_tokens")
     if not _is_int(value):
         raise invalid("Input should be a valid integer", param="max_tokens")
     if value < 1:
@@ -227,6 +238,8 @@ def _optional_int(body: dict, key: str, minimum: int) -> int | None:
     value = body.get(key)
     if value is None:
         return None
+    if _too_big(value):
+        raise invalid(f"Input should be less than or equal to {MAX_INT}", param=key)
     if not _is_int(value):
         raise invalid("Input should be a valid integer", param=key)
     if value < minimum:
@@ -406,7 +419,7 @@ def _image_from_wire(block: dict, at: str) -> ir.Image:
     source_type = source.get("type")
     if source_type == "base64":
         media_type = source.get("media_type")
-        if media_type not in IMAGE_MEDIA_TYPES:
+        if not isinstance(media_type, str) or media_type not in IMAGE_MEDIA_TYPES:
             raise invalid("Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'",
                           param=f"{at}.source.media_type")
         data = source.get("data")
@@ -939,14 +952,15 @@ def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
 
 
 def _messages_url(target: Target) -> str:
-    return target.base_url.rstrip("/") + "/v1/messages"
+    return upstream_url(target.base_url, "/v1/messages")
 
 
 def count_tokens_request(req: ir.Request, target: Target) -> UpstreamRequest:
     """An Anthropic client's count_tokens body, sent on to the backend's own counter."""
     body = {k: v for k, v in (req.raw or {}).items() if k not in ("max_tokens", "stream")}
     body["model"] = target.model
-    return UpstreamRequest("POST", _messages_url(target) + "/count_tokens", _headers(target), dumps(body))
+    return UpstreamRequest("POST", upstream_url(target.base_url, "/v1/messages/count_tokens"), _headers(target),
+                           dumps(body))
 
 
 def parse_count_tokens(body: bytes) -> int:

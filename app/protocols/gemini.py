@@ -29,10 +29,12 @@ from typing import Any, Mapping, NamedTuple
 
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
-from app.jsonutil import dumps, dumps_str, loads
+from app.jsonutil import dumps, dumps_str, loads, loads_bounded
+from app.model_ids import check_model_id
 from app.protocols import gemini_schema
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
+from app.upstream.urls import upstream_url
 
 PROVIDER = "gemini"
 RESPONSE_MODEL_FIELD = "modelVersion"
@@ -192,6 +194,7 @@ def parse_request(body: dict, *, model: str | None = None, stream: bool | None =
     model = model or (_string(fields["model"], "model") if fields.get("model") is not None else None)
     if not model:
         raise errors.invalid("model is required", "model")
+    check_model_id(model)
     messages: list[ir.Message] = []
     if fields.get("systemInstruction") is not None:
         system = _system_message(fields["systemInstruction"])
@@ -260,12 +263,31 @@ def _number(value: Any, where: str) -> float:
     return value
 
 
-def _integer(value: Any, where: str) -> int:
+_INT32 = (-2**31, 2**31 - 1)  # Gemini's integer fields are int32 (a 1e308 must not reach another backend)
+
+
+def _integer(value: Any, where: str, minimum: int = _INT32[0]) -> int:
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise errors.invalid(f"{where} must be an integer", where)
+    if not minimum <= value <= _INT32[1]:
+        raise errors.invalid(f"{where} must be between {minimum} and {_INT32[1]}", where)
     return value
+
+
+def _positive(value: Any, where: str) -> int:
+    """A positive int32 (token limits, candidates)."""
+    return _integer(value, where, minimum=1)
+
+
+def _budget(value: Any, where: str) -> int:
+    """thinkingBudget: 0 is off, -1 dynamic."""
+    return _integer(value, where, minimum=-1)
+
+
+def _nonnegative(value: Any, where: str) -> int:
+    return _integer(value, where, minimum=0)
 
 
 def _array(value: Any, where: str) -> list:
@@ -520,8 +542,8 @@ def _parse_generation(value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "temperature": _optional(g, "temperature", _number, where),
         "top_p": _optional(g, "topP", _number, where),
-        "top_k": _optional(g, "topK", _integer, where),
-        "max_tokens": _optional(g, "maxOutputTokens", _integer, where),
+        "top_k": _optional(g, "topK", _nonnegative, where),
+        "max_tokens": _optional(g, "maxOutputTokens", _positive, where),
         "seed": _optional(g, "seed", _integer, where),
         "response_format": _response_format(g),
         "reasoning": _reasoning(g.get("thinkingConfig")),
@@ -529,10 +551,8 @@ def _parse_generation(value: Any) -> dict[str, Any]:
     stops = _optional(g, "stopSequences", _array, where)
     if stops is not None:
         out["stop"] = tuple(_string(s, f"{where}.stopSequences[{k}]") for k, s in enumerate(stops))
-    count = _optional(g, "candidateCount", _integer, where)
+    count = _optional(g, "candidateCount", _positive, where)
     if count is not None:
-        if count < 1:
-            raise errors.invalid("candidateCount must be at least 1", f"{where}.candidateCount")
         out["n"] = count
     return out
 
@@ -559,7 +579,7 @@ def _reasoning(value: Any) -> ir.Reasoning | None:
         return None
     where = "generationConfig.thinkingConfig"
     t = _fields(value, _THINKING_FIELDS, where)
-    budget = _optional(t, "thinkingBudget", _integer, where)
+    budget = _optional(t, "thinkingBudget", _budget, where)
     level = _optional(t, "thinkingLevel", _string, where)
     effort = level.lower() if level and level != "THINKING_LEVEL_UNSPECIFIED" else None
     include = _optional(t, "includeThoughts", _boolean, where)
@@ -831,9 +851,16 @@ def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
     return _upstream(target, req.stream, dumps(req.raw))
 
 
+_SSE = {"alt": "sse"}
+
+
 def _upstream(target: Target, stream: bool, body: bytes) -> UpstreamRequest:
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    url = f"{target.base_url}/v1beta/models/{target.model.removeprefix('models/')}:{method}"
+    model = target.model.removeprefix("models/")
+    if stream:
+        url = upstream_url(target.base_url, "/v1beta/models/{model}:streamGenerateContent", model=model,
+                           query=_SSE)
+    else:
+        url = upstream_url(target.base_url, "/v1beta/models/{model}:generateContent", model=model)
     own = {"Content-Type": "application/json"}
     if target.api_key:
         own["x-goog-api-key"] = target.api_key
@@ -968,8 +995,8 @@ def _response_object(result: ir.ToolResult) -> dict:
     if result.is_error:
         return {"error": text}
     try:
-        value = loads(text)
-    except ValueError:
+        value = loads_bounded(text)
+    except ValueError:  # not JSON, or too deep to send on as JSON: the text it is
         value = None
     return value if isinstance(value, dict) else {"output": text}
 

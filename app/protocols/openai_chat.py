@@ -41,8 +41,11 @@ from typing import Any, Iterable, Mapping
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
+from app.logfields import log_field
+from app.model_ids import check_model_id
 from app.protocols.base import ModelInfo, Target, UpstreamRequest
 from app.upstream.framing import Frame, encode_sse
+from app.upstream.urls import upstream_url
 
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
 RESPONSE_MODEL_FIELD = "model"
@@ -86,6 +89,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     model = model if model is not None else body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise errors.invalid("'model' is required and must be a non-empty string.", "model")
+    check_model_id(model)
     for legacy in ("functions", "function_call"):
         if body.get(legacy) is not None:
             raise errors.invalid(f"'{legacy}' is deprecated and not supported; use 'tools' / 'tool_choice'.", legacy)
@@ -105,8 +109,9 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     tools, tool_choice = _parse_tool_choice(body.get("tool_choice"), tools)
 
     max_tokens = _optional_int(body, "max_completion_tokens", minimum=1)
+    legacy_max_tokens = _optional_int(body, "max_tokens", minimum=1)  # checked even when the newer one wins
     if max_tokens is None:
-        max_tokens = _optional_int(body, "max_tokens", minimum=1)
+        max_tokens = legacy_max_tokens
     effort = body.get("reasoning_effort")
     if effort is not None and effort not in _EFFORTS:
         raise errors.invalid(f"'reasoning_effort' must be one of {', '.join(_EFFORTS)}.", "reasoning_effort")
@@ -124,7 +129,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         temperature=_optional_number(body, "temperature", 0, 2),
         top_p=_optional_number(body, "top_p", 0, 1),
         stop=_parse_stop(body.get("stop")),
-        seed=_optional_int(body, "seed"),
+        seed=_optional_int(body, "seed", minimum=_INT64[0], maximum=_INT64[1]),
         n=_optional_int(body, "n", minimum=1, maximum=128) or 1,
         reasoning=ir.Reasoning(effort=effort) if effort is not None else None,
         response_format=_parse_response_format(body.get("response_format")),
@@ -143,14 +148,17 @@ def _optional(obj: Mapping[str, Any], key: str, kind: type, what: str, *, param:
     return value
 
 
-def _optional_int(obj: Mapping[str, Any], key: str, *, minimum: int | None = None,
-                  maximum: int | None = None) -> int | None:
+_INT32_MAX = 2**31 - 1  # above any real token count or n; what other backends' int fields take
+_INT64 = (-2**63, 2**63 - 1)  # seed
+
+
+def _optional_int(obj: Mapping[str, Any], key: str, *, minimum: int = -_INT32_MAX - 1,
+                  maximum: int = _INT32_MAX) -> int | None:
     value = _optional(obj, key, int, "an integer")
     if value is None:
         return None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise errors.invalid(f"'{key}' must be {bounds}; got {value}.", key)
+    if not minimum <= value <= maximum:
+        raise errors.invalid(f"'{key}' must be between {minimum} and {maximum}; got {value}.", key)
     return value
 
 
@@ -420,8 +428,8 @@ def _parse_tool_choice(value: Any, tools: tuple[ir.Tool, ...]) -> tuple[tuple[ir
     kind = value.get("type")
     if kind == "function":
         name = (value.get("function") or {}).get("name") if isinstance(value.get("function"), dict) else None
-        if name not in names:
-            raise errors.invalid(f"'tool_choice.function.name' {name!r} is not one of the specified tools.",
+        if not isinstance(name, str) or name not in names:
+            raise errors.invalid(f"'tool_choice.function.name' {log_field(name)} is not one of the specified tools.",
                                  "tool_choice.function.name")
         return tools, ir.ToolChoice(mode="tool", name=name)
     if kind == "allowed_tools":
@@ -670,7 +678,7 @@ def _upstream_headers(target: Target) -> dict[str, str]:
 
 
 def _endpoint(target: Target) -> str:
-    return target.base_url.rstrip("/") + "/chat/completions"
+    return upstream_url(target.base_url, "/chat/completions")
 
 
 def build_request(req: ir.Request, target: Target) -> UpstreamRequest:

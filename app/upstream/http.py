@@ -24,6 +24,7 @@ anything the server may have seen, proxy environment variables, HTTP/2.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -586,15 +587,21 @@ def _still_open(sock: socket.socket) -> bool:
         return False
 
 
+# C0 controls and DEL: none may reach the request line or a header (CR/LF
+# would end them early, NUL and TAB are read differently by different servers).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _request_head(req: UpstreamRequest, path: str, host: str, backend: BackendConfig) -> bytes:
-    lines = [f"{req.method} {path} HTTP/1.1"]
+    lines = [f"{req.method} {path} HTTP/1.1"]  # `path` is req.url's, percent-encoded where it had spaces
     have = set()
     for name, value in req.headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-            raise ProxyError(ErrorKind.configuration, f"Header {name!r} for backend '{backend.name}' "
-                             "contains a line break.")
+        if not name or ":" in name or " " in name:
+            raise _unsafe_header(name, backend)
         lines.append(f"{name}: {value}")
         have.add(name.lower())
+    if _CONTROL.search(req.method + req.url + "".join(lines)) or " " in req.method:
+        _refuse_controls(req, backend)
     if "host" not in have:
         lines.insert(1, f"Host: {host}")
     if "content-length" not in have and "transfer-encoding" not in have:
@@ -608,6 +615,23 @@ def _request_head(req: UpstreamRequest, path: str, host: str, backend: BackendCo
     except UnicodeEncodeError:
         raise ProxyError(ErrorKind.configuration, f"A header for backend '{backend.name}' is not "
                          "Latin-1 text.") from None
+
+
+def _refuse_controls(req: UpstreamRequest, backend: BackendConfig) -> None:
+    """Raise the error naming where the control character is (never its value: it may hold a key)."""
+    if _CONTROL.search(req.method + req.url) or " " in req.method:
+        # Our URL builder encodes every value, so this is a bug or a bad backend URL: send nothing.
+        raise ProxyError(ErrorKind.api_error, f"Refused to send a request to backend '{backend.name}': its "
+                         "method or path contains a control character.", provider=backend.name)
+    for name, value in req.headers.items():
+        if _CONTROL.search(name + value):
+            raise _unsafe_header(name, backend)
+
+
+def _unsafe_header(name: str, backend: BackendConfig) -> ProxyError:
+    return ProxyError(ErrorKind.configuration, f"Header {_CONTROL.sub('?', name)!r} for backend "
+                      f"'{backend.name}' contains a control character or is not a header name.",
+                      provider=backend.name)
 
 
 def _unreachable(backend: BackendConfig, name: str) -> ProxyError:

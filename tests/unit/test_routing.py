@@ -110,3 +110,32 @@ def test_unknown_default_backend_is_rejected(tmp_path):
 
 def test_models_list(router):
     assert [(m.id, m.backend) for m in router.models()] == [("gpt-x", "oa"), ("smart", "an")]
+
+
+def test_failed_route_message_and_log_carry_a_bounded_escaped_model(tmp_path, caplog):
+    p = tmp_path / "c.toml"
+    p.write_text('[backends.oa]\nprotocol = "openai"\nurl = "http://127.0.0.1:1/v1"\napi_key = "k"\n')
+    head = "evil\nINFO interchange.routing: forged "
+    model = head + "x" * 30_000_000
+    with caplog.at_level("DEBUG", logger="interchange.routing"), pytest.raises(ProxyError) as e:
+        Router(load_config(p)).route(model, TEXT)
+    kept = 120 - len(head)
+    shown = '"evil\\nINFO interchange.routing: forged ' + "x" * kept + f'"...(+{30_000_000 - kept} chars)'
+    assert e.value.message == (f"The model `{shown}` does not exist or is not served by this proxy. "
+                               "Available models: none.")
+    (record,) = caplog.records
+    assert record.getMessage() == f"route model={shown} reason=failed"
+
+
+def test_unknown_pinned_instance_is_escaped(router):
+    with pytest.raises(ProxyError) as e:
+        router.route("gpt-x", TEXT, pinned="a\r\nb")
+    assert e.value.message.startswith("unknown backend instance '\"a\\r\\nb\"'. The model `gpt-x` does not exist")
+
+
+def test_route_debug_line_escapes_the_names(router, caplog):
+    with caplog.at_level("DEBUG", logger="interchange.routing"):
+        router.route("new model\n", TEXT)
+    (record,) = caplog.records
+    assert record.getMessage() == ('route model="new model\\n" backend=an upstream_model="new model\\n" '
+                                   "reason=capability")

@@ -324,20 +324,51 @@ def test_large_body_arrives_whole(server, client):
     assert got == body
 
 
-@pytest.mark.parametrize("headers", [{"X-Evil": "a\r\nX-Injected: 1"}, {"X-Evil": "a\nb"}, {"X-Evil": "a\rb"},
-                                     {"X-Bad\r\nName": "v"}])
-def test_header_with_line_break_is_a_configuration_error_and_nothing_is_sent(server, client, headers):
+# Every C0 control and DEL, in a header value and in a header name; and names that are not names.
+_CONTROLS = [chr(c) for c in range(0x20)] + ["\x7f"]
+
+
+@pytest.mark.parametrize("headers", [{"X-Evil": "a\r\nX-Injected: 1"}, {"X-Bad\r\nName": "v"}, {"X-Bad:": "v"},
+                                     {"X Bad": "v"}, {"": "v"}]
+                         + [{"X-Evil": f"a{c}b"} for c in _CONTROLS] + [{f"X-Ev{c}il": "v"} for c in _CONTROLS])
+def test_header_with_a_control_character_is_a_configuration_error_and_nothing_is_sent(server, client, headers):
     server.reply(ok())
     b = backend_for(server.url)
     with pytest.raises(ProxyError) as info:
         client.send(b, post(server.url + "/x", b"{}", headers))
     assert info.value.kind == ErrorKind.configuration
-    assert "contains a line break" in info.value.message
+    assert "contains a control character or is not a header name" in info.value.message
+    assert "\r" not in info.value.message and "\n" not in info.value.message
     # the next (good) request is the first thing the server ever sees
     assert fetch(client, b) == b"ok"
     assert len(server.conns) == 1
     assert server.requests == [server.conns[0].requests[0]]
     assert b"X-Evil" not in server.requests[0] and b"X-Bad" not in server.requests[0]
+
+
+@pytest.mark.parametrize("url_tail", [f"/v1beta/models/m{c}x:generateContent" for c in _CONTROLS]
+                         + ["/m:generateContent\tHTTP/1.1\r\nHost:x\r\n\r\nDELETE\t/_mock/requests?",
+                            "/a b\r\nX: y", "/x?q=\n"])
+def test_control_character_in_the_path_is_refused_and_nothing_is_sent(server, client, url_tail):
+    server.reply(ok())
+    b = backend_for(server.url)
+    with pytest.raises(ProxyError) as info:
+        client.send(b, post(server.url + url_tail, b"{}"))
+    assert (info.value.kind, info.value.status) == (ErrorKind.api_error, 500)
+    assert info.value.message == ("Refused to send a request to backend 'b': its method or path contains a "
+                                  "control character.")
+    assert fetch(client, b) == b"ok"
+    assert len(server.conns) == 1 and len(server.requests) == 1
+    assert server.requests[0].startswith(b"POST /x HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("method", ["POST\r\nX", "GET /x HTTP/1.1\r\n\r\nPOST", "PO ST", "POST\t"])
+def test_control_character_or_space_in_the_method_is_refused(server, client, method):
+    b = backend_for(server.url)
+    with pytest.raises(ProxyError) as info:
+        client.send(b, post(server.url + "/x", b"{}", method=method))
+    assert info.value.kind == ErrorKind.api_error
+    assert server.requests == []
 
 
 def test_non_latin1_header_is_a_configuration_error(server, client):

@@ -1,0 +1,85 @@
+"""The shape every provider has.
+
+A provider knows where one configured backend's calls go and how they are
+authorised: the URL layout per action, static headers, the credential (an API
+key, a bearer token, an OAuth2 token it fetches and caches, a SigV4 signature
+over the exact bytes sent), small body tweaks its API needs on top of the wire
+format, and the stream framing it answers with. It knows nothing of any wire
+format's content: the wire module (app/protocols/<wire>) builds the body, the
+provider places it.
+
+One instance per backend, built when the app is built (a class missing a
+piece fails then, not at request time); instances hold what must outlive a
+request (a token cache, AWS credentials).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+from app.base_url import BaseUrl, normalise_base_url
+from app.jsonutil import dumps
+from app.protocols.base import UpstreamRequest
+
+GENERATE = "generate"
+COUNT_TOKENS = "count_tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One upstream call as the pipeline asks for it, before a provider places it."""
+    model: str  # the provider's model id
+    body: Mapping[str, Any]  # the wire body, as the wire module built it
+    stream: bool = False
+    action: str = GENERATE
+    headers: Mapping[str, str] = field(default_factory=dict)  # client headers this backend forwards
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A backend config key a provider kind reads, beyond the common ones."""
+    type: type
+    required: bool = False
+    help: str = ""
+    choices: tuple[str, ...] = ()  # the values allowed, when it is one of a few
+
+
+class Provider(ABC):
+    kind: ClassVar[str]  # the config `kind` ("azure_openai")
+    wire: ClassVar[str]  # the protocol module it speaks (a name in app.protocols.MODULES)
+    framing: ClassVar[str] = "sse"  # a name in app.upstream.framing.FRAMERS
+    actions: ClassVar[frozenset[str]] = frozenset({GENERATE})
+    settings: ClassVar[Mapping[str, Setting]] = {}
+    url_required: ClassVar[bool] = True  # False: derived from settings (a region, a location)
+
+    def __init__(self, backend) -> None:  # backend: app.config.BackendConfig
+        self.backend = backend
+
+    @classmethod
+    def base_url(cls, url: str) -> BaseUrl:
+        """The configured `url` as the base this kind's paths extend (at config load)."""
+        return normalise_base_url(cls.wire, url)
+
+    @abstractmethod
+    def prepare(self, call: Call) -> UpstreamRequest:
+        """The HTTP request for `call`: URL, headers, body bytes, credentials applied last."""
+
+    def secrets(self) -> tuple[str, ...]:
+        """What must never reach a client or a log (credentials in use)."""
+        key = self.backend.resolved_key()
+        return (key,) if key else ()
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        return self.backend.settings.get(name, default)
+
+
+def json_request(url: str, own: Mapping[str, str], call: Call, body: Mapping[str, Any] | None = None,
+                 method: str = "POST") -> UpstreamRequest:
+    """A JSON POST: `own` headers win over the forwarded client headers in any letter case."""
+    taken = {k.lower() for k in own}
+    headers = {k: v for k, v in call.headers.items() if k.lower() not in taken}
+    headers.update(own)
+    if "content-type" not in taken:
+        headers["Content-Type"] = "application/json"
+    return UpstreamRequest(method, url, headers, dumps(call.body if body is None else body), stream=call.stream)

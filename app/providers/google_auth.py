@@ -1,0 +1,79 @@
+"""Google OAuth2 access tokens for Vertex AI, with google-auth (protocols,
+Google OAuth2 section): a service-account key file, application-default
+credentials, or a static token. A fetched token is kept until google-auth
+calls it stale (a few minutes before it expires) and then refreshed once,
+however many requests are waiting for it."""
+from __future__ import annotations
+
+import os
+import threading
+
+from app.errors import ErrorKind, ProxyError
+
+SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+TOKEN_TIMEOUT = 10.0  # seconds for the token endpoint
+STATIC_TOKEN_ENV = "GCP_ACCESS_TOKEN"
+
+
+class GoogleToken:
+    """The bearer token of one backend. `credentials_file` (a service-account
+    JSON key) or `static_token` when given; else GCP_ACCESS_TOKEN when set;
+    else application-default credentials."""
+
+    def __init__(self, backend: str, credentials_file: str | None = None, static_token: str | None = None):
+        self._backend = backend
+        self._file = credentials_file
+        self._static = static_token or (None if credentials_file else os.environ.get(STATIC_TOKEN_ENV))
+        self._credentials = None
+        self._request = None
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        if self._static:
+            return self._static
+        with self._lock:  # one refresh for every request waiting on a stale token
+            credentials = self._credentials or self._load()
+            if not credentials.valid:
+                self._refresh(credentials)
+            return credentials.token
+
+    def current(self) -> str | None:
+        """The token in use, if any (for redaction); never fetches."""
+        return self._static or (self._credentials.token if self._credentials is not None else None)
+
+    def _load(self):
+        from google.auth import default
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.oauth2 import service_account
+        try:
+            if self._file:
+                credentials = service_account.Credentials.from_service_account_file(self._file, scopes=SCOPES)
+            else:
+                credentials, _project = default(scopes=SCOPES)
+        except (OSError, ValueError, KeyError, DefaultCredentialsError) as e:
+            where = f"the credentials_file {self._file}" if self._file else "application-default credentials"
+            raise ProxyError(ErrorKind.configuration, f"Backend '{self._backend}' has no usable Google "
+                             f"credentials: {where} could not be loaded ({type(e).__name__}).",
+                             code="configuration_error") from None
+        self._credentials = credentials
+        return credentials
+
+    def _refresh(self, credentials) -> None:
+        import google.auth.transport.requests
+        from google.auth.exceptions import GoogleAuthError
+        if self._request is None:
+            self._request = google.auth.transport.requests.Request()
+        request = self._request
+
+        def bounded(*args, **kwargs):
+            kwargs["timeout"] = TOKEN_TIMEOUT
+            return request(*args, **kwargs)
+        try:
+            credentials.refresh(bounded)
+        except GoogleAuthError as e:
+            # google-auth's message quotes the token endpoint's reply (no secret: the
+            # assertion is not echoed); the kind says whose problem it is.
+            reason = str(e).split(",")[0][:200]
+            raise ProxyError(ErrorKind.bad_gateway, f"Backend '{self._backend}' could not get a Google access "
+                             f"token: {reason}. This is a problem with the proxy's credentials for that backend, "
+                             "not with the client's request.", code="upstream_authentication_error") from None

@@ -1,0 +1,97 @@
+"""Vertex AI (protocols §3.12, §4.9): Gemini and Claude at Google Cloud's
+project/location URLs, with a Google OAuth2 bearer token (google_auth.py).
+
+- Gemini (`kind = "vertex_gemini"`, the Gemini wire format):
+  `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`
+  (or `:streamGenerateContent?alt=sse`).
+- Claude (`kind = "vertex_anthropic"`, the Messages wire format):
+  `…/publishers/anthropic/models/{model}:rawPredict` (or `:streamRawPredict`), the body without
+  `model` and with `anthropic_version`; token counting at `…/models/count-tokens:rawPredict`.
+
+The base is `https://{location}-aiplatform.googleapis.com` (`https://aiplatform.googleapis.com`
+for `global`), unless `url` says otherwise (a private endpoint, the mock).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from app.base_url import BaseUrl
+from app.protocols.base import UpstreamRequest
+from app.providers.base import COUNT_TOKENS, GENERATE, Call, Provider, Setting, json_request
+from app.providers.google_auth import GoogleToken
+from app.upstream.urls import upstream_url
+
+ANTHROPIC_VERSION = "vertex-2023-10-16"
+_MODEL_PATH = "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}"
+
+_SETTINGS = {
+    "project": Setting(str, required=True, help="the Google Cloud project id"),
+    "location": Setting(str, required=True, help="a region (us-east5), a multi-region (us, eu) or global"),
+    "credentials_file": Setting(str, help="a service-account JSON key; default: GCP_ACCESS_TOKEN, else "
+                                          "application-default credentials"),
+    "access_token": Setting(str, help="a static OAuth2 token (e.g. \"${GCP_ACCESS_TOKEN}\")"),
+}
+
+
+def default_url(location: str) -> str:
+    if location == "global":
+        return "https://aiplatform.googleapis.com"
+    if location in ("us", "eu"):
+        return f"https://aiplatform.{location}.rep.googleapis.com"
+    return f"https://{location}-aiplatform.googleapis.com"
+
+
+class _Vertex(Provider):
+    settings = _SETTINGS
+    url_required = False
+    uses_api_key = False
+
+    def __init__(self, backend) -> None:
+        super().__init__(backend)
+        self._project = self.setting("project")
+        self._location = self.setting("location")
+        self._base = backend.url or default_url(self._location)
+        self._token = GoogleToken(backend.name, self.setting("credentials_file"), self.setting("access_token"))
+
+    @classmethod
+    def base_url(cls, url: str) -> BaseUrl:
+        return BaseUrl(url.rstrip("/"))
+
+    def _url(self, publisher: str, model: str, method: str, query: dict | None = None) -> str:
+        return upstream_url(self._base, _MODEL_PATH, project=self._project, location=self._location,
+                            publisher=publisher, model=model, method=method, query=query)
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self._token.token()}
+
+    def secrets(self) -> tuple[str, ...]:
+        token = self._token.current()
+        return (token,) if token else ()
+
+
+class VertexGemini(_Vertex):
+    kind = "vertex_gemini"
+    wire = "gemini"
+
+    def prepare(self, call: Call) -> UpstreamRequest:
+        model = call.model.removeprefix("models/")
+        if call.stream:
+            url = self._url("google", model, "streamGenerateContent", {"alt": "sse"})
+        else:
+            url = self._url("google", model, "generateContent")
+        return json_request(url, self._auth(), call)
+
+
+class VertexAnthropic(_Vertex):
+    kind = "vertex_anthropic"
+    wire = "anthropic"
+    actions = frozenset({GENERATE, COUNT_TOKENS})
+
+    def prepare(self, call: Call) -> UpstreamRequest:
+        body: dict[str, Any] = dict(call.body)
+        if call.action == COUNT_TOKENS:  # the counter keeps the model in the body
+            return json_request(self._url("anthropic", "count-tokens", "rawPredict"), self._auth(), call, body)
+        body.pop("model", None)  # it is in the URL
+        body.setdefault("anthropic_version", ANTHROPIC_VERSION)
+        url = self._url("anthropic", call.model, "streamRawPredict" if call.stream else "rawPredict")
+        return json_request(url, self._auth(), call, body)
