@@ -19,15 +19,15 @@ from typing import Any, Mapping
 
 import yaml
 
-from app.base_url import BaseUrlError, normalise_base_url
+from app.base_url import BaseUrlError
+from app.providers import KINDS, provider_class
 from app.errors import ErrorKind, ProxyError, redact_url
 
-PROTOCOLS = ("openai", "anthropic", "gemini")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
 
 _SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file"}
-_BACKEND_KEYS = {"protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
+_BACKEND_KEYS = {"kind", "protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
                  "connect_timeout", "model_mapping", "forward_headers", "passthrough", "catch_all", "options"}
 _MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities"}
 
@@ -54,8 +54,9 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
     name: str
-    protocol: str
-    url: str  # the base the protocol's request builder extends (app/base_url.py), however it was written
+    protocol: str  # the wire protocol it speaks (app/protocols), from its kind
+    url: str  # the base its provider's paths extend (app/base_url.py), however it was written; "" = derived
+    kind: str = ""  # the provider kind (app/providers): how it is reached and authorised; default: protocol
     notes: tuple[str, ...] = ()  # `key: note` where the loader read something other than written (check-config)
     api_key: str | None = field(default=None, repr=False)  # literal, may hold ${ENV} references
     api_key_env: str | None = None
@@ -68,6 +69,7 @@ class BackendConfig:
     passthrough: bool = True  # same-protocol clients: send their body on unchanged
     catch_all: bool = False  # may serve model names nobody maps (capability routing)
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol-specific
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the provider kind's own keys (region, project, ...)
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
     _key_problem: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -76,6 +78,8 @@ class BackendConfig:
         return not self.capabilities or needs <= self.capabilities
 
     def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", self.protocol)
         # Resolve the key once at load; a missing one is kept as the message to
         # raise per request, so the other backends still serve.
         key, problem = None, None
@@ -92,6 +96,10 @@ class BackendConfig:
                 key, problem = None, f"backend '{self.name}': environment variable {missing[0]} is not set"
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_key_problem", problem)
+
+    def resolved_key(self) -> str | None:
+        """The key, or None when it is missing (never raises: for redaction)."""
+        return self._key
 
     def resolve_api_key(self) -> str:
         """The key to send upstream; raises a configuration ProxyError naming what is missing."""
@@ -146,6 +154,8 @@ def check_config(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     if config is not None:
         for b in config.backends.values():
             notes += b.notes
+            if not provider_class(b.kind).uses_api_key:
+                continue
             try:
                 b.resolve_api_key()
             except ProxyError as e:
@@ -234,17 +244,25 @@ def _server(raw: Mapping, problems: list[str]) -> ServerConfig:
 
 def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | None:
     key = f"backends.{name}"
-    _unknown(raw, _BACKEND_KEYS, key, problems)
     ok = True
-    protocol = raw.get("protocol")
-    if protocol is None:
-        problems.append(f"{key}.protocol: required (one of {', '.join(PROTOCOLS)})")
+    kind = raw.get("kind", raw.get("protocol"))
+    if "kind" in raw and "protocol" in raw and raw["kind"] != raw["protocol"]:
+        problems.append(f"{key}.protocol: give kind (or the older protocol), not both")
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    written = "protocol" if "kind" not in raw and "protocol" in raw else "kind"  # name the key as written
+    if kind is None:
+        problems.append(f"{key}.kind: required (one of {', '.join(KINDS)})")
         ok = False
-    elif protocol not in PROTOCOLS:
-        problems.append(f"{key}.protocol: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
+    elif cls is None:
+        problems.append(f"{key}.{written}: unknown {written} {kind!r} (known: {', '.join(KINDS)})")
         ok = False
+    _unknown(raw, _BACKEND_KEYS | set(cls.settings if cls else ()), key, problems)
+    protocol = cls.wire if cls else None
+    settings = _settings(cls, raw, key, problems) if cls else {}
     url, notes = raw.get("url"), []
-    if not isinstance(url, str) or not url:
+    if url is None and cls is not None and not cls.url_required:
+        url = ""
+    elif not isinstance(url, str) or not url:
         problems.append(f"{key}.url: required (the provider's base URL)")
         ok = False
     else:
@@ -256,9 +274,9 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
             # user:password in the URL is never sent (keys go in api_key) and must not be echoed
             problems.append(f"{key}.url: must not contain user:password@ (give the key as api_key or api_key_env)")
             ok = False
-        elif protocol in PROTOCOLS:
+        elif cls is not None:
             try:
-                understood = normalise_base_url(protocol, url)
+                understood = cls.base_url(url)
             except BaseUrlError as e:
                 problems.append(f"{key}.url: {e}")
                 ok = False
@@ -266,13 +284,18 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
                 url = understood.base
                 if understood.note:
                     notes.append(f"{key}.url: {understood.note}")
+    if cls is not None and not cls.uses_api_key:
+        for k in ("api_key", "api_key_env"):
+            if k in raw:
+                problems.append(f"{key}.{k}: a {kind} backend is not authorised by an API key "
+                                f"(its keys: {', '.join(cls.settings)})")
     if "api_key" in raw and "api_key_env" in raw:
         problems.append(f"{key}.api_key: give api_key or api_key_env, not both")
     api_key = _typed(raw.get("api_key"), str, f"{key}.api_key", problems)
     api_key_env = _typed(raw.get("api_key_env"), str, f"{key}.api_key_env", problems)
-    if "api_key" not in raw and "api_key_env" not in raw and protocol in DEFAULT_KEY_ENV:
+    if "api_key" not in raw and "api_key_env" not in raw and kind in DEFAULT_KEY_ENV:
         # As the provider's own SDK does: with no key configured, its usual variable.
-        api_key_env = DEFAULT_KEY_ENV[protocol]
+        api_key_env = DEFAULT_KEY_ENV[kind]
         notes.append(f"{key}.api_key_env: not given; {api_key_env} is read (the provider SDK's usual variable)")
     caps = _capabilities(raw.get("capabilities", []), f"{key}.capabilities", problems)
     mapping_raw = _table(raw.get("model_mapping", {}), f"{key}.model_mapping", problems)
@@ -304,7 +327,7 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
     if not ok:
         return None
     return BackendConfig(
-        name=name, protocol=protocol, url=url, notes=tuple(notes), api_key=api_key, api_key_env=api_key_env,
+        name=name, protocol=protocol, kind=kind, settings=settings, url=url, notes=tuple(notes), api_key=api_key, api_key_env=api_key_env,
         capabilities=caps, priority=int(num["priority"]), timeout=float(num["timeout"]),
         connect_timeout=float(num["connect_timeout"]), model_mapping=mapping,
         forward_headers=tuple(headers), passthrough=flags["passthrough"], catch_all=flags["catch_all"],
@@ -345,6 +368,27 @@ def _model(name: str, raw: Mapping, backends: Mapping[str, BackendConfig],
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _settings(cls, raw: Mapping, key: str, problems: list[str]) -> dict[str, Any]:
+    """The provider kind's own keys, typed, `${ENV}` expanded, required ones present."""
+    out: dict[str, Any] = {}
+    for name, spec in cls.settings.items():
+        where = f"{key}.{name}"
+        if name not in raw:
+            if spec.required:
+                problems.append(f"{where}: required for a {cls.kind} backend ({spec.help})")
+            continue
+        value = _typed(raw[name], spec.type, where, problems)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = _interpolate(value, problems, where)
+        if spec.choices and value not in spec.choices:
+            problems.append(f"{where}: must be one of {', '.join(spec.choices)} (got {value!r})")
+            continue
+        out[name] = value
+    return out
 
 
 def _interpolate(value: str, problems: list[str], key: str = "") -> str:

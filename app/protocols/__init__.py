@@ -9,6 +9,7 @@ MODULES = {
     "openai": "app.protocols.openai_chat",
     "anthropic": "app.protocols.anthropic",
     "gemini": "app.protocols.gemini",
+    "bedrock_converse": "app.protocols.bedrock_converse",
 }
 
 

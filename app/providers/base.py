@@ -52,6 +52,7 @@ class Provider(ABC):
     actions: ClassVar[frozenset[str]] = frozenset({GENERATE})
     settings: ClassVar[Mapping[str, Setting]] = {}
     url_required: ClassVar[bool] = True  # False: derived from settings (a region, a location)
+    uses_api_key: ClassVar[bool] = True  # False: authorised otherwise (OAuth2, SigV4)
 
     def __init__(self, backend) -> None:  # backend: app.config.BackendConfig
         self.backend = backend

@@ -104,9 +104,11 @@ def test_every_problem_is_named_by_key(tmp_path):
     assert check_config_file(write(tmp_path, bad)) == [
         "server.colour: unknown key (allowed: default_backend, host, log_level, max_body_bytes, models_file, port)",
         "server.port: must be an integer",
-        "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini)",
+        "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini, azure_openai, "
+        "vertex_gemini, vertex_anthropic, bedrock_converse)",
         "backends.a.url: must start with http:// or https:// (got 'ftp://x')",
-        "backends.b.protocol: required (one of openai, anthropic, gemini)",
+        "backends.b.kind: required (one of openai, anthropic, gemini, azure_openai, vertex_gemini, "
+        "vertex_anthropic, bedrock_converse)",
         "backends.b.capabilities: unknown capability 'telepathy' (known: text, tools, streaming, vision, thinking, json)",
         "backends.b.timeout: must be a positive number (seconds)",
         "models.m.backend: unknown backend 'nope' (defined: none)",
