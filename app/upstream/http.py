@@ -17,6 +17,8 @@ one the server closed is noticed before reuse, and a request that meets a
 closed reused connection before any reply byte is sent again once on a new
 one); connect timeout, and a read timeout meaning "waited that long for the
 upstream" (kept by one stall watch, not a timer per read: `_StallWatch`);
+a call abandoned when the client it serves leaves (`ClientLink`: the socket
+is shut down, the blocked read raises, nothing is sent again);
 TLS verified against certifi's CA bundle; gzip/deflate replies decoded;
 1xx interim replies skipped. What it does not: redirects, retries of
 anything the server may have seen, proxy environment variables, HTTP/2.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, ServerProcess
+from tests.conftest import REPO, ServerProcess, every_split
 from tests.integration.rawhttp import Connection, exchange, request
 
 HEAD_TIMEOUT = 0.5
@@ -234,6 +234,20 @@ def test_more_than_100_header_fields_is_431_without_a_traceback(proxy):
 def test_100_header_fields_are_served(proxy):
     fields = b"".join(b"X-H%d: 1\r\n" % i for i in range(99))
     assert served(proxy, b"GET /health HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n") == 200
+
+
+def test_a_head_split_at_every_byte_is_served(proxy):
+    data = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n{}"
+    for parts in every_split(data):
+        conn = Connection(proxy.url)
+        try:
+            for part in parts:
+                conn.send(part)
+                time.sleep(0.002)  # a segment each
+            response = conn.response()
+            assert response.status == 400 and "model" in response.json()["error"]["message"], parts
+        finally:
+            conn.close()
 
 
 def test_empty_lines_before_the_request_line_are_ignored(proxy):
