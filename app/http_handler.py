@@ -287,7 +287,10 @@ class _Deadlines:
     def _run(self) -> None:
         while True:
             gevent.sleep(self._interval)
-            self.sweep(_monotonic())
+            try:
+                self.sweep(_monotonic())
+            except Exception:  # the deadlines must outlive a bug in one sweep
+                log.exception("request deadline sweep failed")
 
     def sweep(self, now: float) -> None:
         head, idle = self.head_timeout, self.keepalive_timeout

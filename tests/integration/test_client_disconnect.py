@@ -3,7 +3,7 @@
 20 clients at a time disconnect while their upstream call waits: for the first
 byte (`slow_first_byte_long`: 60 s of silence) or mid-reply (`stall_mid_stream`:
 60 s of silence after the first frames, or half the body), streamed and not,
-on every frontend path and protocol mode. The proxy's sockets to the mock
+on every frontend path and, in protocol mode, through every configured backend. The proxy's sockets to the mock
 (counted with psutil on the proxy process) must be back to what they were
 within 2 s; before, they stayed open until the backend timeout (30 s).
 """
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from app.config import load_config
 from tests.conftest import REPO, ServerProcess
 from tests.integration.rawhttp import Connection, exchange, request, wait_until
 
@@ -33,8 +34,14 @@ fault:
 HI = [{"role": "user", "content": "Hi"}]
 
 
+# Protocol mode pins each configured backend in turn (`/anthropic/<backend>/v1/messages`),
+# so a backend added to the demo config is covered here without a new test.
+BACKENDS = {name: next(iter(b.model_mapping)) for name, b in load_config(REPO / "config-mock.toml").backends.items()}
+
+
 def generation(frontend: str, stream: bool, scenario: str) -> bytes:
-    """A generation request on `frontend`'s path, each frontend to another backend."""
+    """A generation request on `frontend`'s path: the plain paths each to another
+    backend; `pinned:<backend>` in protocol mode, through that backend."""
     headers = {"Content-Type": "application/json", "X-Mock-Scenario": scenario}
     if frontend == "openai":  # to the Gemini backend
         path, body = "/v1/chat/completions", {"model": "gemini-2.5-flash", "stream": stream, "messages": HI}
@@ -45,14 +52,15 @@ def generation(frontend: str, stream: bool, scenario: str) -> bytes:
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
         path, body = f"/v1beta/models/claude-haiku-4-5:{action}", {"contents": [{"role": "user",
                                                                                  "parts": [{"text": "Hi"}]}]}
-    else:  # protocol mode, same protocol: the passthrough relay
-        path = "/anthropic/anthropic/v1/messages"
-        body = {"model": "claude-haiku-4-5", "max_tokens": 50, "stream": stream, "messages": HI}
+    else:
+        backend = frontend.removeprefix("pinned:")
+        path = f"/anthropic/{backend}/v1/messages"
+        body = {"model": BACKENDS[backend], "max_tokens": 50, "stream": stream, "messages": HI}
         headers["anthropic-version"] = "2023-06-01"
     return request("POST", path, json.dumps(body).encode(), headers)
 
 
-FRONTENDS = ["openai", "anthropic", "gemini", "protocol-mode"]
+FRONTENDS = ["openai", "anthropic", "gemini"] + [f"pinned:{name}" for name in sorted(BACKENDS)]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +131,7 @@ def test_a_reset_closes_the_upstream_call_too(silent):
     assert wait_until(lambda: upstream_sockets(proxy, mock_port) <= baseline, GONE_WITHIN)
 
 
-@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("frontend", ["openai", "anthropic", "gemini", "pinned:anthropic"])
 def test_a_pipelined_request_is_no_disconnect(silent, frontend):
     """Bytes of the client's next request arriving during an upstream call
     mean it is still there: both requests are answered, in order."""
