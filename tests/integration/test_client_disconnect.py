@@ -118,7 +118,9 @@ def test_clients_that_leave_close_their_upstream_calls(silent, frontend, stream,
     response, conn = exchange(proxy.url, generation(frontend, False, "text"))
     conn.close()
     assert response.status == 200, response.body
-    assert "call abandoned, the client left" in proxy.output()
+    log = proxy.output()
+    assert "call abandoned, the client left" in log
+    assert "unreachable" not in log and "broke" not in log  # the client left: no backend is blamed
 
 
 def test_a_reset_closes_the_upstream_call_too(silent):
@@ -131,26 +133,17 @@ def test_a_reset_closes_the_upstream_call_too(silent):
     assert wait_until(lambda: upstream_sockets(proxy, mock_port) <= baseline, GONE_WITHIN)
 
 
-@pytest.mark.parametrize("frontend", ["openai", "anthropic", "gemini", "pinned:anthropic"])
+@pytest.mark.parametrize("frontend", ["openai", "pinned:gemini"])  # the fast path, and the Flask views
 def test_a_pipelined_request_is_no_disconnect(silent, frontend):
     """Bytes of the client's next request arriving during an upstream call
-    mean it is still there: both requests are answered, in order."""
+    mean it is still there: its slow reply comes whole, then the next one."""
     proxy, _ = silent
     conn = Connection(proxy.url)
     try:
         conn.send(generation(frontend, False, "slow_first_byte"))  # 1.5 s of upstream silence
         conn.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         first, second = conn.response(), conn.response()
-        assert first.status == 200 and first.json()
+        assert first.status == 200 and b"Hello" in first.body
         assert second.status == 200 and second.json()["status"] == "ok"
     finally:
         conn.close()
-
-
-def test_a_client_that_stays_gets_its_slow_reply(silent):
-    proxy, _ = silent
-    for stream in (False, True):
-        response, conn = exchange(proxy.url, generation("anthropic", stream, "slow_first_byte"))
-        conn.close()
-        assert response.status == 200
-        assert b"Hello" in response.body

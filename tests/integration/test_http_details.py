@@ -156,10 +156,13 @@ def generation(frontend: str, stream: bool) -> tuple[str, bytes]:
                                                              "messages": HI}).encode()
 
 
-@pytest.mark.parametrize("frontend", ["openai", "anthropic", "gemini", "protocol-mode"])
-@pytest.mark.parametrize("stream", [False, True], ids=["non-streamed", "streamed"])
-@pytest.mark.parametrize("connection", ["close", "keep-alive, close", "TE, close", "Close", "close , upgrade"])
+@pytest.mark.parametrize("frontend,stream,connection", [
+    *[(f, s, "keep-alive, close") for f in ("openai", "anthropic", "gemini", "protocol-mode") for s in (False, True)],
+    *[("openai", True, c) for c in ("close", "TE, close", "Close", "close , upgrade", "TE,CLOSE")],
+])
 def test_connection_close_among_other_options_closes_after_the_reply(stack, frontend, stream, connection):
+    """The issue's reproduction (`keep-alive, close`, `TE, close`) on every
+    frontend, streamed and not; the spellings on one."""
     path, body = generation(frontend, stream)
     response, conn = exchange(stack.proxy_url, request("POST", path, body, {
         "Content-Type": "application/json", "anthropic-version": "2023-06-01", "Connection": connection}))

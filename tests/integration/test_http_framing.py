@@ -22,7 +22,7 @@ from tests.conftest import REPO, ServerProcess, every_split
 from tests.integration.rawhttp import Connection, exchange, request
 
 HEAD_TIMEOUT = 0.5
-KEEPALIVE_TIMEOUT = 1.5
+KEEPALIVE_TIMEOUT = 1.0
 
 OPENAI_BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}).encode()
 # Every frontend's generation path (and protocol mode), each with a body it serves.
