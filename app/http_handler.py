@@ -178,7 +178,7 @@ class Handler(WSGIHandler):
         except HeadError as e:
             if self._expired:
                 return None
-            return self._refuse(e, line)
+            return self._refuse(e)
         except OSError:
             return None
         finally:
@@ -202,10 +202,9 @@ class Handler(WSGIHandler):
             return None
         return True
 
-    def _refuse(self, err: HeadError, line: bytes):
+    def _refuse(self, err: HeadError):
         """Answer a refused head with a small JSON error, then close without a reset."""
         log.info("refused a request from %s: %d %s", _address(self.client_address), err.status, err.message)
-        self.requestline = line[:200].decode("latin-1").rstrip("\r\n")
         kind = "request_too_large" if err.status in (414, 431) else "invalid_request_error"
         body = dumps({"error": {"message": err.message, "type": kind, "code": err.status}})
         head = (f"HTTP/1.1 {err.status} {STATUS_TEXT[err.status]}\r\nContent-Type: application/json\r\n"

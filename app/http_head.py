@@ -35,7 +35,7 @@ _TOKEN = re.compile(rb"[" + _TCHAR + rb"]+")
 _HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*")
 _FRAMING_FIELDS = frozenset(("host", "content-length", "transfer-encoding", "connection"))
 
-STATUS_TEXT = {400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long",
+STATUS_TEXT = {400: "Bad Request", 414: "URI Too Long",
                431: "Request Header Fields Too Large", 501: "Not Implemented",
                505: "HTTP Version Not Supported"}
 
