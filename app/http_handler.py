@@ -111,7 +111,7 @@ class ClientConnection:
             self.gone = True
             abort, self._abort = self._abort, None
             log.debug("client %s closed the connection during an upstream call; abandoning it",
-                     _address(self._handler.client_address))
+                      _address(self._handler.client_address))
             if abort is not None:
                 abort()
         except Exception:  # never let the hub print a traceback for this
