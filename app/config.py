@@ -26,7 +26,8 @@ from app.errors import ErrorKind, ProxyError, redact_url
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
 
-_SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file"}
+_SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file", "head_timeout",
+                "keepalive_timeout"}
 _BACKEND_KEYS = {"kind", "protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
                  "connect_timeout", "model_mapping", "forward_headers", "passthrough", "catch_all", "options"}
 _MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities"}
@@ -49,6 +50,8 @@ class ServerConfig:
     default_backend: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
     log_level: str = "info"
+    head_timeout: float = 10.0  # seconds from a request's first byte to the end of its head (slowloris)
+    keepalive_timeout: float = 60.0  # seconds an idle kept-alive client connection stays open
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,13 @@ def _server(raw: Mapping, problems: list[str]) -> ServerConfig:
             v = _typed(raw[key], typ, f"server.{key}", problems)
             if v is not None:
                 kw[key] = _interpolate(v, problems, f"server.{key}") if isinstance(v, str) else v
+    for key in ("head_timeout", "keepalive_timeout"):
+        if key in raw:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                problems.append(f"server.{key}: must be a positive number (seconds)")
+            else:
+                kw[key] = float(v)
     if "port" in kw and not 0 <= kw["port"] <= 65535:
         problems.append(f"server.port: {kw['port']} is not a TCP port")
         del kw["port"]

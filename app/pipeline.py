@@ -33,7 +33,7 @@ from app.protocols import protocol_module, protocol_name
 from app.protocols.base import Target
 from app.routing import Route, Router
 from app.upstream.framing import Frame, SSEFramer
-from app.upstream.http import UpstreamClient, iter_body, read_body
+from app.upstream.http import ClientLink, UpstreamClient, iter_body, read_body
 
 log = logging.getLogger("interchange.pipeline")
 
@@ -59,13 +59,14 @@ class Pipeline:
     def handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str], *,
                url_model: str | None = None, url_stream: bool | None = None,
                wire_options: Mapping[str, object] | None = None, pinned: str | None = None,
-               stream_content_type: str = "text/event-stream") -> Reply:
-        """Serve one client request in `frontend`'s protocol; never raises."""
+               stream_content_type: str = "text/event-stream", client_link: ClientLink | None = None) -> Reply:
+        """Serve one client request in `frontend`'s protocol; never raises. The
+        upstream call is abandoned if `client_link` (the client's connection) leaves."""
         started = time.perf_counter()
         outcome = {"backend": "-", "reason": "-"}  # filled in as the request gets routed
         try:
             reply = self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
-                                 pinned, stream_content_type, outcome)
+                                 pinned, stream_content_type, outcome, client_link)
         except ProxyError as e:
             reply = self.error_reply(frontend, e)
         except Exception:  # a bug must still answer in the client's envelope
@@ -99,7 +100,8 @@ class Pipeline:
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
-                pinned: str | None, stream_content_type: str, outcome: dict[str, str]) -> Reply:
+                pinned: str | None, stream_content_type: str, outcome: dict[str, str],
+                client_link: ClientLink | None = None) -> Reply:
         req = self.parse(frontend, body, url_model, url_stream)
         outcome["reason"] = "failed"
         route = self.router.route(req.model, req.capabilities(), pinned)
@@ -113,7 +115,7 @@ class Pipeline:
             raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
                           f"({backend_cfg.protocol}); only n=1.", param="n")
         upstream_req = backend.passthrough_request(req, target) if same else backend.build_request(req, target)
-        resp = self.client.send(backend_cfg, upstream_req)
+        resp = self.client.send(backend_cfg, upstream_req, client_link)
         if resp.status_code >= 400:
             raise self._upstream_error(backend, backend_cfg, target, resp)
         if not req.stream:

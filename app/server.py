@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import sys
 from types import ModuleType
 
@@ -21,6 +20,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from app.config import Config, ConfigError, load_config
 from app.errors import ErrorKind, ProxyError
+from app.http_handler import CONNECTION_KEY, handler_class
 from app.jsonutil import dumps
 from app.logfields import log_field
 from app.pipeline import Pipeline, Reply
@@ -44,6 +44,11 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     app = Flask("interchange")
     app.url_map.converters["path"] = _AnyPath
     app.config["MAX_CONTENT_LENGTH"] = None  # we check size ourselves, to answer in the client's envelope
+    # No redirects: werkzeug's (`//` merged, defaults) are HTML and build
+    # Location from the client's Host header. An odd path is a 404 in the
+    # client's envelope instead.
+    app.url_map.merge_slashes = False
+    app.url_map.redirect_defaults = False
     app.extensions["interchange"] = pipeline
     max_body = config.server.max_body_bytes
 
@@ -65,7 +70,8 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
         body = body_or_error(frontend)
         if isinstance(body, Response):
             return body
-        return respond(pipeline.handle(frontend, body, request.headers, pinned=pinned, **kw))
+        return respond(pipeline.handle(frontend, body, request.headers, pinned=pinned,
+                                       client_link=request.environ.get(CONNECTION_KEY), **kw))
 
     # ---------------------------------------------------------- OpenAI Chat
     @app.post("/v1/chat/completions")
@@ -119,7 +125,8 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
         data = get_input_stream(environ).read(max_body + 1)
         if len(data) > max_body:
             return _wsgi_reply(pipeline.error_reply(frontend, _too_large(max_body)), start_response)
-        reply = pipeline.handle(frontend, data, EnvironHeaders(environ), pinned=pinned, **kw)
+        reply = pipeline.handle(frontend, data, EnvironHeaders(environ), pinned=pinned,
+                                client_link=environ.get(CONNECTION_KEY), **kw)
         return _wsgi_reply(reply, start_response)
 
     exact = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI, "/v1/messages": ANTHROPIC}
@@ -192,11 +199,15 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
         return _not_found()
 
     @app.errorhandler(405)
-    def not_allowed(_e) -> Response:
+    def not_allowed(e) -> Response:
         frontend = _frontend_for_path(request.path)
-        return respond(pipeline.error_reply(frontend, ProxyError(
+        reply = pipeline.error_reply(frontend, ProxyError(
             ErrorKind.invalid_request, f"Method {request.method} is not allowed on {request.path}.",
-            status=405)))
+            status=405))
+        # Every frontend's envelope, with the status and Allow RFC 9110 asks
+        # for (Anthropic's and Gemini's tables render the kind as a 400).
+        allow = ", ".join(sorted(e.valid_methods or ()))
+        return Response(reply.body, status=405, headers={**reply.headers, "Allow": allow})
 
     def _not_found() -> Response:
         frontend = _frontend_for_path(request.path)
@@ -259,7 +270,14 @@ def _status_line(code: int) -> str:
 
 
 def _frontend_for_path(path: str) -> ModuleType:
-    if "/v1beta/" in path or ":generateContent" in path or ":streamGenerateContent" in path:
+    """The protocol a client on `path` speaks, for errors on paths we do not
+    serve: the protocol-mode prefix, else the API's own path shape; case does
+    not matter (`/V1/MESSAGES` is an Anthropic client's mistake)."""
+    path = path.lower()
+    prefixed = _PROTOCOL_PREFIX.get(path.split("/", 2)[1] if path.count("/") >= 2 else "")
+    if prefixed is not None:
+        return prefixed
+    if "/v1beta/" in path or ":generatecontent" in path or ":streamgeneratecontent" in path:
         return GEMINI
     if "/messages" in path:
         return ANTHROPIC
@@ -277,151 +295,6 @@ def _json(obj: object, status: int = 200) -> Response:
 # Connections waiting to be accepted: a burst of thousands of clients (streams
 # opened at once) must queue, not be refused. The kernel caps it at somaxconn.
 LISTEN_BACKLOG = 4096
-
-
-def _handler_class():
-    """gevent's WSGI handler, made cheaper per request (imported late: the
-    caller monkey-patches first).
-
-    - TCP_NODELAY on every client connection. gevent writes the status line and
-      headers, then the body, as two sends; without it Nagle holds the second
-      until the client's delayed ACK (40 ms on Linux) on every keep-alive request.
-    - The headers and the first body piece go out in one send (one syscall, one
-      segment) when that piece is small, which it is for every JSON reply and
-      for stream frames.
-    - Request headers read without the email parser when they are plain
-      (`_read_request_headers`), and no access-log line formatted for a log
-      that is off.
-    """
-    import email.parser
-    import socket
-    from http.client import HTTPException
-
-    from gevent.pywsgi import OldMessage, WSGIHandler, _NoopLog
-
-    def email_headers(block: bytes):
-        return email.parser.Parser(_class=OldMessage).parsestr(block.decode("iso-8859-1"))
-
-    def too_long():
-        msg = OldMessage()
-        msg.status = "Line too long"
-        return msg
-
-    def too_many():
-        return HTTPException(f"got more than {_MAX_HEADERS} headers")
-
-    class Handler(WSGIHandler):
-        def MessageClass(self, fp, *args):
-            return _read_request_headers(fp, email_headers, too_long, too_many)
-
-        def log_request(self):
-            # gevent formats an access-log line (a datetime, string
-            # formatting) even when the log is its no-op one (log=None).
-            if not isinstance(self.server.log, _NoopLog):
-                super().log_request()
-
-        def handle(self):
-            try:
-                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass  # not TCP (a Unix socket): nothing to tune
-            return super().handle()
-
-        def _write_with_headers(self, data):
-            if not data or len(data) > _COALESCE_LIMIT:
-                return super()._write_with_headers(data)
-            self.headers_sent = True
-            self.finalize_headers()
-            towrite = bytearray(b"HTTP/1.1 ")
-            towrite += self.status
-            towrite += b"\r\n"
-            for header, value in self.response_headers:
-                towrite += header
-                towrite += b": "
-                towrite += value
-                towrite += b"\r\n"
-            towrite += b"\r\n"
-            if self.response_use_chunked:
-                towrite += b"%x\r\n" % len(data)
-                towrite += data
-                towrite += b"\r\n"
-            else:
-                towrite += data
-            self._sendall(towrite)
-
-    return Handler
-
-
-_COALESCE_LIMIT = 256 * 1024
-
-# Request header lines the fast reader takes: `name: value`, the name in the
-# characters the email parser accepts for one, no continuation, no stray CR.
-_SIMPLE_HEADER_LINE = re.compile(rb"[!-9;-~]+:[^\r\n]*\r?\n\Z")
-
-
-class _RequestHeaders:
-    """What gevent's handler reads from request headers (`get`, `getheader`,
-    `typeheader`, `headers`, `del`, `status`), as its email-parser based
-    message answers them, without the email parser (~0.1 ms a request)."""
-
-    __slots__ = ("_headers", "_first", "status")
-
-    def __init__(self, pairs: list[tuple[str, str]]):
-        self._headers = pairs
-        self._first: dict[str, str] = {}  # lower-cased name -> first value
-        for key, value in reversed(pairs):
-            self._first[key.lower()] = value
-        self.status = ""
-
-    def get(self, name: str, default=None):
-        return self._first.get(name.lower(), default)
-
-    getheader = get
-
-    def __delitem__(self, name: str) -> None:
-        lowered = name.lower()
-        self._headers = [(k, v) for k, v in self._headers if k.lower() != lowered]
-        self._first.pop(lowered, None)
-
-    @property
-    def headers(self):
-        for key, value in self._headers:
-            yield f"{key}: {value}\r\n"
-
-    @property
-    def typeheader(self):
-        return self.get("content-type")
-
-
-def _read_request_headers(fp, email_headers, too_long, too_many):
-    """The request's header block, read as `http.client.parse_headers` reads it
-    (same line and count limits, same answers when they are passed: gevent's
-    "Line too long" message, an HTTPException); parsed here when every line is
-    a plain `name: value` line, else by `email_headers` (gevent's own parser)."""
-    lines = []
-    simple = True
-    while True:
-        line = fp.readline(_MAX_HEADER_LINE + 1)
-        if len(line) > _MAX_HEADER_LINE:
-            return too_long()
-        lines.append(line)
-        if len(lines) > _MAX_HEADERS:
-            raise too_many()
-        if line in (b"\r\n", b"\n", b""):
-            break
-        if simple and _SIMPLE_HEADER_LINE.match(line) is None:
-            simple = False
-    if not simple:
-        return email_headers(b"".join(lines))
-    pairs = []
-    for line in lines[:-1]:
-        name, _, value = line.decode("iso-8859-1").partition(":")
-        pairs.append((name, value.lstrip(" \t").rstrip("\r\n")))
-    return _RequestHeaders(pairs)
-
-
-_MAX_HEADER_LINE = 65536  # http.client's limits
-_MAX_HEADERS = 100
 
 
 def serve(config_path: str, host: str | None = None, port: int | None = None,
@@ -450,7 +323,8 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
         return 2
     server = WSGIServer((host or config.server.host, config.server.port if port is None else port),
                         app, log=None, error_log=logging.getLogger("interchange.wsgi"),
-                        handler_class=_handler_class(), backlog=LISTEN_BACKLOG)
+                        handler_class=handler_class(config.server.head_timeout, config.server.keepalive_timeout),
+                        backlog=LISTEN_BACKLOG)
     server.start()
     bound_host, bound_port = server.address[:2]
     print(f"Interchange listening on http://{bound_host}:{bound_port} "

@@ -17,6 +17,8 @@ one the server closed is noticed before reuse, and a request that meets a
 closed reused connection before any reply byte is sent again once on a new
 one); connect timeout, and a read timeout meaning "waited that long for the
 upstream" (kept by one stall watch, not a timer per read: `_StallWatch`);
+a call abandoned when the client it serves leaves (`ClientLink`: the socket
+is shut down, the blocked read raises, nothing is sent again);
 TLS verified against certifi's CA bundle; gzip/deflate replies decoded;
 1xx interim replies skipped. What it does not: redirects, retries of
 anything the server may have seen, proxy environment variables, HTTP/2.
@@ -31,7 +33,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from typing import Iterator
+from typing import Callable, Iterator, Protocol
 from urllib.parse import quote
 
 import certifi
@@ -50,6 +52,18 @@ _READ_SIZE = 256 * 1024
 _MAX_HEAD = 64 * 1024  # status line + headers
 _ONE_SEND = 256 * 1024  # request bodies below this go out in the same send as the head
 _SAFE_URL_CHARS = "!#$%&'()*+,/:;=?@[]~"  # what `requests` leaves unquoted in a path
+
+
+class ClientLink(Protocol):
+    """The client's side of the request an upstream call serves (the server's
+    app.http_handler.ClientConnection): `on_gone(abort)` has `abort()` called
+    if the client leaves while the call is in flight; `on_gone(None)` withdraws it."""
+
+    def on_gone(self, abort: Callable[[], None] | None) -> None: ...
+
+
+class _ClientGone(Exception):
+    """The client left; its upstream call was abandoned (the socket shut down)."""
 
 
 class UpstreamProtocolError(Exception):
@@ -112,7 +126,7 @@ def _is_digits(text: str) -> bool:
 
 
 class _Conn:
-    __slots__ = ("sock", "buf", "key", "timeout", "waiting_since", "stalled")
+    __slots__ = ("sock", "buf", "key", "timeout", "waiting_since", "stalled", "client", "abandoned")
 
     def __init__(self, sock: socket.socket, key: tuple[str, str, int]):
         self.sock = sock
@@ -121,18 +135,25 @@ class _Conn:
         self.timeout: float | None = None  # the read timeout while a request is in flight
         self.waiting_since = 0.0  # monotonic time a send or recv began blocking; 0 when not waiting
         self.stalled = False  # the stall watch gave up on it (and shut it down)
+        self.client: ClientLink | None = None  # the client this call serves, while in flight
+        self.abandoned = False  # that client left (and the socket was shut down)
 
     def recv(self) -> bytes:
         self.waiting_since = _monotonic()
         try:
             data = self.sock.recv(_READ_SIZE)
         except (OSError, ValueError):
+            if self.abandoned:
+                raise _ClientGone() from None
             if self.stalled:
                 raise socket.timeout("no data within the read timeout") from None
             raise
         self.waiting_since = 0.0
-        if not data and self.stalled:
-            raise socket.timeout("no data within the read timeout")
+        if not data:
+            if self.abandoned:
+                raise _ClientGone()
+            if self.stalled:
+                raise socket.timeout("no data within the read timeout")
         return data
 
     def sendall(self, data: bytes) -> None:
@@ -140,10 +161,32 @@ class _Conn:
         try:
             self.sock.sendall(data)
         except (OSError, ValueError):
+            if self.abandoned:
+                raise _ClientGone() from None
             if self.stalled:
                 raise socket.timeout("the request was not taken within the read timeout") from None
             raise
         self.waiting_since = 0.0
+
+    def serve(self, client: ClientLink | None) -> None:
+        """In flight for `client` (None: nobody to watch): its leaving abandons the call."""
+        self.client, self.abandoned = client, False
+        if client is not None:
+            client.on_gone(self.abandon)
+
+    def served(self) -> None:
+        """No longer in flight."""
+        client, self.client = self.client, None
+        if client is not None:
+            client.on_gone(None)
+
+    def abandon(self) -> None:
+        """The client left: wake the blocked read or send (it raises _ClientGone)."""
+        self.abandoned = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
 
     def close(self) -> None:
         try:
@@ -298,7 +341,8 @@ class UpstreamResponse:
         if conn is None:
             return
         self._client._watch.forget(conn)
-        if reuse and self._done and self._reusable and not conn.buf:
+        conn.served()
+        if reuse and self._done and self._reusable and not conn.buf and not conn.abandoned:
             self._client._checkin(conn)
         else:
             conn.close()
@@ -358,14 +402,17 @@ class UpstreamClient:
         self._ssl: ssl.SSLContext | None = None
         self._watch = _StallWatch()
 
-    def send(self, backend: BackendConfig, req: UpstreamRequest) -> UpstreamResponse:
-        """Send and return the reply with its body unread."""
+    def send(self, backend: BackendConfig, req: UpstreamRequest,
+             client_link: ClientLink | None = None) -> UpstreamResponse:
+        """Send and return the reply with its body unread. If `client_link` leaves
+        before the reply is closed, the call is abandoned (a ProxyError here
+        or from `iter_body`)."""
         origin, path = self._split_url(req.url)
         head = _request_head(req, path, origin.host_header, backend)
         data = head + req.body if len(req.body) < _ONE_SEND else None
         conn, reused = self._checkout(backend, origin)
         try:
-            return self._exchange(backend, conn, req, head, data)
+            return self._exchange(backend, conn, req, head, data, client_link)
         except _ClosedBeforeReply:
             if not reused:
                 raise _unreachable(backend, "RemoteDisconnected") from None
@@ -373,13 +420,14 @@ class UpstreamClient:
         # reading anything of ours: sending again on a new one is safe.
         conn = self._connect(backend, origin)
         try:
-            return self._exchange(backend, conn, req, head, data)
+            return self._exchange(backend, conn, req, head, data, client_link)
         except _ClosedBeforeReply:
             raise _unreachable(backend, "RemoteDisconnected") from None
 
     def _exchange(self, backend: BackendConfig, conn: _Conn, req: UpstreamRequest, head: bytes,
-                  data: bytes | None) -> UpstreamResponse:
+                  data: bytes | None, client_link: ClientLink | None) -> UpstreamResponse:
         self._watch.watch(conn, backend.timeout)  # watched until the reply is closed
+        conn.serve(client_link)
         try:
             try:
                 if data is not None:
@@ -392,7 +440,10 @@ class UpstreamClient:
             return self._read_head(conn, req.method)
         except BaseException as e:
             self._watch.forget(conn)
+            conn.served()
             conn.close()
+            if isinstance(e, _ClientGone):
+                raise _abandoned(backend) from None
             if isinstance(e, socket.timeout):
                 raise ProxyError(ErrorKind.timeout, f"Backend '{backend.name}' did not answer within "
                                  f"{backend.timeout:g} s.", provider=backend.name) from None
@@ -640,10 +691,18 @@ def _unreachable(backend: BackendConfig, name: str) -> ProxyError:
                       provider=backend.name)
 
 
+def _abandoned(backend: BackendConfig) -> ProxyError:
+    log.info("backend %s: call abandoned, the client left", backend.name)
+    return ProxyError(ErrorKind.bad_gateway, f"The client closed the connection; the call to backend "
+                      f"'{backend.name}' was abandoned.", code="client_closed", provider=backend.name)
+
+
 def iter_body(resp: UpstreamResponse, backend: BackendConfig) -> Iterator[bytes]:
     """The body as it arrives; transport failures mid-body become ProxyErrors."""
     try:
         yield from resp.iter_raw()
+    except _ClientGone:
+        raise _abandoned(backend) from None
     except socket.timeout as e:
         raise ProxyError(ErrorKind.timeout, f"Backend '{backend.name}' stalled mid-response "
                          f"(no data for {backend.timeout:g} s).", provider=backend.name) from e

@@ -102,7 +102,8 @@ def test_every_problem_is_named_by_key(tmp_path):
     backend = "nope"
     """
     assert check_config_file(write(tmp_path, bad)) == [
-        "server.colour: unknown key (allowed: default_backend, host, log_level, max_body_bytes, models_file, port)",
+        "server.colour: unknown key (allowed: default_backend, head_timeout, host, keepalive_timeout, log_level, "
+        "max_body_bytes, models_file, port)",
         "server.port: must be an integer",
         "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini, azure_openai, "
         "vertex_gemini, vertex_anthropic, bedrock_converse)",
@@ -187,3 +188,15 @@ def test_credentials_in_a_backend_url_are_refused_and_never_echoed(tmp_path):
         "backends: at least one backend is required",
     ]
     assert not any("s3cret" in p for p in problems)
+
+
+def test_client_connection_timeouts(tmp_path):
+    base = '[backends.a]\nprotocol = "openai"\nurl = "http://h"\napi_key = "k"\n'
+    config = load_config(write(tmp_path, '[server]\nhead_timeout = 2.5\nkeepalive_timeout = 5\n' + base))
+    assert (config.server.head_timeout, config.server.keepalive_timeout) == (2.5, 5.0)
+    defaults = load_config(write(tmp_path, base)).server
+    assert (defaults.head_timeout, defaults.keepalive_timeout) == (10.0, 60.0)
+    assert check_config_file(write(tmp_path, '[server]\nhead_timeout = 0\nkeepalive_timeout = "1"\n' + base)) == [
+        "server.head_timeout: must be a positive number (seconds)",
+        "server.keepalive_timeout: must be a positive number (seconds)",
+    ]

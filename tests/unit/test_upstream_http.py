@@ -831,6 +831,61 @@ def test_stall_mid_body_is_timeout_and_connection_dropped(server, client):
     assert len(server.conns) == 2
 
 
+class ClientLinkStub:
+    """A client connection as the upstream client sees it: records what it is
+    asked to call when the client leaves; `leave()` is the client leaving."""
+
+    def __init__(self):
+        self.abort = None
+        self.asked: list[bool] = []  # True: an abort registered, False: withdrawn
+
+    def on_gone(self, abort):
+        self.asked.append(abort is not None)
+        self.abort = abort
+
+    def leave(self) -> None:
+        assert self.abort is not None, "nothing in flight"
+        self.abort()
+
+
+ABANDONED = "The client closed the connection; the call to backend 'b' was abandoned."
+
+
+def test_a_client_leaving_before_the_reply_abandons_the_call_and_nothing_is_resent(server, client):
+    server.reply(ok(b"warm")).reply(HANG)
+    b = backend_for(server.url, timeout=30)
+    assert fetch(client, b) == b"warm"  # the next call goes on this pooled connection
+    link = ClientLinkStub()
+    threading.Timer(0.2, link.leave).start()
+    started = time.monotonic()
+    err = expect_error(ErrorKind.bad_gateway, ABANDONED, client.send, b, post(server.url + "/x"), link)
+    assert err.code == "client_closed" and time.monotonic() - started < 2
+    assert link.asked == [True, False]
+    assert len(server.conns) == 1 and len(server.requests) == 2  # not sent again on a new connection
+
+
+def test_a_client_leaving_mid_body_abandons_the_call(server, client):
+    server.reply(chunked_head() + b"5\r\nhello\r\n", HANG).reply(ok(b"next"))
+    b = backend_for(server.url, timeout=30)
+    link = ClientLinkStub()
+    pieces = iter_body(client.send(b, post(server.url + "/x"), link), b)
+    assert next(pieces) == b"hello"
+    threading.Timer(0.2, link.leave).start()
+    expect_error(ErrorKind.bad_gateway, ABANDONED, next, pieces)
+    assert link.asked == [True, False]
+    assert server.conns[0].closed.wait(2)  # the upstream connection is closed, not pooled
+    assert fetch(client, b) == b"next" and len(server.conns) == 2
+
+
+def test_a_call_done_withdraws_its_abort_and_pools_the_connection(server, client):
+    server.reply(ok(b"one")).reply(ok(b"two"))
+    b = backend_for(server.url)
+    link = ClientLinkStub()
+    assert read_body(client.send(b, post(server.url + "/x"), link), b) == b"one"
+    assert link.asked == [True, False]
+    assert fetch(client, b) == b"two" and len(server.conns) == 1
+
+
 def test_time_spent_not_reading_is_not_a_stall(server, client):
     # The read timeout counts only time spent waiting on the upstream: a client
     # downstream that is slow to take a chunk must not get the stream cut.
