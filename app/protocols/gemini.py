@@ -31,10 +31,11 @@ from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, dumps_str, loads
 from app.protocols import gemini_schema
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
 from app.upstream.framing import Frame, encode_sse
 
 PROVIDER = "gemini"
+FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "modelVersion"
 STREAM_FRAMING = "sse"
 
@@ -544,7 +545,9 @@ def _response_format(g: Mapping[str, Any]) -> ir.ResponseFormat | None:
     mime = _optional(g, "responseMimeType", _string, where)
     schema = None
     if g.get("responseJsonSchema") is not None:
-        schema = _object(g["responseJsonSchema"], f"{where}.responseJsonSchema")
+        # Gemini takes Schema-style upper-case types here too (Gemini CLI's router sends
+        # OBJECT, STRING): other targets need plain JSON Schema.
+        schema = gemini_schema.from_gemini_schema(_object(g["responseJsonSchema"], f"{where}.responseJsonSchema"))
     elif g.get("responseSchema") is not None:
         schema = gemini_schema.from_gemini_schema(_object(g["responseSchema"], f"{where}.responseSchema"))
     if schema is not None:
@@ -842,6 +845,12 @@ def _upstream(target: Target, stream: bool, body: bytes) -> UpstreamRequest:
 
 
 def _request_body(req: ir.Request) -> dict:
+    # Leading system messages become systemInstruction. A later one (an OpenAI system
+    # message mid-history, Claude Code's mid-conversation agent list) stays in its turn,
+    # as user text marked "System: ", rather than being folded into systemInstruction:
+    # the model then reads it where the client put it, and systemInstruction, which
+    # precedes all contents, stays the same from turn to turn, so Gemini's implicit
+    # prefix cache keeps working (the reason Claude Code puts it mid-conversation).
     system, rest = ir.split_system(req.messages)
     contents = _contents(rest, ir.tool_names_by_id(req.messages))
     if not contents:
@@ -865,6 +874,7 @@ def _request_body(req: ir.Request) -> dict:
     generation = _generation_config(req)
     if generation:
         body["generationConfig"] = generation
+    body.update(extras_to_send(req, PROVIDER, "a Gemini backend"))
     return body
 
 

@@ -41,10 +41,11 @@ from typing import Any, Iterable, Mapping
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
 from app.upstream.framing import Frame, encode_sse
 
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
+FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "model"
 STREAM_FRAMING = "sse"
 
@@ -703,6 +704,7 @@ def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # always: other frontends need usage
+    body.update(extras_to_send(req, PROTOCOL, "an OpenAI backend"))
     return UpstreamRequest("POST", _endpoint(target), _upstream_headers(target), dumps(body), req.stream)
 
 
@@ -815,7 +817,10 @@ def _wire_messages(messages: Iterable[ir.Message]) -> list[dict]:
         elif m.role in ("user", "tool"):
             content = _wire_content(moved + rest)
             message = {"role": "user", "content": content} if content is not None else None
-        else:  # system / developer, in place
+        else:
+            # system / developer, in place and with the role they have: OpenAI takes any number of
+            # either anywhere, and reasoning models read `system` as `developer` themselves, so a
+            # mid-conversation system message from another protocol needs no model-name table.
             content = _wire_content(p for p in rest if isinstance(p, ir.Text))
             message = {"role": m.role, "content": content} if content is not None else None
         if message is not None:

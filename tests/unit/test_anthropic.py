@@ -290,7 +290,15 @@ _HI = {"role": "user", "content": "Hi"}
     ({**MINIMAL, "messages": {"role": "user"}}, "messages"),
     ({**MINIMAL, "messages": []}, "messages"),
     (_messages("hello"), "messages.0"),
-    (_messages({"role": "system", "content": "Be nice"}), "messages.0.role"),
+    (_messages({"role": "developer", "content": "Be nice"}), "messages.0.role"),
+    (_messages({"role": "user", "content": "Hi"}, {"role": "system", "content": [{"type": "image"}]}),
+     "messages.1.content.0.type"),
+    (_messages({"role": "user", "content": [{"type": "mid_conv_system", "content": "Be nice"}]}),
+     "messages.0.content.0.content"),
+    (_messages({"role": "user", "content": [{"type": "mid_conv_system", "content": [{"type": "image"}]}]}),
+     "messages.0.content.0.content.0.type"),
+    ({**MINIMAL, "context_management": ["clear"]}, "context_management"),
+    ({**MINIMAL, "cache_control": "ephemeral"}, "cache_control"),
     (_messages({"role": "user"}), "messages.0.content"),
     (_messages({"role": "user", "content": 5}), "messages.0.content"),
     (_messages({"role": "user", "content": ["text"]}), "messages.0.content.0"),
@@ -933,7 +941,6 @@ def test_sampling_stop_stream_and_user():
 
 
 @pytest.mark.parametrize("fields, param", [
-    ({"response_format": ir.ResponseFormat("json_schema", schema={"type": "object"})}, "response_format"),
     ({"response_format": ir.ResponseFormat("json_object")}, "response_format"),
     ({"n": 2}, "n"),
 ])
