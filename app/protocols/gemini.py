@@ -1012,8 +1012,12 @@ def _declaration_out(tool: ir.Tool) -> dict:
     if tool.description:
         declaration["description"] = tool.description
     parameters = gemini_schema.to_gemini_parameters(tool.parameters)
-    if parameters is not None:  # no-arg tools: no parameters at all (hazard 21)
+    if parameters is None:
+        return declaration  # no-arg tools: no parameters at all (hazard 21)
+    if gemini_schema.fits_schema_subset(parameters):
         declaration["parameters"] = parameters
+    else:  # a free-form object or an any-value field: only the JSON Schema channel can say it
+        declaration["parametersJsonSchema"] = gemini_schema.to_gemini_json_schema(tool.parameters)
     return declaration
 
 

@@ -74,7 +74,7 @@ def test_schema_drops_keys_gemini_rejects_bug_12():
         "type": "object",
         "properties": {
             "city": {"type": "string", "minLength": 1},
-            "days": {"type": "integer", "maximum": 14, "format": "int32"},
+            "days": {"type": "integer", "maximum": 14, "minimum": 1, "format": "int32"},  # exclusiveMinimum 0
             "when": {"type": "string", "format": "date-time"},
         },
         "required": ["city"],
