@@ -803,7 +803,14 @@ class StreamFormatter:
         return b"".join(frames)
 
     def relay(self, frame: Frame) -> bytes:
-        """Same-protocol passthrough: the upstream frame re-encoded as it came."""
+        """Same-protocol passthrough: the upstream frame re-encoded as it came, except
+        a tool_use start that carries the whole input (gateways that do not stream
+        arguments): clients read input only from input_json_delta, so it goes out as
+        a start with `input: {}` and one delta holding the input (known-gateway-bugs #20)."""
+        if frame.event == "content_block_start" and '"tool_use"' in frame.data:
+            split = _split_tool_start(frame.data)
+            if split is not None:
+                return b"".join(_event(payload) for payload in split)
         return _encode_frame(frame)
 
     def finish(self) -> bytes:
@@ -920,6 +927,21 @@ class StreamFormatter:
             frames.append(self._delta(block, {"type": "signature_delta", "signature": "".join(block.signature)}))
         frames.append(_event({"type": "content_block_stop", "index": block.index}))
         return frames
+
+
+def _split_tool_start(data: str) -> tuple[dict, dict] | None:
+    """A content_block_start whose tool_use input is not empty -> (the start with
+    `input: {}`, an input_json_delta with the input); None for any other frame."""
+    payload = _json_or_none(data)
+    block = payload.get("content_block") if isinstance(payload, dict) else None
+    if not isinstance(block, dict) or block.get("type") != "tool_use" or not block.get("input"):
+        return None
+    if not isinstance(block["input"], dict) or not _is_int(payload.get("index")):
+        return None
+    start = {**payload, "content_block": {**block, "input": {}}}
+    delta = {"type": "content_block_delta", "index": payload["index"],
+             "delta": {"type": "input_json_delta", "partial_json": dumps_str(block["input"])}}
+    return start, delta
 
 
 def _opening_block(block: _ClientBlock) -> dict:

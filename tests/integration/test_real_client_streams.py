@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from mocks.scenarios import ScenarioLibrary
-from tests.mocks.helpers import parse_sse
+from tests.client_needs import claude_code_read, gemini_cli_read
 
 BACKEND_MODELS = {"openai": "gpt-5-nano", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
 SCENARIOS = ("text", "function_calling", "parallel_function_calling", "thinking", "max_tokens")
@@ -43,54 +43,6 @@ WEATHER_SCHEMA = {
 
 
 # ---------------------------------------------------------------- what Claude Code needs
-
-
-def claude_code_read(text: str) -> tuple[dict, list[str]]:
-    """An Anthropic SSE stream read the way Claude Code reads it -> (what it got, problems)."""
-    events = [(name, json.loads(data)) for name, data in parse_sse(text)]
-    problems: list[str] = []
-    got = {"text": "", "tool_calls": [], "stop_reason": None}
-    if not events or events[0][1].get("type") != "message_start":
-        problems.append("the stream does not open with message_start (Claude Code retries without streaming)")
-    open_blocks: dict[int, dict] = {}
-    closed: set[int] = set()
-    for name, data in events:
-        kind = data.get("type")
-        if name != kind:
-            problems.append(f"event line {name!r} does not match data type {kind!r}")
-        if kind == "content_block_start":
-            block = data["content_block"]
-            if block["type"] == "tool_use" and block.get("input") != {}:
-                problems.append(f"tool_use block {data['index']} carries input in content_block_start "
-                                "(Claude Code ignores it: input must come as input_json_delta)")
-            open_blocks[data["index"]] = {**block, "json": ""}
-        elif kind == "content_block_delta":
-            block = open_blocks.get(data["index"])
-            if block is None:
-                problems.append(f"delta for block {data['index']}, which is not open")
-                continue
-            delta = data["delta"]
-            if delta["type"] == "text_delta":
-                got["text"] += delta["text"]
-            elif delta["type"] == "input_json_delta":
-                block["json"] += delta["partial_json"]
-        elif kind == "content_block_stop":
-            block = open_blocks.pop(data["index"], None)
-            if block is None:
-                problems.append(f"content_block_stop for block {data['index']}, which is not open")
-                continue
-            closed.add(data["index"])
-            if block["type"] == "tool_use":
-                got["tool_calls"].append({"name": block["name"], "arguments": json.loads(block["json"] or "{}")})
-        elif kind == "message_delta":
-            if open_blocks:
-                problems.append(f"blocks {sorted(open_blocks)} still open at message_delta (their content is lost)")
-            got["stop_reason"] = data["delta"].get("stop_reason")
-    if got["stop_reason"] is None:
-        problems.append("no message_delta with a stop_reason")
-    if not events or events[-1][1].get("type") != "message_stop":
-        problems.append("the stream does not end with message_stop (Claude Code then reads usage as 0)")
-    return got, problems
 
 
 def claude_code_body(model: str) -> dict:
@@ -138,32 +90,6 @@ def test_claude_code_gets_the_stream_it_needs_from_every_backend(stack, backend,
 
 
 # ---------------------------------------------------------------- what Gemini CLI needs
-
-
-def gemini_cli_read(text: str) -> tuple[dict, list[str]]:
-    """A Gemini SSE stream read the way Gemini CLI reads it -> (what it got, problems)."""
-    chunks = [json.loads(data) for _, data in parse_sse(text)]
-    problems: list[str] = []
-    got = {"text": "", "tool_calls": [], "finish": None}
-    for i, chunk in enumerate(chunks):
-        candidates = chunk.get("candidates")
-        if not candidates:
-            problems.append(f"chunk {i} has no candidates")
-            continue
-        candidate = candidates[0]
-        for part in (candidate.get("content") or {}).get("parts") or []:
-            if "text" in part and not part.get("thought"):
-                got["text"] += part["text"]
-            if "functionCall" in part:
-                call = part["functionCall"]
-                got["tool_calls"].append({"name": call["name"], "arguments": call["args"]})
-        if "finishReason" in candidate:
-            if i != len(chunks) - 1:
-                problems.append(f"chunk {i} of {len(chunks)} carries a finishReason before the last chunk")
-            got["finish"] = candidate["finishReason"]
-    if not chunks or "finishReason" not in (chunks[-1].get("candidates") or [{}])[0]:
-        problems.append("the last chunk has no finishReason (Gemini CLI: INVALID_STREAM, retries)")
-    return got, problems
 
 
 def gemini_cli_body() -> dict:
