@@ -92,22 +92,6 @@ class Opaque:
 
 Part = Union[Text, Image, ToolCall, ToolResult, Thinking, Refusal, Opaque]
 
-
-@dataclass(frozen=True, slots=True)
-class Extra:
-    """A top-level request field of the client's protocol that the IR has no
-    meaning for (Anthropic `context_management`, `cache_control`, `mcp_servers`).
-    The frontend, which knows its own fields, says whether the field only tunes
-    how the provider serves the request (`optional`: caching, context editing,
-    priority) or changes what the answer may be (extra tools, data residency).
-    Every writer applies one rule (`app.protocols.base.extras_to_send`): its
-    own protocol's extras go out unchanged; another protocol's are dropped when
-    optional and refused with a 400 naming the field otherwise."""
-    protocol: str  # wire protocol it belongs to (app/protocols MODULES key)
-    name: str  # the wire field, which is also the client's field path
-    value: Any  # as the client sent it
-    optional: bool
-
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -156,6 +140,22 @@ class ResponseFormat:
     schema: Mapping[str, Any] | None = None
     name: str | None = None
     strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extra:
+    """A top-level request field of the client's protocol that the IR has no
+    meaning for (Anthropic `context_management`, `cache_control`, `mcp_servers`).
+    The frontend, which knows its own fields, says whether the field only tunes
+    how the provider serves the request (`optional`: caching, context editing,
+    priority) or changes what the answer may be (extra tools, data residency).
+    Every writer applies one rule (`app.protocols.base.extras_to_send`): its
+    own protocol's extras go out unchanged; another protocol's are dropped when
+    optional and refused with a 400 naming the field otherwise."""
+    protocol: str  # wire protocol it belongs to (app/protocols MODULES key)
+    name: str  # the wire field, which is also the client's field path
+    value: Any  # as the client sent it
+    optional: bool
 
 
 @dataclass(frozen=True, slots=True)
