@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from mocks.scenarios import ScenarioLibrary
-from tests.client_needs import claude_code_read, gemini_cli_read
+from tests.conftest import REAL_SAMPLES
+from tests.real_clients import claude_code_read, expand_prose, gemini_cli_read
 
 BACKEND_MODELS = {"openai": "gpt-5-nano", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
 SCENARIOS = ("text", "function_calling", "parallel_function_calling", "thinking", "max_tokens")
@@ -166,3 +167,35 @@ def test_gemini_cli_checker_needs_finish_reason_on_the_last_chunk_only():
     assert gemini_cli_read(sse(last, text))[1] == [
         "chunk 0 of 2 carries a finishReason before the last chunk",
         "the last chunk has no finishReason (Gemini CLI: INVALID_STREAM, retries)"]
+
+
+# ------------------------------------------------- the recorded requests, through the running proxy
+
+CLIENT_REQUESTS = REAL_SAMPLES / "client-requests"
+STREAMED_SAMPLES = sorted(
+    p.name for p in CLIENT_REQUESTS.glob("*.json")
+    if not p.name.startswith("codex") and "router-classifier" not in p.name) if CLIENT_REQUESTS.is_dir() else []
+_HOP_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
+
+
+@pytest.mark.parametrize("backend", BACKEND_MODELS)
+@pytest.mark.parametrize("sample", STREAMED_SAMPLES or ["(no recorded requests)"])
+def test_recorded_client_requests_stream_back_what_the_client_needs(real_samples, stack, sample, backend):
+    """The recorded bodies and headers, prose expanded, with the model set to one of `backend`'s."""
+    recorded = json.loads((CLIENT_REQUESTS / sample).read_text())
+    body = expand_prose(recorded["body"])
+    headers = {k: v for k, v in recorded["headers"].items() if k.lower() not in _HOP_HEADERS}
+    model = BACKEND_MODELS[backend]
+    if recorded["path"] == "/v1/messages":
+        url = f"{stack.proxy_url}/v1/messages?{recorded['raw_query']}"
+        read = claude_code_read
+        body["model"] = model
+    else:
+        action = recorded["path"].rpartition(":")[2]
+        url = f"{stack.proxy_url}/v1beta/models/{model}:{action}?{recorded['raw_query']}"
+        read = gemini_cli_read
+    response = requests.post(url, data=json.dumps(body), headers=headers, timeout=20)
+    assert response.status_code == 200, response.text[:600]
+    got, problems = read(response.text)
+    assert problems == []
+    assert got["tool_calls"] or got["text"]

@@ -13,7 +13,7 @@ from app.protocols import anthropic, gemini, gemini_schema, openai_chat
 from app.protocols.base import Target
 from app.upstream.framing import Frame
 from tests.conftest import REAL_SAMPLES, stream_events
-from tests.client_needs import claude_code_read
+from tests.real_clients import claude_code_read
 
 TARGETS = {
     "openai": Target(backend="openai", base_url="https://api.openai.test/v1", model="gpt-5-nano", api_key="sk-1"),

@@ -11,7 +11,6 @@ Codex's requests (OpenAI Responses) wait for the Responses frontend."""
 from __future__ import annotations
 
 import json
-import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,6 +22,7 @@ from app.protocols import protocol_module
 from app.routing import Route, Router
 from mocks.server import create_app
 from tests.conftest import REAL_SAMPLES, REPO
+from tests.real_clients import expand_prose, prose
 
 CLIENT_REQUESTS = REAL_SAMPLES / "client-requests"
 SAMPLES = sorted(p.name for p in CLIENT_REQUESTS.glob("*.json")) if CLIENT_REQUESTS.is_dir() else []
@@ -30,29 +30,6 @@ CONFIG = load_config(REPO / "config-mock.toml")
 BACKENDS = ("openai", "anthropic", "gemini")
 # One model of each mock backend (claude-sonnet-4-5 takes mid-conversation system messages).
 MODELS = {"openai": "gpt-5-nano", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
-
-_PLACEHOLDER = re.compile(r"<text (\d+) chars>")
-_PROSE = ("Read each file before you change it and keep every edit small. When a command fails, look at its "
-          "output, find the cause and run it again; do not guess. Prefer the helpers the project already has, "
-          "follow its style, and say what you changed and why in one short paragraph at the end. ")
-
-
-def prose(length: int) -> str:
-    """`length` characters of plain English, ending in a full stop (never in a space)."""
-    text = (_PROSE * (length // len(_PROSE) + 1))[:length]
-    return text[:-1] + "." if text.endswith(" ") else text
-
-
-def expand_prose(value):
-    """The recorded body with every `<text N chars>` placeholder replaced by N characters of prose."""
-    if isinstance(value, str):
-        return _PLACEHOLDER.sub(lambda m: prose(int(m.group(1))), value)
-    if isinstance(value, list):
-        return [expand_prose(v) for v in value]
-    if isinstance(value, dict):
-        return {k: expand_prose(v) for k, v in value.items()}
-    return value
-
 
 def load_sample(name: str) -> dict:
     recorded = json.loads((CLIENT_REQUESTS / name).read_text())

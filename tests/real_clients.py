@@ -1,10 +1,35 @@
-"""What the real agent clients need from a stream (../shared/protocols/real-clients.md),
-as readers that return what the client got and every need the stream failed."""
+"""The real agent clients in tests: their recorded requests made whole again, and
+what they need from a stream (../shared/protocols/real-clients.md) as readers that
+return what the client got and every need the stream failed."""
 from __future__ import annotations
 
 import json
+import re
 
 from tests.mocks.helpers import parse_sse
+
+# Recorded bodies replace prose over 200 characters with `<text N chars>`.
+_PLACEHOLDER = re.compile(r"<text (\d+) chars>")
+_PROSE = ("Read each file before you change it and keep every edit small. When a command fails, look at its "
+          "output, find the cause and run it again; do not guess. Prefer the helpers the project already has, "
+          "follow its style, and say what you changed and why in one short paragraph at the end. ")
+
+
+def prose(length: int) -> str:
+    """`length` characters of plain English, ending in a full stop (never in a space)."""
+    text = (_PROSE * (length // len(_PROSE) + 1))[:length]
+    return text[:-1] + "." if text.endswith(" ") else text
+
+
+def expand_prose(value):
+    """The recorded body with every `<text N chars>` placeholder replaced by N characters of prose."""
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: prose(int(m.group(1))), value)
+    if isinstance(value, list):
+        return [expand_prose(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_prose(v) for k, v in value.items()}
+    return value
 
 
 def claude_code_read(text: str) -> tuple[dict, list[str]]:
