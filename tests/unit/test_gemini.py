@@ -409,6 +409,17 @@ def test_parse_request_response_schema_and_thinking_level():
     assert req.n == 2
 
 
+def test_parse_request_response_json_schema_with_upper_case_types_becomes_plain_json_schema():
+    """Gemini CLI's routing classifier writes Schema-style types in responseJsonSchema."""
+    body = {"contents": [{"parts": [{"text": "hi"}]}],
+            "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": {
+                "type": "OBJECT", "required": ["score"], "properties": {
+                    "reason": {"type": "STRING", "description": "Why."}, "score": {"type": "INTEGER"}}}}}
+    assert gemini.parse_request(body, model="m").response_format == ir.ResponseFormat("json_schema", {
+        "type": "object", "required": ["score"],
+        "properties": {"reason": {"type": "string", "description": "Why."}, "score": {"type": "integer"}}})
+
+
 # ========================================================== format_response
 
 
