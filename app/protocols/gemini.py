@@ -16,7 +16,9 @@ Gemini facts that shape this module (protocol reference §4, hazards in §5):
 What Gemini defines but the IR cannot model (executableCode, codeExecutionResult,
 toolCall and toolResponse parts; googleSearch, codeExecution and other built-in
 tools) is kept as `ir.Opaque` in place: re-sent unchanged to a Gemini backend,
-refused with a 400 naming the client's field by any other.
+refused with a 400 naming the client's field by any other. Another protocol's
+request fields with no IR meaning (`ir.Extra`) are dropped or refused by the one
+rule every backend applies (base.extras_to_send).
 """
 from __future__ import annotations
 

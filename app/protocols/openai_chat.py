@@ -29,6 +29,10 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
   parts, `custom` tools and their calls in history) is kept as `ir.Opaque` in
   place: re-sent unchanged to an OpenAI backend, refused with a 400 naming the
   client's field by any other.
+- Another protocol's request fields with no IR meaning (`ir.Extra`: Anthropic
+  context_management, cache_control, mcp_servers) are dropped when they only
+  tune serving and refused with a 400 naming the field when they change the
+  answer (base.extras_to_send, the same rule for every backend).
 """
 from __future__ import annotations
 
