@@ -1043,8 +1043,10 @@ def _generation_config(req: ir.Request) -> dict:
     if rf is not None and rf.type != "text":
         g["responseMimeType"] = "application/json"
         schema = gemini_schema.to_gemini_parameters(rf.schema) if rf.type == "json_schema" else None
-        if schema is not None:
+        if schema is not None and gemini_schema.fits_schema_subset(schema):
             g["responseSchema"] = schema
+        elif schema is not None:  # as for tools: what the Schema subset cannot say goes as JSON Schema
+            g["responseJsonSchema"] = gemini_schema.to_gemini_json_schema(rf.schema)
     if req.reasoning is not None:
         thinking = _thinking_config(req.reasoning)
         if thinking:

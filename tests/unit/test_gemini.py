@@ -749,6 +749,10 @@ def test_build_request_response_format():
         "responseSchema": {"type": "object", "properties": {"a": {"type": "string"}}}}
     assert body_of(gemini.build_request(json_object, TARGET))["generationConfig"] == {
         "responseMimeType": "application/json"}
+    free_form = {"type": "object", "properties": {"tags": {"type": "object", "additionalProperties": {}}}}
+    with_map = request(user("x"), response_format=ir.ResponseFormat("json_schema", free_form))
+    assert body_of(gemini.build_request(with_map, TARGET))["generationConfig"] == {
+        "responseMimeType": "application/json", "responseJsonSchema": free_form}
 
 
 def test_passthrough_request_sends_the_client_body_unchanged():
