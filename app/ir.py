@@ -99,7 +99,10 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 @dataclass(frozen=True, slots=True)
 class Message:
     """One turn. `tool` messages hold only ToolResult parts (all results for one
-    assistant turn may share one message); system/developer hold Text only."""
+    assistant turn may share one message); system/developer hold Text only and
+    may stand anywhere: a later one is an instruction given at that point of the
+    conversation (OpenAI system messages, Anthropic mid-conversation system
+    messages), and writers keep it there (`split_system`)."""
     role: Role
     parts: tuple[Part, ...]
     name: str | None = None
@@ -141,6 +144,22 @@ class ResponseFormat:
 
 
 @dataclass(frozen=True, slots=True)
+class Extra:
+    """A top-level request field of the client's protocol that the IR has no
+    meaning for (Anthropic `context_management`, `cache_control`, `mcp_servers`).
+    The frontend, which knows its own fields, says whether the field only tunes
+    how the provider serves the request (`optional`: caching, context editing,
+    priority) or changes what the answer may be (extra tools, data residency).
+    Every writer applies one rule (`app.protocols.base.extras_to_send`): its
+    own protocol's extras go out unchanged; another protocol's are dropped when
+    optional and refused with a 400 naming the field otherwise."""
+    protocol: str  # wire protocol it belongs to (app/protocols MODULES key)
+    name: str  # the wire field, which is also the client's field path
+    value: Any  # as the client sent it
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     model: str
     messages: tuple[Message, ...]
@@ -160,6 +179,7 @@ class Request:
     reasoning: Reasoning | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
+    extras: tuple[Extra, ...] = ()
     # The client's body as parsed JSON: same-protocol hops send it on with only
     # the model swapped, so nothing the IR does not model is lost.
     raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -324,13 +344,14 @@ def tool_names_by_id(messages: tuple[Message, ...]) -> dict[str, str]:
     return names
 
 
-def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[Message]]:
+def split_system(messages: tuple[Message, ...], *, keep_later: bool = False) -> tuple[list[str], list[Message]]:
     """Hoist system/developer turns for targets with one system slot.
 
     Leading system/developer turns become the system texts, in order. One that
-    appears later in the conversation keeps its position as a user turn whose
-    text is marked `System: ` (hoisting it would change what the model saw when;
-    dropping it would lose an instruction).
+    appears later in the conversation keeps its position: as a system message
+    (one text part) when the target takes those there (`keep_later`), else as a
+    user turn whose text is marked `System: ` (hoisting it would change what the
+    model saw when; dropping it would lose an instruction).
     """
     system: list[str] = []
     rest: list[Message] = []
@@ -342,6 +363,8 @@ def split_system(messages: tuple[Message, ...]) -> tuple[list[str], list[Message
                 continue
             if leading:
                 system.append(text)
+            elif keep_later:
+                rest.append(Message("system", (Text(text),)))
             else:
                 rest.append(Message("user", (Text("System: " + text),)))
             continue

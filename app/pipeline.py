@@ -91,7 +91,9 @@ class Pipeline:
     def target_for(self, route: Route, headers: Mapping[str, str]) -> Target:
         backend = route.backend
         forwarded = {}
-        for name in backend.forward_headers:
+        # The configured allowlist, plus the headers the backend's own protocol defines
+        # for its clients (anthropic-beta): only a backend of that protocol gets those.
+        for name in backend.forward_headers + protocol_module(backend.protocol).FORWARDED_CLIENT_HEADERS:
             value = headers.get(name)
             if value is not None:
                 forwarded[name] = value

@@ -2,7 +2,16 @@
 `GET /v1/models`): x-api-key + anthropic-version, the validation the real
 API applies (protocols §3 and Appendix A, including the tool_use /
 tool_result adjacency rules with their real texts), scenario detection and
-`event:`/`data:` framing."""
+`event:`/`data:` framing.
+
+The 2026 request forms are checked as the current API checks them, never
+waved through: mid-conversation system messages (`role: "system"` in
+`messages`, or a `mid_conv_system` block in a turn) are accepted only for the
+models in MID_CONVERSATION_SYSTEM_MODELS (Sonnet 4.5 and Opus 4.5 here; Haiku
+4.5 stands for the models that answer 400 "role 'system' is not supported on
+this model"); `thinking {type: "adaptive"}`, `output_config {effort, format}`,
+`context_management {edits}` and `cache_control {type: "ephemeral", ttl?:
+"5m"|"1h"}` (at most 4 breakpoints) have their shapes checked field by field."""
 from __future__ import annotations
 
 import re
@@ -22,6 +31,17 @@ MODELS = {
     "claude-haiku-4-5": ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z", 64000),
 }
 _BY_ID = {**{alias: alias for alias in MODELS}, **{info[0]: alias for alias, info in MODELS.items()}}
+# Models that take mid-conversation system messages; the others refuse them.
+MID_CONVERSATION_SYSTEM_MODELS = frozenset({"claude-sonnet-4-5", "claude-opus-4-5"})
+SYSTEM_ROLE_UNSUPPORTED = "role 'system' is not supported on this model"
+MAX_CACHE_BREAKPOINTS = 4
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+THINKING_FIELDS = {"enabled": {"type", "budget_tokens", "display"}, "disabled": {"type"},
+                   "adaptive": {"type", "display"}}
+CONTEXT_EDIT_FIELDS = {
+    "clear_tool_uses_20250919": {"type", "clear_at_least", "clear_tool_inputs", "exclude_tools", "keep", "trigger"},
+    "clear_thinking_20251015": {"type", "keep"},
+}
 
 MESSAGES_FIELDS = frozenset({
     "model", "max_tokens", "messages", "system", "stop_sequences", "temperature", "top_p", "top_k", "tools",
@@ -33,7 +53,7 @@ COUNT_TOKENS_FIELDS = frozenset({
     "context_management", "mcp_servers",
 })
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-USER_BLOCKS = ("text", "image", "document", "tool_result", "search_result")
+USER_BLOCKS = ("text", "image", "document", "tool_result", "search_result", "mid_conv_system")
 ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking", "server_tool_use",
                     "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result")
 BLOCK_FIELDS = {
@@ -44,6 +64,7 @@ BLOCK_FIELDS = {
     "tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
     "thinking": {"type", "thinking", "signature"},
     "redacted_thinking": {"type", "data"},
+    "mid_conv_system": {"type", "content", "cache_control"},
 }
 TOOL_FIELDS = {"name", "description", "input_schema", "cache_control", "strict", "input_examples", "type",
                "defer_loading", "allowed_callers", "eager_input_streaming"}
@@ -89,6 +110,95 @@ def _tags(names: tuple[str, ...]) -> str:
 def resolve_model(model: str) -> str | None:
     """The alias for a known alias or dated id; None when unknown."""
     return _BY_ID.get(model)
+
+
+# ------------------------------------------------------------------ 2026 fields
+
+def _check_cache_control(owner: dict, path: str) -> int:
+    """A `cache_control` on `owner`, if any; returns the breakpoints it adds (0 or 1)."""
+    value = owner.get("cache_control")
+    if value is None:
+        return 0
+    where = f"{path}.cache_control" if path else "cache_control"
+    if not isinstance(value, dict):
+        raise invalid(f"{where}: Input should be a valid dictionary")
+    if value.get("type") != "ephemeral":
+        raise invalid(f"{where}.type: Input should be 'ephemeral'")
+    _no_extra(value, {"type", "ttl"}, where)
+    if value.get("ttl") is not None and value["ttl"] not in ("5m", "1h"):
+        raise invalid(f"{where}.ttl: Input should be '5m' or '1h'")
+    return 1
+
+
+def _check_system_text_blocks(blocks: Any, path: str) -> int:
+    """The text blocks of a system prompt, a system message or a mid_conv_system block."""
+    if not isinstance(blocks, list):
+        raise invalid(f"{path}: Input should be a valid list")
+    breakpoints = 0
+    for k, block in enumerate(blocks):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise invalid(f"{path}.{k}: Input tag '{block.get('type') if isinstance(block, dict) else block}' found "
+                          "using 'type' does not match any of the expected tags: 'text'")
+        _no_extra(block, BLOCK_FIELDS["text"], f"{path}.{k}")
+        text = block.get("text")
+        if not isinstance(text, str):
+            raise invalid(f"{path}.{k}.text: Field required")
+        if not text.strip():
+            raise invalid(f"{path}: text content blocks must be non-empty")
+        breakpoints += _check_cache_control(block, f"{path}.{k}")
+    return breakpoints
+
+
+def _check_output_config(config: Any) -> None:
+    if not isinstance(config, dict):
+        raise invalid("output_config: Input should be a valid dictionary")
+    _no_extra(config, {"effort", "format"}, "output_config")
+    if config.get("effort") is not None and config["effort"] not in EFFORTS:
+        raise invalid(f"output_config.effort: Input should be {_tags(EFFORTS[:-1])} or '{EFFORTS[-1]}'")
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
+        raise invalid(f"output_config.format: Input tag '{kind}' found using 'type' does not match any of the "
+                      "expected tags: 'json_schema'")
+    _no_extra(fmt, {"type", "schema"}, "output_config.format")
+    if not isinstance(_require(fmt, "schema", "output_config.format"), dict):
+        raise invalid("output_config.format.schema: Input should be a valid dictionary")
+
+
+def _check_context_management(config: Any) -> None:
+    if not isinstance(config, dict):
+        raise invalid("context_management: Input should be a valid dictionary")
+    _no_extra(config, {"edits"}, "context_management")
+    edits = config.get("edits", [])
+    if not isinstance(edits, list):
+        raise invalid("context_management.edits: Input should be a valid list")
+    for k, edit in enumerate(edits):
+        path = f"context_management.edits.{k}"
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if kind not in CONTEXT_EDIT_FIELDS:
+            raise invalid(f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
+                          f"{_tags(tuple(CONTEXT_EDIT_FIELDS))}")
+        _no_extra(edit, CONTEXT_EDIT_FIELDS[kind], f"{path}.{kind}")
+        keep = edit.get("keep")
+        if kind == "clear_thinking_20251015" and keep is not None and keep != "all":
+            keep_kind = keep.get("type") if isinstance(keep, dict) else None
+            if keep_kind == "thinking_turns":
+                value = keep.get("value")
+                if not _is_int(value) or value < 1:
+                    raise invalid(f"{path}.{kind}.keep.thinking_turns.value: Input should be greater than or equal to 1")
+            elif keep_kind != "all":
+                raise invalid(f"{path}.{kind}.keep: Input should be 'all' or a valid dictionary with type "
+                              "'thinking_turns' or 'all'")
+
+
+def _check_metadata(metadata: Any) -> None:
+    if not isinstance(metadata, dict):
+        raise invalid("metadata: Input should be a valid dictionary")
+    _no_extra(metadata, {"user_id"}, "metadata")
+    if metadata.get("user_id") is not None and not isinstance(metadata["user_id"], str):
+        raise invalid("metadata.user_id: Input should be a valid string")
 
 
 # ------------------------------------------------------------------ block checks (request indices)
@@ -175,6 +285,11 @@ def _check_block(block: Any, role: str, path: str) -> None:
     elif kind == "redacted_thinking":
         if not isinstance(_require(block, "data", f"{path}.redacted_thinking"), str):
             raise invalid(f"{path}.redacted_thinking.data: Input should be a valid string")
+    elif kind == "mid_conv_system":
+        _check_system_text_blocks(_require(block, "content", f"{path}.mid_conv_system"),
+                                  f"{path}.mid_conv_system.content")
+    if kind in BLOCK_FIELDS and "cache_control" in BLOCK_FIELDS[kind]:
+        _check_cache_control(block, f"{path}.{kind}")
 
 
 def _blocks(content: Any) -> list[dict]:
@@ -256,7 +371,7 @@ def _check_tool_pairing(turns: list[tuple[str, list[dict]]]) -> None:
                           "tool_result blocks.")
 
 
-def _check_messages(messages: Any) -> list[tuple[str, list[dict]]]:
+def _check_messages(messages: Any, alias: str) -> list[tuple[str, list[dict]]]:
     if not isinstance(messages, list):
         raise invalid("messages: Input should be a valid list")
     if not messages:
@@ -267,14 +382,22 @@ def _check_messages(messages: Any) -> list[tuple[str, list[dict]]]:
             raise invalid(f"{path}: Input should be a valid dictionary or instance of MessageParam")
         _no_extra(message, {"role", "content"}, path)
         role = _require(message, "role", path)
-        if role == "system":
-            raise invalid('messages: Unexpected role "system". The Messages API accepts a top-level `system` '
-                          'parameter, not "system" as an input message role.')
-        if role not in ("user", "assistant"):
-            raise invalid(f"{path}.role: Input should be 'user' or 'assistant'")
+        if role not in ("user", "assistant", "system"):
+            raise invalid(f"{path}.role: Input should be 'user', 'assistant' or 'system'")
         content = _require(message, "content", path)
         if not isinstance(content, (str, list)):
             raise invalid(f"{path}.content: Input should be a valid list")
+        mid_conversation = role == "system" or (
+            isinstance(content, list)
+            and any(isinstance(b, dict) and b.get("type") == "mid_conv_system" for b in content))
+        if mid_conversation and alias not in MID_CONVERSATION_SYSTEM_MODELS:
+            raise invalid(SYSTEM_ROLE_UNSUPPORTED)
+        if role == "system":
+            if isinstance(content, list):
+                _check_system_text_blocks(content, f"{path}.content")
+            elif not content.strip():
+                raise invalid("messages: text content blocks must contain non-whitespace text")
+            continue
         if isinstance(content, list):
             for k, block in enumerate(content):
                 _check_block(block, role, f"{path}.content.{k}")
@@ -289,18 +412,21 @@ def _check_messages(messages: Any) -> list[tuple[str, list[dict]]]:
 def _check_system(system: Any) -> None:
     if isinstance(system, str):
         return
-    if not isinstance(system, list):
-        raise invalid("system: Input should be a valid list")
-    for k, block in enumerate(system):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise invalid(f"system.{k}: Input tag '{block.get('type') if isinstance(block, dict) else block}' found "
-                          "using 'type' does not match any of the expected tags: 'text'")
-        _no_extra(block, BLOCK_FIELDS["text"], f"system.{k}")
-        text = block.get("text")
-        if not isinstance(text, str):
-            raise invalid(f"system.{k}.text: Field required")
-        if not text.strip():
-            raise invalid("system: text content blocks must be non-empty")
+    _check_system_text_blocks(system, "system")
+
+
+def _count_breakpoints(body: dict) -> int:
+    """cache_control marks anywhere in the request (each was checked where it stands)."""
+    count = 1 if body.get("cache_control") is not None else 0
+    items: list[Any] = list(body.get("system") or []) if isinstance(body.get("system"), list) else []
+    items += body.get("tools") or []
+    for message in body.get("messages") or []:
+        if isinstance(message.get("content"), list):
+            for block in message["content"]:
+                items.append(block)
+                if isinstance(block, dict) and isinstance(block.get("content"), list):
+                    items += block["content"]  # mid_conv_system text blocks
+    return count + sum(1 for item in items if isinstance(item, dict) and item.get("cache_control") is not None)
 
 
 def _check_tools(tools: Any) -> None:
@@ -324,6 +450,7 @@ def _check_tools(tools: Any) -> None:
         if name in names:
             raise invalid("tools: Tool names must be unique.")
         names.add(name)
+        _check_cache_control(tool, path)
         schema = _require(tool, "input_schema", path)
         if not isinstance(schema, dict):
             raise invalid(f"{path}.input_schema: Input should be a valid dictionary")
@@ -347,9 +474,12 @@ def _check_thinking(thinking: Any) -> str:
     if not isinstance(thinking, dict):
         raise invalid("thinking: Input should be a valid dictionary")
     kind = thinking.get("type")
-    if kind not in ("enabled", "disabled", "adaptive"):
+    if kind not in THINKING_FIELDS:
         raise invalid(f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
                       "'enabled', 'disabled', 'adaptive'")
+    _no_extra(thinking, THINKING_FIELDS[kind], f"thinking.{kind}")
+    if thinking.get("display") is not None and thinking["display"] not in ("summarized", "omitted"):
+        raise invalid(f"thinking.{kind}.display: Input should be 'summarized' or 'omitted'")
     if kind == "enabled":
         budget = _require(thinking, "budget_tokens", "thinking.enabled")
         if not _is_int(budget):
@@ -420,7 +550,18 @@ def validate_request(body: dict, count_tokens: bool = False) -> str:
     if thinking in ("enabled", "adaptive") and body.get("temperature") not in (None, 1):
         raise invalid("`temperature` may only be set to 1 when thinking is enabled. Please consult our "
                       f"documentation at {THINKING_DOCS}#feature-compatibility")
-    _check_messages(messages)
+    if body.get("output_config") is not None:
+        _check_output_config(body["output_config"])
+    if body.get("context_management") is not None:
+        _check_context_management(body["context_management"])
+    if body.get("metadata") is not None:
+        _check_metadata(body["metadata"])
+    _check_cache_control(body, "")
+    _check_messages(messages, alias)
+    breakpoints = _count_breakpoints(body)
+    if breakpoints > MAX_CACHE_BREAKPOINTS:
+        raise invalid(f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+                      f"Found {breakpoints}.")
     if not tools and _has_tool_blocks(messages):
         raise invalid("Requests which include `tool_use` or `tool_result` blocks must define tools.")
     return alias

@@ -73,9 +73,17 @@ class _Problems:
 
 # ------------------------------------------------------------------ semantic checks
 
-def _check_schema(schema: dict, path: str, problems: _Problems) -> None:
+def _check_schema(schema: dict, path: str, problems: _Problems, root: bool = True) -> None:
+    """The Schema rules the API applies. An OBJECT needs properties at any depth
+    (a free-form nested object is refused too: discuss.ai.google.dev topic 64086,
+    "parameters.properties[params].properties: should be non-empty for OBJECT
+    type"). Every node below the root needs a type unless it is an anyOf
+    (danny-avila/LibreChat#6971: "type: must be specified when not using one_of,
+    any_of or all_of fields")."""
     kind = schema.get("type")
     properties = schema.get("properties") or {}
+    if kind is None and "anyOf" not in schema and not root:
+        problems.add(f"{path}.type", "must be specified when not using one_of, any_of or all_of fields")
     if kind == "OBJECT" and not properties:
         problems.add(f"{path}.properties", "should be non-empty for OBJECT type")
     if kind == "ARRAY" and "items" not in schema:
@@ -86,11 +94,40 @@ def _check_schema(schema: dict, path: str, problems: _Problems) -> None:
         if name not in properties:
             problems.add(f"{path}.required[{i}]", "property is not defined")
     for i, (name, child) in enumerate(properties.items()):
-        _check_schema(child, f"{path}.properties[{i}].value", problems)
+        _check_schema(child, f"{path}.properties[{i}].value", problems, root=False)
     if "items" in schema:
-        _check_schema(schema["items"], f"{path}.items", problems)
+        _check_schema(schema["items"], f"{path}.items", problems, root=False)
     for i, child in enumerate(schema.get("anyOf", [])):
-        _check_schema(child, f"{path}.any_of[{i}]", problems)
+        _check_schema(child, f"{path}.any_of[{i}]", problems, root=False)
+
+
+# The JSON Schema keys `parametersJsonSchema` / `responseJsonSchema` support (protocols
+# §4.4, from the SDK's docstring); gateways saw `$schema` and `exclusiveMinimum` from
+# Claude Code's tools refused (router-for-me/CLIProxyAPI#97, ruvnet/agentic-flow#55).
+JSON_SCHEMA_KEYS = frozenset({
+    "$id", "$defs", "$ref", "$anchor", "type", "format", "title", "description", "enum", "items", "prefixItems",
+    "minItems", "maxItems", "minimum", "maximum", "anyOf", "oneOf", "properties", "additionalProperties",
+    "required", "propertyOrdering",
+})
+
+
+def _check_json_schema(schema: Any, path: str, problems: _Problems) -> None:
+    if isinstance(schema, bool):
+        return  # `true` / `false` schemas (additionalProperties: false)
+    if not isinstance(schema, dict):
+        problems.add(path, "must be a JSON Schema object")
+        return
+    for key, value in schema.items():
+        if key not in JSON_SCHEMA_KEYS:
+            problems.add(f"{path}.{key}", f"Unsupported JSON Schema keyword \"{key}\"")
+        elif key in ("properties", "$defs") and isinstance(value, dict):
+            for name, child in value.items():
+                _check_json_schema(child, f"{path}.{key}.{name}", problems)
+        elif key in ("items", "additionalProperties"):
+            _check_json_schema(value, f"{path}.{key}", problems)
+        elif key in ("anyOf", "oneOf", "prefixItems") and isinstance(value, list):
+            for i, child in enumerate(value):
+                _check_json_schema(child, f"{path}.{key}[{i}]", problems)
 
 
 def _check_parts(parts: list[dict], path: str, problems: _Problems) -> None:
@@ -157,6 +194,8 @@ def _check_tools(tools: list[dict], problems: _Problems) -> None:
                 problems.add(path, "parameters and parameters_json_schema must not both be set.")
             if "parameters" in decl:
                 _check_schema(decl["parameters"], f"{path}.parameters", problems)
+            if "parametersJsonSchema" in decl:
+                _check_json_schema(decl["parametersJsonSchema"], f"{path}.parameters_json_schema", problems)
 
 
 def _check_generation_config(config: dict, model: str, problems: _Problems) -> None:

@@ -34,6 +34,19 @@ Policy choices, each one a place where the wire formats disagree:
 - `FinishReason.error` (the model failed) is never rendered as a clean stop:
   format_response raises bad_gateway, the stream formatter ends with `error`
   (the pipeline normally turns it into an error before it gets here).
+- Mid-conversation system messages (`role: "system"` in `messages`, and the
+  `mid_conv_system` block inside a turn, which splits the turn there) become
+  IR system messages at their position. Writing, a later system message goes
+  out as a user turn marked "System: " (every model takes it), or as a
+  `role: "system"` message when the backend's option `mid_conversation_system`
+  says its models take them (others answer 400 "role 'system' is not supported
+  on this model"). Same-wire passthrough sends the client's messages as they are.
+- Top-level fields with no IR meaning (`context_management`, `cache_control`,
+  `mcp_servers`, ...) ride as `ir.Extra`, marked optional or not in
+  `_EXTRA_FIELDS`; an Anthropic writer re-sends them, others drop or refuse them
+  by one rule (base.extras_to_send). Block-level `cache_control` marks have no
+  IR form: other backends never see them (OpenAI and Gemini cache prefixes on
+  their own); passthrough keeps them.
 - Blocks and tools the IR has no form for (document/search_result blocks, server
   tools and their server_tool_use/…_tool_result history blocks, any newer type)
   are kept as `ir.Opaque` in place: re-sent unchanged to an Anthropic backend,
@@ -52,7 +65,7 @@ from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact, retry_after_from_headers
 from app.jsonutil import dumps, dumps_str, loads
 from app.model_ids import check_model_id
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
 from app.upstream.framing import Frame, encode_sse
 from app.upstream.urls import upstream_url
 
@@ -72,7 +85,22 @@ _TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _TOOL_ID_INVALID_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 # Block types the IR models; any other well-formed block becomes an ir.Opaque.
-_IR_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"})
+_IR_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking",
+                        "mid_conv_system"})
+# Client headers an Anthropic backend takes as they came: the betas enable the
+# fields (context_management, mid-conversation system, effort) the body carries.
+FORWARDED_CLIENT_HEADERS = ("anthropic-beta",)
+# Top-level fields the IR has no meaning for, kept as ir.Extra. True = optional:
+# it only tunes how the provider serves the request, so another backend drops it;
+# False = it changes what the answer may be, so another backend refuses it.
+_EXTRA_FIELDS = {
+    "context_management": True,  # server-side clearing of old thinking / tool results
+    "cache_control": True,  # automatic prompt caching (OpenAI and Gemini cache prefixes themselves)
+    "service_tier": True,  # a capacity preference
+    "container": False,  # code-execution state kept on Anthropic's side
+    "mcp_servers": False,  # tools that Anthropic runs
+    "inference_geo": False,  # where the request may be processed: never silently ignored
+}
 
 # Wire error.type -> (IR kind, the status the API sends it with).
 _ERROR_TYPES: dict[str, tuple[ErrorKind, int]] = {
@@ -164,11 +192,24 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         reasoning=_reasoning_from_wire(body.get("thinking"), output_config),
         response_format=_output_format(output_config),
         user=_metadata_user(body.get("metadata")),
+        extras=_extras(body),
         raw=body,
     )
 
 
 MAX_INT = 2**31 - 1  # int fields (max_tokens, top_k, budget_tokens) stay far below; bigger ones break other backends
+
+
+def _extras(body: dict) -> tuple[ir.Extra, ...]:
+    extras = []
+    for name, optional in _EXTRA_FIELDS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if name in ("context_management", "cache_control"):
+            _optional_object(body, name)
+        extras.append(ir.Extra(PROTOCOL, name, value, optional))
+    return tuple(extras)
 
 
 def _is_int(value: Any) -> bool:
@@ -318,18 +359,59 @@ def _conversation(value: Any) -> list[ir.Message]:
         if not isinstance(message, dict):
             raise invalid("Input should be an object", param=where)
         role = message.get("role")
-        if role not in ("user", "assistant"):
-            raise invalid(f"Unexpected role {role!r}. The Messages API accepts 'user' and 'assistant'; "
-                          "system prompts go in the top-level `system` parameter", param=f"{where}.role")
+        if role not in ("user", "assistant", "system"):
+            raise invalid(f"Input should be 'user', 'assistant' or 'system', not {role!r}", param=f"{where}.role")
         blocks = _content_blocks(message.get("content"), f"{where}.content")
-        if role == "assistant":
-            turn = _assistant_message(blocks, where)
-            calls = ir.tool_names_by_id((turn,)) if turn else {}
-            if turn:
-                messages.append(turn)
-        else:
-            messages.extend(_user_messages(blocks, where, calls))
+        if role == "system":
+            system = _system_turn(blocks, where)
+            if system:
+                messages.append(system)
+            continue
+        for run in _split_at_system_blocks(blocks, where):
+            if isinstance(run, ir.Message):
+                messages.append(run)
+            elif role == "assistant":
+                turn = _assistant_message(run, where)
+                calls = ir.tool_names_by_id((turn,)) if turn else {}
+                if turn:
+                    messages.append(turn)
+            else:
+                messages.extend(_user_messages(run, where, calls))
+    if messages and all(m.role == "system" for m in messages):
+        raise invalid("at least one user or assistant message is required", param="messages")
     return messages
+
+
+def _system_turn(blocks: list[dict], where: str) -> ir.Message | None:
+    """A `role: "system"` message (text blocks only) -> an IR system message in place."""
+    texts = [_text_of(block, f"{where}.content.{j}", allowed="text") for j, block in enumerate(blocks)]
+    parts = tuple(ir.Text(t) for t in texts if t.strip())
+    return ir.Message("system", parts) if parts else None
+
+
+def _split_at_system_blocks(blocks: list[dict], where: str) -> list[list[tuple[int, dict]] | ir.Message]:
+    """A turn's blocks (with their indices) cut at each `mid_conv_system` block,
+    which becomes an IR system message between the pieces it separates."""
+    runs: list[list[tuple[int, dict]] | ir.Message] = []
+    current: list[tuple[int, dict]] = []
+    for j, block in enumerate(blocks):
+        if block["type"] != "mid_conv_system":
+            current.append((j, block))
+            continue
+        at = f"{where}.content.{j}"
+        content = block.get("content")
+        if not isinstance(content, list):
+            raise invalid("Input should be a valid list of text blocks", param=f"{at}.content")
+        system = _system_turn(content, at)
+        if system is None:
+            continue
+        if current:
+            runs.append(current)
+            current = []
+        runs.append(system)
+    if current or not runs:
+        runs.append(current)
+    return runs
 
 
 def _content_blocks(value: Any, where: str) -> list[dict]:
@@ -344,11 +426,11 @@ def _content_blocks(value: Any, where: str) -> list[dict]:
     return value
 
 
-def _user_messages(blocks: list[dict], where: str, calls: Mapping[str, str]) -> list[ir.Message]:
+def _user_messages(blocks: list[tuple[int, dict]], where: str, calls: Mapping[str, str]) -> list[ir.Message]:
     """One user turn -> a tool Message with all its results, then a user Message with the rest."""
     results: list[ir.ToolResult] = []
     rest: list[ir.Part] = []
-    for j, block in enumerate(blocks):
+    for j, block in blocks:
         at = f"{where}.content.{j}"
         block_type = block["type"]
         if block_type == "tool_result":
@@ -434,9 +516,9 @@ def _image_from_wire(block: dict, at: str) -> ir.Image:
     raise invalid("Input should be 'base64' or 'url'", param=f"{at}.source.type")
 
 
-def _assistant_message(blocks: list[dict], where: str) -> ir.Message | None:
+def _assistant_message(blocks: list[tuple[int, dict]], where: str) -> ir.Message | None:
     parts: list[ir.Part] = []
-    for j, block in enumerate(blocks):
+    for j, block in blocks:
         at = f"{where}.content.{j}"
         part = _assistant_part(block, at)
         if part is not None:
@@ -733,7 +815,14 @@ class StreamFormatter:
         return b"".join(frames)
 
     def relay(self, frame: Frame) -> bytes:
-        """Same-protocol passthrough: the upstream frame re-encoded as it came."""
+        """Same-protocol passthrough: the upstream frame re-encoded as it came, except
+        a tool_use start that carries the whole input (gateways that do not stream
+        arguments): clients read input only from input_json_delta, so it goes out as
+        a start with `input: {}` and one delta holding the input (known-gateway-bugs #20)."""
+        if frame.event == "content_block_start" and '"tool_use"' in frame.data:
+            split = _split_tool_start(frame.data)
+            if split is not None:
+                return b"".join(_event(payload) for payload in split)
         return _encode_frame(frame)
 
     def finish(self) -> bytes:
@@ -852,6 +941,21 @@ class StreamFormatter:
         return frames
 
 
+def _split_tool_start(data: str) -> tuple[dict, dict] | None:
+    """A content_block_start whose tool_use input is not empty -> (the start with
+    `input: {}`, an input_json_delta with the input); None for any other frame."""
+    payload = _json_or_none(data)
+    block = payload.get("content_block") if isinstance(payload, dict) else None
+    if not isinstance(block, dict) or block.get("type") != "tool_use" or not block.get("input"):
+        return None
+    if not isinstance(block["input"], dict) or not _is_int(payload.get("index")):
+        return None
+    start = {**payload, "content_block": {**block, "input": {}}}
+    delta = {"type": "content_block_delta", "index": payload["index"],
+             "delta": {"type": "input_json_delta", "partial_json": dumps_str(block["input"])}}
+    return start, delta
+
+
 def _opening_block(block: _ClientBlock) -> dict:
     if block.kind == "tool_call":
         return {"type": "tool_use", "id": block.call_id or f"toolu_{block.ir_index}", "name": block.name or "",
@@ -911,7 +1015,8 @@ def _rfc3339(epoch_seconds: int) -> str:
 def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
     """IR request -> POST {base_url}/v1/messages."""
     _refuse_unsupported(req)
-    system, conversation = ir.split_system(req.messages)
+    system, conversation = ir.split_system(req.messages,
+                                           keep_later=bool(target.options.get("mid_conversation_system")))
     positions = {id(m): i for i, m in enumerate(req.messages)}
     turns = _turns(conversation, positions)
     if not turns:
@@ -939,6 +1044,9 @@ def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
         body["stream"] = True
     if req.user:
         body["metadata"] = {"user_id": req.user}
+    if req.response_format is not None and req.response_format.type == "json_schema":
+        body["output_config"] = {"format": {"type": "json_schema", "schema": dict(req.response_format.schema or {})}}
+    body.update(extras_to_send(req, PROTOCOL, "an Anthropic backend"))
     return UpstreamRequest("POST", _messages_url(target), _headers(target), dumps(body), stream=req.stream)
 
 
@@ -988,9 +1096,10 @@ def _headers(target: Target) -> dict[str, str]:
 def _refuse_unsupported(req: ir.Request) -> None:
     if req.n > 1:
         raise invalid("Anthropic returns one completion per request; n must be 1", param="n")
-    if req.response_format is not None and req.response_format.type != "text":
-        raise invalid(f"response_format '{req.response_format.type}' is not supported by this Anthropic backend",
-                      param="response_format")
+    if req.response_format is not None and req.response_format.type == "json_object":
+        # output_config.format needs a schema; "any JSON object" has no form here.
+        raise invalid("response_format 'json_object' is not supported by this Anthropic backend; "
+                      "send a json_schema", param="response_format")
 
 
 def wire_tool_id(call_id: str) -> str:
@@ -1007,6 +1116,9 @@ def _turns(conversation: list[ir.Message], positions: Mapping[int, int]) -> list
     turns: list[dict] = []
     for m in conversation:
         where = f"messages.{positions.get(id(m), '?')}"
+        if m.role == "system":  # a later one, kept in place (split_system with keep_later)
+            turns.append({"role": "system", "content": [{"type": "text", "text": m.parts[0].text}]})
+            continue
         results, content = _message_blocks(m, where)
         if results:
             _append_turn(turns, "user", results, results=True)

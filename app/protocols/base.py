@@ -24,6 +24,9 @@ Backend side (the proxy speaks it to a provider):
         .feed(frame: Frame) -> list[ir.Event]
         .close() -> list[ir.Event]           a StreamError if the stream ended without its terminal event
     parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyError
+    FORWARDED_CLIENT_HEADERS: tuple[str, ...]
+                                             client headers of this protocol that go on to its backends as
+                                             they came (Anthropic: anthropic-beta); no other backend gets them
     RESPONSE_MODEL_FIELD: str                JSON key carrying the model name in replies ("model", "modelVersion")
     STREAM_FRAMING: str                      "sse" (later: "aws-eventstream")
 """
@@ -32,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from app.errors import MIN_SECRET_LENGTH
+from app import ir
+from app.errors import MIN_SECRET_LENGTH, invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +72,19 @@ class ModelInfo:
     protocol: str
     created: int = 0
     owned_by: str = "interchange"
+
+
+def extras_to_send(req: ir.Request, protocol: str, backend_label: str) -> dict[str, Any]:
+    """The one rule every writer applies to `req.extras` (fields of the client's
+    protocol with no IR meaning): the writer's own protocol's go out unchanged;
+    another protocol's are dropped when optional (they only tune caching, context
+    editing or priority, which the target does its own way) and refused with a 400
+    naming the field otherwise. `backend_label`: "an OpenAI backend"."""
+    own: dict[str, Any] = {}
+    for extra in req.extras:
+        if extra.protocol == protocol:
+            own[extra.name] = extra.value
+        elif not extra.optional:
+            raise invalid(f"`{extra.name}` cannot be sent to {backend_label}: it changes what the "
+                          f"{extra.protocol} API may answer and this backend has no equivalent", param=extra.name)
+    return own

@@ -16,7 +16,9 @@ Gemini facts that shape this module (protocol reference §4, hazards in §5):
 What Gemini defines but the IR cannot model (executableCode, codeExecutionResult,
 toolCall and toolResponse parts; googleSearch, codeExecution and other built-in
 tools) is kept as `ir.Opaque` in place: re-sent unchanged to a Gemini backend,
-refused with a 400 naming the client's field by any other.
+refused with a 400 naming the client's field by any other. Another protocol's
+request fields with no IR meaning (`ir.Extra`) are dropped or refused by the one
+rule every backend applies (base.extras_to_send).
 """
 from __future__ import annotations
 
@@ -32,11 +34,12 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, dumps_str, loads, loads_bounded
 from app.model_ids import check_model_id
 from app.protocols import gemini_schema
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
 from app.upstream.framing import Frame, encode_sse
 from app.upstream.urls import upstream_url
 
 PROVIDER = "gemini"
+FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "modelVersion"
 STREAM_FRAMING = "sse"
 
@@ -564,7 +567,9 @@ def _response_format(g: Mapping[str, Any]) -> ir.ResponseFormat | None:
     mime = _optional(g, "responseMimeType", _string, where)
     schema = None
     if g.get("responseJsonSchema") is not None:
-        schema = _object(g["responseJsonSchema"], f"{where}.responseJsonSchema")
+        # Gemini takes Schema-style upper-case types here too (Gemini CLI's router sends
+        # OBJECT, STRING): other targets need plain JSON Schema.
+        schema = gemini_schema.from_gemini_schema(_object(g["responseJsonSchema"], f"{where}.responseJsonSchema"))
     elif g.get("responseSchema") is not None:
         schema = gemini_schema.from_gemini_schema(_object(g["responseSchema"], f"{where}.responseSchema"))
     if schema is not None:
@@ -869,6 +874,12 @@ def _upstream(target: Target, stream: bool, body: bytes) -> UpstreamRequest:
 
 
 def _request_body(req: ir.Request) -> dict:
+    # Leading system messages become systemInstruction. A later one (an OpenAI system
+    # message mid-history, Claude Code's mid-conversation agent list) stays in its turn,
+    # as user text marked "System: ", rather than being folded into systemInstruction:
+    # the model then reads it where the client put it, and systemInstruction, which
+    # precedes all contents, stays the same from turn to turn, so Gemini's implicit
+    # prefix cache keeps working (the reason Claude Code puts it mid-conversation).
     system, rest = ir.split_system(req.messages)
     contents = _contents(rest, ir.tool_names_by_id(req.messages))
     if not contents:
@@ -892,6 +903,7 @@ def _request_body(req: ir.Request) -> dict:
     generation = _generation_config(req)
     if generation:
         body["generationConfig"] = generation
+    body.update(extras_to_send(req, PROVIDER, "a Gemini backend"))
     return body
 
 
@@ -1029,8 +1041,12 @@ def _declaration_out(tool: ir.Tool) -> dict:
     if tool.description:
         declaration["description"] = tool.description
     parameters = gemini_schema.to_gemini_parameters(tool.parameters)
-    if parameters is not None:  # no-arg tools: no parameters at all (hazard 21)
+    if parameters is None:
+        return declaration  # no-arg tools: no parameters at all (hazard 21)
+    if gemini_schema.fits_schema_subset(parameters):
         declaration["parameters"] = parameters
+    else:  # a free-form object or an any-value field: only the JSON Schema channel can say it
+        declaration["parametersJsonSchema"] = gemini_schema.to_gemini_json_schema(tool.parameters)
     return declaration
 
 
@@ -1054,8 +1070,10 @@ def _generation_config(req: ir.Request) -> dict:
     if rf is not None and rf.type != "text":
         g["responseMimeType"] = "application/json"
         schema = gemini_schema.to_gemini_parameters(rf.schema) if rf.type == "json_schema" else None
-        if schema is not None:
+        if schema is not None and gemini_schema.fits_schema_subset(schema):
             g["responseSchema"] = schema
+        elif schema is not None:  # as for tools: what the Schema subset cannot say goes as JSON Schema
+            g["responseJsonSchema"] = gemini_schema.to_gemini_json_schema(rf.schema)
     if req.reasoning is not None:
         thinking = _thinking_config(req.reasoning)
         if thinking:

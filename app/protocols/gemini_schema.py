@@ -8,6 +8,7 @@ build new dicts and never touch their input.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from app.jsonutil import dumps_str
@@ -43,6 +44,77 @@ def to_gemini_parameters(schema: Mapping[str, Any] | None) -> dict | None:
 def to_gemini_schema(schema: Mapping[str, Any]) -> dict:
     """Any JSON Schema -> the Gemini Schema subset (also for `responseSchema`)."""
     return _Sanitizer(schema).convert(schema)
+
+
+def fits_schema_subset(converted: Mapping[str, Any]) -> bool:
+    """Whether a converted `parameters` schema still says what the original did.
+    The Schema subset has no free-form object (an OBJECT needs properties, at any
+    depth) and no "any value" (every nested node needs a type): a tool schema with
+    either must go as `parametersJsonSchema` instead (Claude Code's TaskCreate
+    `metadata` map, its Workflow `args`)."""
+    return _fits(converted, root=True)
+
+
+def _fits(node: Mapping[str, Any], root: bool) -> bool:
+    kind = _type_of(node)
+    if kind is None and "anyOf" not in node and not root:
+        return False
+    if kind == "object" and not node.get("properties") and not root:
+        return False
+    children = list((node.get("properties") or {}).values()) + list(node.get("anyOf") or ())
+    if isinstance(node.get("items"), Mapping):
+        children.append(node["items"])
+    return all(_fits(child, root=False) for child in children)
+
+
+# The keys `parametersJsonSchema` supports (protocols §4.4); others (`$schema`,
+# `exclusiveMinimum`, `propertyNames`, `default`, ...) are refused by Gemini.
+_JSON_SCHEMA_KEYS = frozenset({
+    "$id", "$defs", "$ref", "$anchor", "type", "format", "title", "description", "enum", "items", "prefixItems",
+    "minItems", "maxItems", "minimum", "maximum", "anyOf", "oneOf", "properties", "additionalProperties",
+    "required", "propertyOrdering",
+})
+_SCHEMA_MAPS = ("properties", "$defs")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems")
+
+
+def to_gemini_json_schema(schema: Any) -> Any:
+    """A tool's JSON Schema -> what Gemini's `parametersJsonSchema` takes: the
+    supported keys only, `const` as a one-value enum, exclusive bounds as the
+    nearest inclusive ones."""
+    if not isinstance(schema, Mapping):
+        return schema if isinstance(schema, bool) else {}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in _JSON_SCHEMA_KEYS:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {name: to_gemini_json_schema(sub) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [to_gemini_json_schema(sub) for sub in value]
+        elif key in ("items", "additionalProperties"):
+            out[key] = to_gemini_json_schema(value)
+        else:
+            out[key] = value
+    if "const" in schema and "enum" not in out:
+        out["enum"] = [schema["const"]]
+    _inclusive_bounds(schema, out)
+    return out
+
+
+def _inclusive_bounds(node: Mapping[str, Any], out: dict) -> None:
+    """exclusiveMinimum/Maximum -> minimum/maximum: exact for integers (the next
+    whole number), one boundary value wider for other numbers. An inclusive bound
+    the schema states itself is kept."""
+    integer = _type_of(node) == "integer"
+    for exclusive, inclusive, step in (("exclusiveMinimum", "minimum", 1), ("exclusiveMaximum", "maximum", -1)):
+        bound = node.get(exclusive)
+        if not _is_number(bound) or _is_number(node.get(inclusive)):
+            continue
+        if integer:
+            out[inclusive] = math.floor(bound) + 1 if step > 0 else math.ceil(bound) - 1
+        else:
+            out[inclusive] = bound
 
 
 def from_gemini_schema(schema: Any) -> Any:
@@ -161,6 +233,7 @@ class _Sanitizer:
         for key in _NUMERIC_KEYS:
             if _is_number(node.get(key)):
                 out[key] = node[key]
+        _inclusive_bounds(node, out)
 
         nullable |= self._apply_enum(node, out)
         self._apply_format(node.get("format"), out)

@@ -29,6 +29,10 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
   parts, `custom` tools and their calls in history) is kept as `ir.Opaque` in
   place: re-sent unchanged to an OpenAI backend, refused with a 400 naming the
   client's field by any other.
+- Another protocol's request fields with no IR meaning (`ir.Extra`: Anthropic
+  context_management, cache_control, mcp_servers) are dropped when they only
+  tune serving and refused with a 400 naming the field when they change the
+  answer (base.extras_to_send, the same rule for every backend).
 """
 from __future__ import annotations
 
@@ -43,11 +47,12 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
 from app.logfields import log_field
 from app.model_ids import check_model_id
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
 from app.upstream.framing import Frame, encode_sse
 from app.upstream.urls import upstream_url
 
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
+FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "model"
 STREAM_FRAMING = "sse"
 
@@ -683,7 +688,8 @@ def _endpoint(target: Target) -> str:
 
 def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
     """An OpenAI Chat Completions call for the IR request."""
-    body: dict[str, Any] = {"model": target.model, "messages": _wire_messages(req.messages)}
+    echo = bool(target.options.get("echo_reasoning_content"))
+    body: dict[str, Any] = {"model": target.model, "messages": _wire_messages(req.messages, echo)}
     if req.tools:  # OpenAI rejects tool_choice / parallel_tool_calls without tools
         body["tools"] = [_wire_tool(t) for t in req.tools]
         if req.tool_choice is not None:
@@ -711,6 +717,7 @@ def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # always: other frontends need usage
+    body.update(extras_to_send(req, PROTOCOL, "an OpenAI backend"))
     return UpstreamRequest("POST", _endpoint(target), _upstream_headers(target), dumps(body), req.stream)
 
 
@@ -807,7 +814,7 @@ def _wire_content(parts: Iterable[ir.Part]) -> str | list | None:
     return wire
 
 
-def _wire_messages(messages: Iterable[ir.Message]) -> list[dict]:
+def _wire_messages(messages: Iterable[ir.Message], echo_reasoning: bool = False) -> list[dict]:
     out: list[dict] = []
     for m in messages:
         results = [p for p in m.parts if isinstance(p, ir.ToolResult)]
@@ -819,11 +826,14 @@ def _wire_messages(messages: Iterable[ir.Message]) -> list[dict]:
                         "content": _wire_content(p for p in r.content if not isinstance(p, ir.Image)) or ""})
         moved = [img for r in results for img in r.content if isinstance(img, ir.Image)]
         if m.role == "assistant":
-            message = _wire_assistant(rest)
+            message = _wire_assistant(rest, echo_reasoning)
         elif m.role in ("user", "tool"):
             content = _wire_content(moved + rest)
             message = {"role": "user", "content": content} if content is not None else None
-        else:  # system / developer, in place
+        else:
+            # system / developer, in place and with the role they have: OpenAI takes any number of
+            # either anywhere, and reasoning models read `system` as `developer` themselves, so a
+            # mid-conversation system message from another protocol needs no model-name table.
             content = _wire_content(p for p in rest if isinstance(p, ir.Text))
             message = {"role": m.role, "content": content} if content is not None else None
         if message is not None:
@@ -833,16 +843,22 @@ def _wire_messages(messages: Iterable[ir.Message]) -> list[dict]:
     return out
 
 
-def _wire_assistant(parts: list[ir.Part]) -> dict | None:
-    """Text + refusal + tool_calls; Thinking has no slot in OpenAI Chat and is dropped.
-    An assistant Opaque goes with the calls: the only one this module makes is a
-    custom tool call, and another protocol's is refused there."""
+def _wire_assistant(parts: list[ir.Part], echo_reasoning: bool = False) -> dict | None:
+    """Text + refusal + tool_calls. Thinking has no slot in OpenAI Chat and is
+    dropped, except for backends configured with `echo_reasoning_content`
+    (DeepSeek-style servers answer 400 on the next turn unless their
+    `reasoning_content` comes back, known-gateway-bugs #23; OpenAI itself
+    refuses the field). An assistant Opaque goes with the calls: the only one
+    this module makes is a custom tool call, and another protocol's is refused there."""
     content = _wire_content(p for p in parts if isinstance(p, ir.Text))
     calls = [p for p in parts if isinstance(p, (ir.ToolCall, ir.Opaque))]
     refusal = "".join(p.text for p in parts if isinstance(p, ir.Refusal))
     if content is None and not calls and not refusal:
         return None
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    reasoning = "".join(p.text for p in parts if isinstance(p, ir.Thinking)) if echo_reasoning else ""
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if refusal:
         message["refusal"] = refusal
     if calls:

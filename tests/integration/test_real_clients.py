@@ -17,10 +17,8 @@ pytestmark = pytest.mark.real_clients
 
 CONFIG = REPO / "config-mock.toml"
 BACKENDS = [name for name, b in load_config(CONFIG).backends.items() if b.model_mapping]
-# Claude Code sends a role:"system" message inside `messages` for a model name that is not
-# Claude's; the Anthropic frontend refuses it until issue 10's frontend half lands. Strict:
-# these cells must start failing the xfail (XPASS) then, and the marks go.
-PENDING = {("claude-code", "openai"), ("claude-code", "gemini")}
+# Cells known to fail, each with its issue: strict xfails, so a fix turns them XPASS and the mark must go.
+PENDING: set[tuple[str, str]] = set()
 
 
 @pytest.fixture(scope="module")

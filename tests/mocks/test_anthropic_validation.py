@@ -16,6 +16,8 @@ PATH = "/v1/messages"
 BASE = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}
 TOOLS = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}]
 USER = {"role": "user", "content": "Hi"}
+SYSTEM = {"role": "system", "content": "From now on, answer in French."}
+MID_CONV_SYSTEM = {"type": "mid_conv_system", "content": [{"type": "text", "text": "Answer in French."}]}
 
 
 def body(**changes) -> dict:
@@ -44,11 +46,62 @@ PNG_B64 = base64.b64encode(png()).decode()
 
 CASES = [
     ("missing max_tokens", body(max_tokens=None), "max_tokens: Field required"),
-    ("system role", body(messages=[{"role": "system", "content": "Be brief."}, USER]),
-     'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, not "system" as '
-     'an input message role.'),
-    ("tool role", body(messages=[{"role": "tool", "content": "x"}]), "messages.0.role: Input should be 'user' or "
-                                                                     "'assistant'"),
+    ("system role on a model without it", body(model="claude-haiku-4-5", messages=[USER, SYSTEM]),
+     "role 'system' is not supported on this model"),
+    ("mid_conv_system block on a model without it", body(model="claude-haiku-4-5", messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, MID_CONV_SYSTEM]}]),
+     "role 'system' is not supported on this model"),
+    ("system message with an image", body(messages=[USER, {"role": "system", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]),
+     "messages.1.content.0: Input tag 'image' found using 'type' does not match any of the expected tags: 'text'"),
+    ("whitespace system message", body(messages=[USER, {"role": "system", "content": " "}]),
+     "messages: text content blocks must contain non-whitespace text"),
+    ("mid_conv_system without content", body(messages=[{"role": "user", "content": [{"type": "mid_conv_system"}]}]),
+     "messages.0.content.0.mid_conv_system.content: Field required"),
+    ("mid_conv_system in an assistant turn", body(messages=[USER, {"role": "assistant", "content": [
+        MID_CONV_SYSTEM]}]),
+     "messages.1.content.0: `mid_conv_system` blocks are not allowed in `assistant` messages"),
+    ("system between tool_use and its result", body(tools=TOOLS, messages=[USER, use("toolu_1"), SYSTEM,
+                                                                           result("toolu_1")]),
+     "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1."),
+    ("tool role", body(messages=[{"role": "tool", "content": "x"}]), "messages.0.role: Input should be 'user', "
+                                                                     "'assistant' or 'system'"),
+    ("adaptive thinking with a budget", body(thinking={"type": "adaptive", "budget_tokens": 2048}),
+     "thinking.adaptive.budget_tokens: Extra inputs are not permitted"),
+    ("thinking display", body(thinking={"type": "adaptive", "display": "full"}),
+     "thinking.adaptive.display: Input should be 'summarized' or 'omitted'"),
+    ("output_config effort", body(output_config={"effort": "extreme"}),
+     "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"),
+    ("output_config extra field", body(output_config={"effort": "high", "verbosity": "low"}),
+     "output_config.verbosity: Extra inputs are not permitted"),
+    ("output_config format without schema", body(output_config={"format": {"type": "json_schema"}}),
+     "output_config.format.schema: Field required"),
+    ("output_config format type", body(output_config={"format": {"type": "json_object"}}),
+     "output_config.format: Input tag 'json_object' found using 'type' does not match any of the expected tags: "
+     "'json_schema'"),
+    ("context_management edit type", body(context_management={"edits": [{"type": "clear_everything"}]}),
+     "context_management.edits.0: Input tag 'clear_everything' found using 'type' does not match any of the "
+     "expected tags: 'clear_tool_uses_20250919', 'clear_thinking_20251015'"),
+    ("context_management keep", body(context_management={"edits": [{"type": "clear_thinking_20251015",
+                                                                    "keep": "some"}]}),
+     "context_management.edits.0.clear_thinking_20251015.keep: Input should be 'all' or a valid dictionary"),
+    ("context_management not an object", body(context_management=[]),
+     "context_management: Input should be a valid dictionary"),
+    ("cache_control ttl", body(system=[{"type": "text", "text": "Be brief.",
+                                        "cache_control": {"type": "ephemeral", "ttl": "2h"}}]),
+     "system.0.cache_control.ttl: Input should be '5m' or '1h'"),
+    ("cache_control type", body(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Hi", "cache_control": {"type": "persistent"}}]}]),
+     "messages.0.content.0.text.cache_control.type: Input should be 'ephemeral'"),
+    ("cache_control extra field", body(cache_control={"type": "ephemeral", "scope": "global"}),
+     "cache_control.scope: Extra inputs are not permitted"),
+    ("five cache breakpoints", body(system=[{"type": "text", "text": f"Part {i}", "cache_control": {"type": "ephemeral"}}
+                                            for i in range(5)]),
+     "A maximum of 4 blocks with cache_control may be provided. Found 5."),
+    ("metadata user_id not a string", body(metadata={"user_id": {"device_id": "d"}}),
+     "metadata.user_id: Input should be a valid string"),
+    ("metadata extra field", body(metadata={"user_id": "u1", "session": "s"}),
+     "metadata.session: Extra inputs are not permitted"),
     ("empty text block", body(messages=[{"role": "user", "content": [{"type": "text", "text": ""}]}]),
      "messages: text content blocks must be non-empty"),
     ("whitespace text block", body(messages=[{"role": "user", "content": [{"type": "text", "text": " \n"}]}]),
@@ -161,6 +214,22 @@ ACCEPTED = [
                                         temperature=1, top_p=0.9, top_k=5, stop_sequences=["four"],
                                         metadata={"user_id": "u1"})),
     ("dated model id", body(model="claude-haiku-4-5-20251001")),
+    ("mid-conversation system message", body(messages=[USER, SYSTEM, {"role": "assistant", "content": "Bonjour"},
+                                                       {"role": "system", "content": [{"type": "text", "text": "Be brief.",
+                                                        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}, USER])),
+    ("mid_conv_system block", body(model="claude-opus-4-5", messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {**MID_CONV_SYSTEM,
+                                                                       "cache_control": {"type": "ephemeral"}}]}])),
+    ("Claude Code's 2026 fields", body(
+        max_tokens=32000, thinking={"type": "adaptive"}, output_config={"effort": "high"},
+        context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        metadata={"user_id": '{"device_id":"46ab","account_uuid":"","session_id":"c396"}'},
+        cache_control={"type": "ephemeral", "ttl": "5m"})),
+    ("context management edits", body(context_management={"edits": [
+        {"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 30000},
+         "keep": {"type": "tool_uses", "value": 3}, "exclude_tools": ["Read"]},
+        {"type": "clear_thinking_20251015", "keep": {"type": "thinking_turns", "value": 2}}]})),
+    ("structured output", body(output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}})),
 ]
 
 

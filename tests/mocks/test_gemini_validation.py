@@ -101,6 +101,14 @@ CASES = [
      "OBJECT type\n"),
     ("nested OBJECT without properties", body(tools=tool({"type": "object", "properties": {"o": {"type": "object"}}})),
      "parameters.properties[0].value.properties: should be non-empty for OBJECT type"),
+    ("nested field without a type", body(tools=tool({"type": "object", "properties": {"args": {
+        "description": "anything"}}})),
+     "parameters.properties[0].value.type: must be specified when not using one_of, any_of or all_of fields"),
+    ("parametersJsonSchema keyword Gemini does not support", body(tools=[{"functionDeclarations": [{
+        "name": "read", "parametersJsonSchema": {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                                 "type": "object", "properties": {"limit": {
+                                                     "type": "integer", "exclusiveMinimum": 0}}}}]}]),
+     'parameters_json_schema.$schema: Unsupported JSON Schema keyword "$schema"'),
     ("required not defined", body(tools=tool({**PARAMS, "required": ["city"]})),
      "parameters.required[0]: property is not defined"),
     ("enum on a number", body(tools=tool({"type": "OBJECT", "properties": {"n": {"type": "INTEGER",
@@ -160,6 +168,9 @@ def test_body_too_large(mock_url):
 
 
 ACCEPTED = [
+    ("free-form object through parametersJsonSchema", body(tools=[{"functionDeclarations": [{
+        "name": "create_task", "parametersJsonSchema": {"type": "object", "properties": {
+            "metadata": {"type": "object", "additionalProperties": {}}, "args": {"description": "anything"}}}}]}])),
     ("snake_case names", {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
                           "generation_config": {"max_output_tokens": 10, "thinking_config": {"thinking_budget": 0}},
                           "system_instruction": {"parts": [{"text": "Be brief."}]}}),

@@ -290,7 +290,15 @@ _HI = {"role": "user", "content": "Hi"}
     ({**MINIMAL, "messages": {"role": "user"}}, "messages"),
     ({**MINIMAL, "messages": []}, "messages"),
     (_messages("hello"), "messages.0"),
-    (_messages({"role": "system", "content": "Be nice"}), "messages.0.role"),
+    (_messages({"role": "developer", "content": "Be nice"}), "messages.0.role"),
+    (_messages({"role": "user", "content": "Hi"}, {"role": "system", "content": [{"type": "image"}]}),
+     "messages.1.content.0.type"),
+    (_messages({"role": "user", "content": [{"type": "mid_conv_system", "content": "Be nice"}]}),
+     "messages.0.content.0.content"),
+    (_messages({"role": "user", "content": [{"type": "mid_conv_system", "content": [{"type": "image"}]}]}),
+     "messages.0.content.0.content.0.type"),
+    ({**MINIMAL, "context_management": ["clear"]}, "context_management"),
+    ({**MINIMAL, "cache_control": "ephemeral"}, "cache_control"),
     (_messages({"role": "user"}), "messages.0.content"),
     (_messages({"role": "user", "content": 5}), "messages.0.content"),
     (_messages({"role": "user", "content": ["text"]}), "messages.0.content.0"),
@@ -932,8 +940,33 @@ def test_sampling_stop_stream_and_user():
     }
 
 
+def test_a_json_schema_response_format_is_sent_as_output_config_format():
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
+    body = sent(request(response_format=ir.ResponseFormat("json_schema", schema=schema, name="grade")))
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+
+
+def test_fields_without_ir_meaning_are_extras_re_sent_to_anthropic_only():
+    body = {**MINIMAL, "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "cache_control": {"type": "ephemeral", "ttl": "1h"}, "mcp_servers": [{"type": "url", "url": "u"}]}
+    req = anthropic.parse_request(body)
+    assert req.extras == (
+        ir.Extra("anthropic", "context_management", body["context_management"], optional=True),
+        ir.Extra("anthropic", "cache_control", body["cache_control"], optional=True),
+        ir.Extra("anthropic", "mcp_servers", body["mcp_servers"], optional=False),
+    )
+    rebuilt = sent(req)
+    assert [rebuilt[k] for k in ("context_management", "cache_control", "mcp_servers")] == \
+        [body["context_management"], body["cache_control"], body["mcp_servers"]]
+    # Another protocol's extras: dropped when optional, refused (naming the field) otherwise.
+    foreign = request(extras=(ir.Extra("gemini", "cachedContent", "cachedContents/1", optional=True),))
+    assert "cachedContent" not in sent(foreign)
+    with pytest.raises(ProxyError) as caught:
+        sent(request(extras=(ir.Extra("gemini", "labels", {"team": "a"}, optional=False),)))
+    assert caught.value.param == "labels"
+
+
 @pytest.mark.parametrize("fields, param", [
-    ({"response_format": ir.ResponseFormat("json_schema", schema={"type": "object"})}, "response_format"),
     ({"response_format": ir.ResponseFormat("json_object")}, "response_format"),
     ({"n": 2}, "n"),
 ])

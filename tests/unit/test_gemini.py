@@ -74,7 +74,7 @@ def test_schema_drops_keys_gemini_rejects_bug_12():
         "type": "object",
         "properties": {
             "city": {"type": "string", "minLength": 1},
-            "days": {"type": "integer", "maximum": 14, "format": "int32"},
+            "days": {"type": "integer", "maximum": 14, "minimum": 1, "format": "int32"},  # exclusiveMinimum 0
             "when": {"type": "string", "format": "date-time"},
         },
         "required": ["city"],
@@ -409,6 +409,17 @@ def test_parse_request_response_schema_and_thinking_level():
     assert req.n == 2
 
 
+def test_parse_request_response_json_schema_with_upper_case_types_becomes_plain_json_schema():
+    """Gemini CLI's routing classifier writes Schema-style types in responseJsonSchema."""
+    body = {"contents": [{"parts": [{"text": "hi"}]}],
+            "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": {
+                "type": "OBJECT", "required": ["score"], "properties": {
+                    "reason": {"type": "STRING", "description": "Why."}, "score": {"type": "INTEGER"}}}}}
+    assert gemini.parse_request(body, model="m").response_format == ir.ResponseFormat("json_schema", {
+        "type": "object", "required": ["score"],
+        "properties": {"reason": {"type": "string", "description": "Why."}, "score": {"type": "integer"}}})
+
+
 # ========================================================== format_response
 
 
@@ -738,6 +749,10 @@ def test_build_request_response_format():
         "responseSchema": {"type": "object", "properties": {"a": {"type": "string"}}}}
     assert body_of(gemini.build_request(json_object, TARGET))["generationConfig"] == {
         "responseMimeType": "application/json"}
+    free_form = {"type": "object", "properties": {"tags": {"type": "object", "additionalProperties": {}}}}
+    with_map = request(user("x"), response_format=ir.ResponseFormat("json_schema", free_form))
+    assert body_of(gemini.build_request(with_map, TARGET))["generationConfig"] == {
+        "responseMimeType": "application/json", "responseJsonSchema": free_form}
 
 
 def test_passthrough_request_sends_the_client_body_unchanged():
