@@ -1,7 +1,7 @@
 """One request's life: parse, route, send, convert, reply.
 
-    client bytes -> frontend.parse_request -> ir.Request -> Router -> backend.build_request
-    upstream     -> backend.parse_response | StreamParser -> frontend.format_response | StreamFormatter
+    client bytes -> frontend.parse_request -> ir.Request -> Router -> wire.build_body -> provider.prepare
+    upstream     -> provider's framing -> wire.parse_response | StreamParser -> frontend.format_response | StreamFormatter
 
 Same-protocol hops (an OpenAI client on an OpenAI backend) send the client's
 body on with only the model swapped and relay the upstream frames with only
@@ -26,13 +26,15 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from app import ir
 from app.config import BackendConfig, Config
-from app.errors import ErrorKind, ProxyError, invalid, redact_error
+from app.errors import MIN_SECRET_LENGTH, ErrorKind, ProxyError, invalid, redact_error
 from app.jsonutil import MAX_DEPTH, TooDeep, dumps, loads, loads_bounded
 from app.metrics import Metrics
 from app.protocols import protocol_module, protocol_name
 from app.protocols.base import Target
+from app.providers import provider_class
+from app.providers.base import Call, Provider
 from app.routing import Route, Router
-from app.upstream.framing import Frame, SSEFramer
+from app.upstream.framing import Frame, framer
 from app.upstream.http import ClientLink, UpstreamClient, iter_body, read_body
 
 log = logging.getLogger("interchange.pipeline")
@@ -53,6 +55,10 @@ class Pipeline:
         self.router = router
         self.client = client or UpstreamClient()
         self.metrics = metrics or Metrics()
+        # One provider per backend, built now: a broken kind fails at start-up, and
+        # what outlives a request (a token cache, AWS credentials) lives here.
+        self.providers: dict[str, Provider] = {
+            name: provider_class(b.kind)(b) for name, b in config.backends.items()}
 
     # ------------------------------------------------------------ entry
 
@@ -88,7 +94,8 @@ class Pipeline:
               url_stream: bool | None) -> ir.Request:
         return frontend.parse_request(decode_body(body), model=url_model, stream=url_stream)
 
-    def target_for(self, route: Route, headers: Mapping[str, str]) -> Target:
+    def target_for(self, route: Route, headers: Mapping[str, str]) -> tuple[Target, dict[str, str]]:
+        """What the wire module sees of the backend, and the client headers it forwards."""
         backend = route.backend
         forwarded = {}
         # The configured allowlist, plus the headers the backend's own protocol defines
@@ -97,8 +104,7 @@ class Pipeline:
             value = headers.get(name)
             if value is not None:
                 forwarded[name] = value
-        return Target(backend=backend.name, base_url=backend.url, model=route.upstream_model,
-                      api_key=backend.resolve_api_key(), headers=forwarded, options=backend.options)
+        return Target(backend=backend.name, model=route.upstream_model, options=backend.options), forwarded
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
@@ -110,26 +116,32 @@ class Pipeline:
         outcome["backend"], outcome["reason"] = route.backend.name, route.reason
         req = _with_registry_defaults(req, route)
         backend_cfg = route.backend
-        backend = protocol_module(backend_cfg.protocol)
-        target = self.target_for(route, headers)
+        provider = self.providers[backend_cfg.name]
+        backend = protocol_module(provider.wire)
+        target, forwarded = self.target_for(route, headers)
+        # Same wire, same protocol: the client's body goes on (whoever the provider is).
         same = backend is frontend and backend_cfg.passthrough and req.raw is not None
         if req.n > 1 and not same:
             raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
                           f"({backend_cfg.protocol}); only n=1.", param="n")
-        upstream_req = backend.passthrough_request(req, target) if same else backend.build_request(req, target)
+        body = backend.passthrough_body(req, target) if same else backend.build_body(req, target)
+        upstream_req = provider.prepare(Call(model=target.model, body=body, stream=req.stream, headers=forwarded))
+        secrets = secrets_of(provider)
         resp = self.client.send(backend_cfg, upstream_req, client_link)
         if resp.status_code >= 400:
-            raise self._upstream_error(backend, backend_cfg, target, resp)
+            raise self._upstream_error(backend, backend_cfg, secrets, resp)
         if not req.stream:
-            return self._complete(frontend, backend, backend_cfg, req, resp, same, target)
+            return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets)
         chunks = iter_body(resp, backend_cfg)
         first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
         formatter = frontend.StreamFormatter(req, **wire_options)
-        stream = _Relay(req, backend, formatter, same, target, self.metrics).run(first, chunks)
+        stream = _Relay(req, backend, formatter, same, target, secrets, framer(provider.framing),
+                        self.metrics).run(first, chunks)
         return Reply(200, {"Content-Type": stream_content_type, "Cache-Control": "no-cache",
                            "X-Accel-Buffering": "no"}, stream)
 
-    def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, target: Target, resp) -> ProxyError:
+    def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
+                        resp) -> ProxyError:
         body = read_body(resp, cfg, limit=1024 * 1024)
         try:
             err = backend.parse_error(resp.status_code, resp.headers, body)
@@ -138,15 +150,15 @@ class Pipeline:
             err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
         self.metrics.child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
         log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
-        return upstream_error_for_client(err, cfg.name, target, resp.status_code)
+        return upstream_error_for_client(err, cfg.name, secrets, resp.status_code)
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
-                  req: ir.Request, resp, same: bool, target: Target) -> Reply:
+                  req: ir.Request, resp, same: bool, target: Target, secrets: tuple[str, ...]) -> Reply:
         body = read_body(resp, cfg)
         try:
             parsed = backend.parse_response(body, req)
         except ProxyError as e:  # the reply is not what the protocol says (on any hop)
-            raise upstream_error_for_client(e, cfg.name, target) from None
+            raise upstream_error_for_client(e, cfg.name, secrets) from None
         except Exception as e:
             raise ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' sent a reply that could not "
                              f"be read ({type(e).__name__}).") from e
@@ -154,16 +166,21 @@ class Pipeline:
         if same:
             # The reply goes on as the upstream wrote it (fidelity), now that it is known to be one.
             rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, target.model, req.model)
-            text = redact_bytes(rewrite(body.decode("utf-8", "replace")).encode(), target)
+            text = redact_bytes(rewrite(body.decode("utf-8", "replace")).encode(), secrets)
             return Reply(200, {"Content-Type": "application/json"}, text)
         if parsed.finish_reason is ir.FinishReason.error:
             raise model_failure(parsed.raw_finish_reason, cfg.name)
         parsed = dataclasses.replace(parsed, model=req.model)
         return Reply(200, {"Content-Type": "application/json"},
-                     redact_bytes(dumps(frontend.format_response(parsed, req)), target))
+                     redact_bytes(dumps(frontend.format_response(parsed, req)), secrets))
 
 
-def upstream_error_for_client(err: ProxyError, backend: str, target: Target,
+def secrets_of(provider: Provider) -> tuple[str, ...]:
+    """The provider's credentials in use that are long enough to mask in text."""
+    return tuple(s for s in provider.secrets() if s and len(s) >= MIN_SECRET_LENGTH)
+
+
+def upstream_error_for_client(err: ProxyError, backend: str, secrets: tuple[str, ...],
                               http_status: int | None = None) -> ProxyError:
     """An error a backend reported, as the client may see it: every text it
     carries redacted of the backend's secrets, and a rejection of the proxy's
@@ -177,14 +194,14 @@ def upstream_error_for_client(err: ProxyError, backend: str, target: Target,
                           f"Backend '{backend}' {what} (upstream HTTP {status}). This is a problem with the "
                           f"proxy's configuration for that backend, not with the client's request.",
                           code="upstream_authentication_error", provider=backend)
-    return redact_error(err, target.secrets())
+    return redact_error(err, secrets)
 
 
-def redact_bytes(data: bytes, target: Target) -> bytes:
+def redact_bytes(data: bytes, secrets: tuple[str, ...]) -> bytes:
     """Reply bytes with the call's secrets masked. An upstream has no business
     echoing our key in content, but a hostile or broken one may: a substring
     test per reply or chunk is cheap insurance."""
-    for secret in target.secrets():
+    for secret in secrets:
         raw = secret.encode()
         if raw in data:
             data = data.replace(raw, b"[REDACTED]")
@@ -217,35 +234,35 @@ class _Relay:
     """Upstream frames -> client frames for one stream (a small state machine)."""
 
     def __init__(self, req: ir.Request, backend: ModuleType, formatter, same: bool, target: Target,
-                 metrics: Metrics):
+                 secrets: tuple[str, ...], framer, metrics: Metrics):
         self.req = req
         self.metrics = metrics
         self.backend = backend
         self.formatter = formatter
         self.same = same
-        self.framer = SSEFramer()
+        self.framer = framer  # the provider's stream framing (SSE, AWS event stream)
         self.parser = backend.StreamParser(req)
         self.failed = False  # a StreamError reached the client: send nothing after it
         self.backend_name = target.backend
-        self.target = target
+        self.secrets = secrets
         self.rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, target.model, req.model) if same else None
 
     def run(self, first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
         try:
-            target = self.target
+            secrets = self.secrets
             if first:
                 out = self._chunk(first)
                 if out:
-                    yield redact_bytes(out, target)
+                    yield redact_bytes(out, secrets)
             if not self.failed:
                 for chunk in chunks:
                     out = self._chunk(chunk)
                     if out:
-                        yield redact_bytes(out, target)
+                        yield redact_bytes(out, secrets)
                     if self.failed:
                         break
             if not self.failed:
-                yield redact_bytes(self._end(), target)
+                yield redact_bytes(self._end(), secrets)
         except ProxyError as e:  # transport failure mid-stream
             if not self.failed:
                 yield self._error(e)
@@ -306,7 +323,7 @@ class _Relay:
         elif isinstance(event, ir.MessageStop) and event.finish_reason is ir.FinishReason.error:
             event = ir.StreamError(model_failure(event.raw_finish_reason, self.backend_name))
         if isinstance(event, ir.StreamError):
-            event = ir.StreamError(upstream_error_for_client(event.error, self.backend_name, self.target))
+            event = ir.StreamError(upstream_error_for_client(event.error, self.backend_name, self.secrets))
             self.failed = True
         out.append(self.formatter.feed(event))
 

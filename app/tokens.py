@@ -1,7 +1,7 @@
 """Token counting endpoints (Anthropic count_tokens, Gemini countTokens).
 
-When the routed backend can count (its protocol module has
-`count_tokens_request`), the proxy asks it; otherwise it answers with an
+When the routed backend can count (its provider offers the count_tokens
+action and it speaks the client's protocol), the proxy asks it; otherwise it answers with an
 estimate and says so in the `X-Interchange-Token-Count: estimate` header.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps
 from app.protocols import protocol_module, protocol_name
+from app.providers.base import COUNT_TOKENS, Call
 from app.upstream.http import read_body
 
 log = logging.getLogger("interchange.tokens")
@@ -46,18 +47,20 @@ def estimate_tokens(req: ir.Request) -> int:
 
 def count_tokens_reply(pipeline, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                        url_model: str | None = None):
-    from app.pipeline import Reply  # the pipeline module imports protocols; keep this one light
+    from app.pipeline import Reply, secrets_of  # the pipeline module imports protocols; keep this one light
 
     try:
         req = _parse(pipeline, frontend, body, url_model)
         route = pipeline.router.route(req.model, frozenset({"text"}))
-        backend = protocol_module(route.backend.protocol)
-        counter = getattr(backend, "count_tokens_request", None)
-        if counter is not None and backend is frontend:
-            target = pipeline.target_for(route, headers)
-            resp = pipeline.client.send(route.backend, counter(req, target))
+        provider = pipeline.providers[route.backend.name]
+        backend = protocol_module(provider.wire)
+        if COUNT_TOKENS in provider.actions and backend is frontend:
+            target, forwarded = pipeline.target_for(route, headers)
+            call = Call(model=target.model, body=backend.count_tokens_body(req, target), action=COUNT_TOKENS,
+                        headers=forwarded)
+            resp = pipeline.client.send(route.backend, provider.prepare(call))
             if resp.status_code >= 400:
-                raise pipeline._upstream_error(backend, route.backend, target, resp)
+                raise pipeline._upstream_error(backend, route.backend, secrets_of(provider), resp)
             count = backend.parse_count_tokens(read_body(resp, route.backend))
             return Reply(200, {"Content-Type": "application/json"}, dumps(_render(frontend, count)))
         count = estimate_tokens(req)

@@ -65,13 +65,11 @@ from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact, retry_after_from_headers
 from app.jsonutil import dumps, dumps_str, loads
 from app.model_ids import check_model_id
-from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
+from app.protocols.base import ModelInfo, Target, extras_to_send
 from app.upstream.framing import Frame, encode_sse
-from app.upstream.urls import upstream_url
 
 PROTOCOL = "anthropic"
 RESPONSE_MODEL_FIELD = "model"
-STREAM_FRAMING = "sse"
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -1012,8 +1010,8 @@ def _rfc3339(epoch_seconds: int) -> str:
 # ------------------------------------------------------------ build_request
 
 
-def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
-    """IR request -> POST {base_url}/v1/messages."""
+def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
+    """IR request -> a Messages body."""
     _refuse_unsupported(req)
     system, conversation = ir.split_system(req.messages,
                                            keep_later=bool(target.options.get("mid_conversation_system")))
@@ -1047,28 +1045,21 @@ def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
     if req.response_format is not None and req.response_format.type == "json_schema":
         body["output_config"] = {"format": {"type": "json_schema", "schema": dict(req.response_format.schema or {})}}
     body.update(extras_to_send(req, PROTOCOL, "an Anthropic backend"))
-    return UpstreamRequest("POST", _messages_url(target), _headers(target), dumps(body), stream=req.stream)
+    return body
 
 
-def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
+def passthrough_body(req: ir.Request, target: Target) -> dict[str, Any]:
     """Anthropic client to Anthropic backend: the client's body with only the model swapped."""
     if req.raw is None:
-        return build_request(req, target)
-    body = {**req.raw, "model": target.model}
-    return UpstreamRequest("POST", _messages_url(target), _headers(target), dumps(body),
-                           stream=bool(body.get("stream")))
+        return build_body(req, target)
+    return {**req.raw, "model": target.model}
 
 
-def _messages_url(target: Target) -> str:
-    return upstream_url(target.base_url, "/v1/messages")
-
-
-def count_tokens_request(req: ir.Request, target: Target) -> UpstreamRequest:
+def count_tokens_body(req: ir.Request, target: Target) -> dict[str, Any]:
     """An Anthropic client's count_tokens body, sent on to the backend's own counter."""
     body = {k: v for k, v in (req.raw or {}).items() if k not in ("max_tokens", "stream")}
     body["model"] = target.model
-    return UpstreamRequest("POST", upstream_url(target.base_url, "/v1/messages/count_tokens"), _headers(target),
-                           dumps(body))
+    return body
 
 
 def parse_count_tokens(body: bytes) -> int:
@@ -1080,17 +1071,6 @@ def parse_count_tokens(body: bytes) -> int:
     if not _is_int(count):
         raise ProxyError(ErrorKind.bad_gateway, "The backend's count_tokens reply has no integer input_tokens.")
     return count
-
-
-def _headers(target: Target) -> dict[str, str]:
-    headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-    headers.update({name.lower(): value for name, value in target.headers.items()})
-    configured_version = target.options.get("anthropic_version")
-    if configured_version:
-        headers["anthropic-version"] = str(configured_version)
-    if target.api_key:
-        headers["x-api-key"] = target.api_key  # the proxy's key, never one forwarded by the client
-    return headers
 
 
 def _refuse_unsupported(req: ir.Request) -> None:

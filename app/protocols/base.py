@@ -15,10 +15,12 @@ Frontend side (the proxy speaks it to clients):
     format_error(err: ProxyError) -> tuple[int, dict[str, str], bytes]
     format_models(models: list[ModelInfo]) -> dict
 
-Backend side (the proxy speaks it to a provider):
-    build_request(req: ir.Request, target: Target) -> UpstreamRequest
-    passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest
-        Same-protocol hop: send `req.raw` with only the model swapped (fidelity first).
+Backend side (the proxy speaks it to a provider). Bodies only: where a call
+goes and how it is authorised is its provider's business (app/providers/):
+    build_body(req: ir.Request, target: Target) -> dict
+    passthrough_body(req: ir.Request, target: Target) -> dict   (modules with a frontend half)
+        Same-protocol hop: `req.raw` with only the model swapped (fidelity first).
+    count_tokens_body(req, target) -> dict, parse_count_tokens(body) -> int   (optional: a token counter)
     parse_response(body: bytes, req: ir.Request) -> ir.Response
     StreamParser(req: ir.Request)
         .feed(frame: Frame) -> list[ir.Event]
@@ -28,7 +30,9 @@ Backend side (the proxy speaks it to a provider):
                                              client headers of this protocol that go on to its backends as
                                              they came (Anthropic: anthropic-beta); no other backend gets them
     RESPONSE_MODEL_FIELD: str                JSON key carrying the model name in replies ("model", "modelVersion")
-    STREAM_FRAMING: str                      "sse" (later: "aws-eventstream")
+    is_content_frame(frame: Frame) -> bool   a frame the passthrough watcher may leave unparsed
+
+app/protocols/__init__.py checks every module for these names when it is imported.
 """
 from __future__ import annotations
 
@@ -36,23 +40,15 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from app import ir
-from app.errors import MIN_SECRET_LENGTH, invalid
+from app.errors import invalid
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where and how one upstream call goes; built by the pipeline from config + route."""
+    """What a wire module knows of the backend it writes for (no URL, no credentials)."""
     backend: str  # backend name from config (for errors and logs)
-    base_url: str  # as configured, no trailing slash
     model: str  # the provider's model id
-    api_key: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)  # forwarded client headers
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol options from config
-
-    def secrets(self) -> tuple[str, ...]:
-        """What must never reach a client or a log: the credentials of this call."""
-        key = self.api_key
-        return (key,) if key and len(key) >= MIN_SECRET_LENGTH else ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,10 @@ because what a body may carry depends on the model family.
 
 What the provider layer composes (it owns the URL `/model/{quote(model_id, safe="")}/converse`
 or `/converse-stream`, SigV4 over the exact bytes of `build_body`, and the framing):
-    build_body(req, model_id) -> bytes           the same body for both paths
+    build_body(req, target) -> dict              the same body for both paths
     parse_response(body, req) -> ir.Response
     StreamParser(req).feed(frame) / .close()     frames from app.upstream.eventstream.EventStreamFramer
     parse_error(status, headers, body) -> ProxyError
-    STREAM_FRAMING = "aws-eventstream"
 
 Policy choices, each one a place where the wire formats disagree:
 - Turns alternate user/assistant, as Converse requires: IR tool messages
@@ -53,10 +52,12 @@ from app.jsonutil import dumps, dumps_str, loads
 # Claude's own thinking limits: the same models behind the Anthropic wire, so one table.
 from app.protocols.anthropic import EFFORT_BUDGETS, MIN_THINKING_BUDGET
 from app.upstream.eventstream import ERROR_PREFIX, EXCEPTION_PREFIX
+from app.protocols.base import Target
 from app.upstream.framing import Frame
 
 PROTOCOL = "bedrock_converse"
-STREAM_FRAMING = "aws-eventstream"
+RESPONSE_MODEL_FIELD = ""  # Converse replies do not name the model
+FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
@@ -113,11 +114,11 @@ def is_claude(model_id: str) -> bool:
 # ================================================================ build_body
 
 
-def build_body(req: ir.Request, model_id: str) -> bytes:
+def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
     """IR request -> the JSON body of /model/{model_id}/converse (and /converse-stream:
-    the same body; streaming is chosen by the path)."""
+    the same body; streaming is chosen by the path). The model id only tells the family."""
     _refuse_unsupported(req)
-    claude = is_claude(model_id)
+    claude = is_claude(target.model)
     system, conversation = ir.split_system(req.messages)
     positions = {id(m): i for i, m in enumerate(req.messages)}
     turns = _turns(conversation, positions, claude)
@@ -145,7 +146,7 @@ def build_body(req: ir.Request, model_id: str) -> bytes:
         extra["top_k"] = req.top_k  # Anthropic's own field name, passed through to the model
     if extra:
         body["additionalModelRequestFields"] = extra
-    return dumps(body)
+    return body
 
 
 def _refuse_unsupported(req: ir.Request) -> None:
@@ -478,6 +479,11 @@ class _Block:
         self.wire_index = wire_index
         self.kind = kind
         self.part = part
+
+
+def is_content_frame(frame: Frame) -> bool:
+    """A contentBlockDelta: content only (no end, no error, no usage)."""
+    return frame.event == "contentBlockDelta"
 
 
 class StreamParser:

@@ -34,14 +34,12 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, dumps_str, loads, loads_bounded
 from app.model_ids import check_model_id
 from app.protocols import gemini_schema
-from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
+from app.protocols.base import ModelInfo, Target, extras_to_send
 from app.upstream.framing import Frame, encode_sse
-from app.upstream.urls import upstream_url
 
 PROVIDER = "gemini"
 FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "modelVersion"
-STREAM_FRAMING = "sse"
 
 # ======================================================= tool-call identity
 
@@ -842,35 +840,18 @@ _IMAGE_MAGIC = (("/9j/", "image/jpeg"), ("iVBORw0KGgo", "image/png"), ("R0lGOD",
                 ("UklGR", "image/webp"))
 
 
-def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
-    """ir.Request -> a Gemini generateContent (or streamGenerateContent?alt=sse) call."""
+def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
+    """ir.Request -> a generateContent body (the model and streaming are in the URL)."""
     if req.n > 1:
         raise errors.invalid("n > 1 is not supported for Gemini backends", "n")
-    return _upstream(target, req.stream, dumps(_request_body(req)))
+    return _request_body(req)
 
 
-def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
+def passthrough_body(req: ir.Request, target: Target) -> dict[str, Any]:
     """Same-protocol hop: the client's body unchanged; the model lives in the URL."""
     if req.raw is None:
-        return build_request(req, target)
-    return _upstream(target, req.stream, dumps(req.raw))
-
-
-_SSE = {"alt": "sse"}
-
-
-def _upstream(target: Target, stream: bool, body: bytes) -> UpstreamRequest:
-    model = target.model.removeprefix("models/")
-    if stream:
-        url = upstream_url(target.base_url, "/v1beta/models/{model}:streamGenerateContent", model=model,
-                           query=_SSE)
-    else:
-        url = upstream_url(target.base_url, "/v1beta/models/{model}:generateContent", model=model)
-    own = {"Content-Type": "application/json"}
-    if target.api_key:
-        own["x-goog-api-key"] = target.api_key
-    forwarded = {k: v for k, v in target.headers.items() if k.lower() not in {o.lower() for o in own}}
-    return UpstreamRequest("POST", url, {**forwarded, **own}, body, stream=stream)
+        return build_body(req, target)
+    return req.raw
 
 
 def _request_body(req: ir.Request) -> dict:

@@ -47,14 +47,12 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
 from app.logfields import log_field
 from app.model_ids import check_model_id
-from app.protocols.base import ModelInfo, Target, UpstreamRequest, extras_to_send
+from app.protocols.base import ModelInfo, Target, extras_to_send
 from app.upstream.framing import Frame, encode_sse
-from app.upstream.urls import upstream_url
 
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
 FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "model"
-STREAM_FRAMING = "sse"
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
@@ -671,23 +669,8 @@ def wire_call_id(call_id: str) -> str:
     return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:32]
 
 
-def _upstream_headers(target: Target) -> dict[str, str]:
-    ours = {"Content-Type": "application/json"}
-    if target.api_key is not None:
-        ours["Authorization"] = "Bearer " + target.api_key
-    # Forwarded headers may not override ours (in any letter case).
-    taken = {k.lower() for k in ours}
-    headers = {k: v for k, v in target.headers.items() if k.lower() not in taken}
-    headers.update(ours)
-    return headers
-
-
-def _endpoint(target: Target) -> str:
-    return upstream_url(target.base_url, "/chat/completions")
-
-
-def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
-    """An OpenAI Chat Completions call for the IR request."""
+def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
+    """The Chat Completions body for the IR request."""
     echo = bool(target.options.get("echo_reasoning_content"))
     body: dict[str, Any] = {"model": target.model, "messages": _wire_messages(req.messages, echo)}
     if req.tools:  # OpenAI rejects tool_choice / parallel_tool_calls without tools
@@ -718,17 +701,14 @@ def build_request(req: ir.Request, target: Target) -> UpstreamRequest:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}  # always: other frontends need usage
     body.update(extras_to_send(req, PROTOCOL, "an OpenAI backend"))
-    return UpstreamRequest("POST", _endpoint(target), _upstream_headers(target), dumps(body), req.stream)
+    return body
 
 
-def passthrough_request(req: ir.Request, target: Target) -> UpstreamRequest:
+def passthrough_body(req: ir.Request, target: Target) -> dict[str, Any]:
     """Same-protocol hop: the client's body with only `model` swapped."""
     if req.raw is None:
-        return build_request(req, target)
-    body = dict(req.raw)
-    body["model"] = target.model
-    return UpstreamRequest("POST", _endpoint(target), _upstream_headers(target), dumps(body),
-                           bool(body.get("stream")))
+        return build_body(req, target)
+    return {**req.raw, "model": target.model}
 
 
 def _reasoning_effort(reasoning: ir.Reasoning | None) -> str | None:

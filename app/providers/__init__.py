@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 
 from app.protocols import MODULES
+from app.upstream.framing import FRAMINGS
 from app.providers.anthropic import Anthropic
 from app.providers.azure_openai import AzureOpenAI
 from app.providers.base import Provider
@@ -27,6 +28,8 @@ def _check(kinds: dict[str, type[Provider]]) -> None:
             raise TypeError(f"provider {kind}: {cls.__name__} does not implement {sorted(cls.__abstractmethods__)}")
         if cls.wire not in MODULES:
             raise TypeError(f"provider {kind}: unknown wire protocol {cls.wire!r}")
+        if cls.framing not in FRAMINGS:
+            raise TypeError(f"provider {kind}: unknown stream framing {cls.framing!r}")
 
 
 _check(KINDS)

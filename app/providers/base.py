@@ -78,9 +78,9 @@ class Provider(ABC):
 def json_request(url: str, own: Mapping[str, str], call: Call, body: Mapping[str, Any] | None = None,
                  method: str = "POST") -> UpstreamRequest:
     """A JSON POST: `own` headers win over the forwarded client headers in any letter case."""
+    if not any(k.lower() == "content-type" for k in own):
+        own = {"Content-Type": "application/json", **own}
     taken = {k.lower() for k in own}
     headers = {k: v for k, v in call.headers.items() if k.lower() not in taken}
     headers.update(own)
-    if "content-type" not in taken:
-        headers["Content-Type"] = "application/json"
     return UpstreamRequest(method, url, headers, dumps(call.body if body is None else body), stream=call.stream)

@@ -161,3 +161,16 @@ def encode_sse(data: str | bytes, event: str | None = None) -> bytes:
     if event is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def framer(name: str):
+    """A new framer for a provider's declared stream framing ("sse", "aws-eventstream")."""
+    if name == "sse":
+        return SSEFramer()
+    if name == "aws-eventstream":
+        from app.upstream.eventstream import EventStreamFramer  # botocore: only where a provider uses it
+        return EventStreamFramer()
+    raise ValueError(f"unknown stream framing {name!r}")
+
+
+FRAMINGS = ("sse", "aws-eventstream")

@@ -13,6 +13,8 @@ import requests
 from app import ir
 from app.protocols import bedrock_converse
 from app.upstream.eventstream import EventStreamFramer
+from app.protocols.base import Target
+from app.jsonutil import dumps
 from mocks.bedrock import SIGNATURE_PREFIX
 from mocks.sigv4 import SigV4Error, verify
 from tests.mocks.helpers import GOOD_SCENARIOS, bedrock_post, bedrock_signed, png
@@ -183,7 +185,7 @@ def _summary(resp: ir.Response) -> dict:
 def test_wire_module_round_trip(mock_url, library, name, stream):
     req = IR_REQUESTS[name]
     headers = {"X-Mock-Scenario": name} if name in NAMED else None
-    reply = bedrock_post(mock_url, CLAUDE, None, raw=bedrock_converse.build_body(req, CLAUDE), stream=stream,
+    reply = bedrock_post(mock_url, CLAUDE, None, raw=dumps(bedrock_converse.build_body(req, Target("bedrock", CLAUDE))), stream=stream,
                          headers=headers)
     assert reply.status_code == 200, reply.text
     if stream:
@@ -199,7 +201,7 @@ def test_wire_module_round_trip(mock_url, library, name, stream):
 
 def test_wire_module_errors_from_the_mock(mock_url):
     req = IR_REQUESTS["text"]
-    body = bedrock_converse.build_body(req, CLAUDE)
+    body = dumps(bedrock_converse.build_body(req, Target("bedrock", CLAUDE)))
     for name, kind in (("error_429", "rate_limit"), ("error_401", "authentication"), ("overloaded", "overloaded")):
         reply = bedrock_post(mock_url, CLAUDE, None, raw=body, headers={"X-Mock-Scenario": name})
         err = bedrock_converse.parse_error(reply.status_code, reply.headers, reply.content)
@@ -216,7 +218,7 @@ def test_wire_module_echoes_its_own_reasoning(mock_url, stream):
     """Reasoning read from a Claude-on-Bedrock reply (streamed or not) goes back with its
     signature in the next turn, and the mock verifies the signature is one it issued."""
     first = IR_REQUESTS["thinking"]
-    reply = bedrock_post(mock_url, CLAUDE, None, raw=bedrock_converse.build_body(first, CLAUDE), stream=stream)
+    reply = bedrock_post(mock_url, CLAUDE, None, raw=dumps(bedrock_converse.build_body(first, Target("bedrock", CLAUDE))), stream=stream)
     if stream:
         framer, parser = EventStreamFramer(), bedrock_converse.StreamParser(first)
         resp = ir.response_from_events([e for f in framer.feed(reply.content) for e in parser.feed(f)]
@@ -227,7 +229,7 @@ def test_wire_module_echoes_its_own_reasoning(mock_url, stream):
     follow_up = ir.Request("m", first.messages + (ir.Message("assistant", resp.parts),
                                                   ir.Message("user", (ir.Text("And?"),))), "openai",
                            reasoning=ir.Reasoning(effort="low"))
-    body = bedrock_converse.build_body(follow_up, CLAUDE)
+    body = dumps(bedrock_converse.build_body(follow_up, Target("bedrock", CLAUDE)))
     assert b"reasoningContent" in body
     assert bedrock_post(mock_url, CLAUDE, None, raw=body).status_code == 200
     # the same parts from the Anthropic API would be refused by the mock: the module leaves them out
@@ -235,4 +237,4 @@ def test_wire_module_echoes_its_own_reasoning(mock_url, stream):
                     for p in resp.parts)
     other = ir.Request("m", first.messages + (ir.Message("assistant", foreign), ir.Message("user", (ir.Text("?"),))),
                        "anthropic")
-    assert b"reasoningContent" not in bedrock_converse.build_body(other, CLAUDE)
+    assert b"reasoningContent" not in dumps(bedrock_converse.build_body(other, Target("bedrock", CLAUDE)))

@@ -17,11 +17,12 @@ import pytest
 from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.protocols import anthropic, protocol_module
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import ModelInfo, UpstreamRequest
 from app.upstream.framing import Frame
+from tests.upstream_call import Upstream, built
 from tests.conftest import every_split, stream_events
 
-TARGET = Target(backend="claude", base_url="https://api.anthropic.test", model="claude-sonnet-4-5",
+TARGET = Upstream(backend="claude", base_url="https://api.anthropic.test", model="claude-sonnet-4-5",
                 api_key="sk-ant-test-key-0001")
 
 
@@ -48,9 +49,9 @@ def request(*messages: ir.Message, **fields) -> ir.Request:
     return ir.Request(messages=messages or (user(ir.Text("Hi")),), **fields)
 
 
-def sent(req: ir.Request, target: Target = TARGET) -> dict:
+def sent(req: ir.Request, target: Upstream = TARGET) -> dict:
     """The JSON body build_request would send."""
-    return json.loads(anthropic.build_request(req, target).body)
+    return json.loads(built(anthropic, req, target).body)
 
 
 def frames(*pairs: tuple[str, str]) -> bytes:
@@ -688,7 +689,7 @@ def test_format_models():
 
 
 def test_build_request_url_headers_and_minimal_body():
-    upstream = anthropic.build_request(request(max_tokens=300), TARGET)
+    upstream = built(anthropic, request(max_tokens=300), TARGET)
     assert upstream == UpstreamRequest(
         method="POST",
         url="https://api.anthropic.test/v1/messages",
@@ -704,13 +705,14 @@ def test_build_request_url_headers_and_minimal_body():
 
 
 def test_headers_version_override_and_forwarded_headers():
-    target = Target(backend="vertexish", base_url="https://gw.test/anthropic/", model="claude-x", api_key="k",
+    target = Upstream(backend="vertexish", base_url="https://gw.test/anthropic/", model="claude-x", api_key="k",
                     headers={"Anthropic-Beta": "fine-grained-tool-streaming-2025-05-14", "X-Api-Key": "client-key"},
                     options={"anthropic_version": "2024-01-01", "max_tokens": 1000})
-    upstream = anthropic.build_request(request(), target)
+    upstream = built(anthropic, request(), target)
     assert upstream.url == "https://gw.test/anthropic/v1/messages"
+    # The client's own X-Api-Key never goes on, in any letter case; forwarded names keep theirs.
     assert upstream.headers == {"content-type": "application/json", "anthropic-version": "2024-01-01",
-                                "anthropic-beta": "fine-grained-tool-streaming-2025-05-14", "x-api-key": "k"}
+                                "Anthropic-Beta": "fine-grained-tool-streaming-2025-05-14", "x-api-key": "k"}
     assert json.loads(upstream.body)["max_tokens"] == 1000  # the configured default when the client sets none
     assert sent(request())["max_tokens"] == 4096
 
@@ -788,7 +790,7 @@ def test_signature_only_thinking_is_re_emitted_byte_exact():
         {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
     ]
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
-    wire = anthropic.build_request(req, TARGET).body
+    wire = built(anthropic, req, TARGET).body
     assert b'{"type":"thinking","thinking":"","signature":"EqQBCkYIBxgCKkB/+9zQ3vOq1Hw+lWk/AbC=="}' in wire
 
 
@@ -887,7 +889,7 @@ def test_images():
 ])
 def test_unsupported_images_are_400_naming_the_part(messages, param):
     with pytest.raises(ProxyError) as caught:
-        anthropic.build_request(request(*messages), TARGET)
+        built(anthropic, request(*messages), TARGET)
     assert (caught.value.kind, caught.value.param) == (ErrorKind.invalid_request, param)
 
 
@@ -927,7 +929,7 @@ def test_tool_history_without_tool_definitions_declares_placeholders():
 
 
 def test_sampling_stop_stream_and_user():
-    upstream = anthropic.build_request(
+    upstream = built(anthropic, 
         request(temperature=1.7, top_p=0.5, top_k=20, stop=("END", "###"), stream=True, user="u-1", seed=7,
                 max_tokens=50), TARGET)
     assert upstream.stream is True
@@ -972,7 +974,7 @@ def test_fields_without_ir_meaning_are_extras_re_sent_to_anthropic_only():
 ])
 def test_unsupported_request_features_are_400(fields, param):
     with pytest.raises(ProxyError) as caught:
-        anthropic.build_request(request(**fields), TARGET)
+        built(anthropic, request(**fields), TARGET)
     assert (caught.value.kind, caught.value.param) == (ErrorKind.invalid_request, param)
 
 
@@ -980,7 +982,7 @@ def test_unparseable_tool_arguments_are_400_naming_the_call():
     req = request(user(ir.Text("Go")), assistant(ir.ToolCall("call_9", "make_file", '{"name": "tax')),
                   tool(ir.ToolResult("call_9", (ir.Text("?"),))))
     with pytest.raises(ProxyError) as caught:
-        anthropic.build_request(req, TARGET)
+        built(anthropic, req, TARGET)
     assert (caught.value.kind, caught.value.param) == (ErrorKind.invalid_request, "messages.1.content.0")
     assert "call_9" in caught.value.message
 
@@ -998,14 +1000,14 @@ def test_empty_text_is_never_sent_and_prefill_is_trimmed():
 
 def test_a_conversation_with_nothing_to_send_is_400():
     with pytest.raises(ProxyError) as caught:
-        anthropic.build_request(request(system("Only a system prompt")), TARGET)
+        built(anthropic, request(system("Only a system prompt")), TARGET)
     assert caught.value.param == "messages"
 
 
 def test_passthrough_swaps_only_the_model():
     body = {**FULL_BODY, "service_tier": "auto", "container": "c-1", "model": "my-claude-alias"}
     req = anthropic.parse_request(body)
-    upstream = anthropic.passthrough_request(req, TARGET)
+    upstream = built(anthropic, req, TARGET, passthrough=True)
     assert json.loads(upstream.body) == {**body, "model": "claude-sonnet-4-5"}
     assert (upstream.url, upstream.headers, upstream.stream) == (
         "https://api.anthropic.test/v1/messages",
@@ -1028,8 +1030,8 @@ SEARCH_RESULTS = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
 SEARCH_RESULT = {"type": "search_result", "source": "https://wiki.example/oslo", "title": "Oslo",
                  "content": [{"type": "text", "text": "Oslo is the capital."}]}
 _OTHER_BACKENDS = [
-    ("openai", Target(backend="gpt", base_url="https://api.openai.test/v1", model="gpt-4o"), "an OpenAI"),
-    ("gemini", Target(backend="gem", base_url="https://gemini.test", model="gemini-2.5-flash"), "a Gemini"),
+    ("openai", Upstream(backend="gpt", base_url="https://api.openai.test/v1", model="gpt-4o"), "an OpenAI"),
+    ("gemini", Upstream(backend="gem", base_url="https://gemini.test", model="gemini-2.5-flash"), "a Gemini"),
 ]
 
 OPAQUE_CASES = [
@@ -1075,18 +1077,18 @@ def test_blocks_and_tools_without_ir_form_are_kept_opaque(body, opaques, paths, 
     assert _opaques(req) == opaques
     assert req.capabilities() == capabilities  # an opaque block needs nothing; an opaque tool is a tool
     # An Anthropic backend gets each one back as sent, in place, around the modelled blocks.
-    upstream = anthropic.build_request(req, TARGET)
-    built = json.loads(upstream.body)
+    upstream = built(anthropic, req, TARGET)
+    wire_body = json.loads(upstream.body)
     for opaque, path in zip(opaques, paths):
-        assert _at(built, path) == opaque.data
+        assert _at(wire_body, path) == opaque.data
         assert json.dumps(opaque.data, separators=(",", ":")).encode() in upstream.body
     if len(paths[0]) == 4:  # a message block: the whole turn is the client's, in order
         turn = paths[0][1]
-        assert built["messages"][turn] == body["messages"][turn]
+        assert wire_body["messages"][turn] == body["messages"][turn]
     # Any other backend: a 400 naming the field in the client's (Anthropic) terms.
     for name, target, backend_label in _OTHER_BACKENDS:
         with pytest.raises(ProxyError) as caught:
-            protocol_module(name).build_request(req, target)
+            built(protocol_module(name), req, target)
         assert (caught.value.kind, caught.value.status, caught.value.param) == (
             ErrorKind.invalid_request, 400, opaques[0].where)
         assert caught.value.message == f"{opaques[0].kind} cannot be sent to {backend_label} backend"
@@ -1419,4 +1421,4 @@ def test_parse_error_redacts_keys():
 
 
 def test_stream_and_response_contract_names():
-    assert (anthropic.RESPONSE_MODEL_FIELD, anthropic.STREAM_FRAMING) == ("model", "sse")
+    assert anthropic.RESPONSE_MODEL_FIELD == "model"

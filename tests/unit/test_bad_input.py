@@ -2,7 +2,7 @@
 
 A hand fuzz: each frontend's rich request, with every field (at every depth)
 replaced by each wrong-typed or out-of-range value, or removed, goes through
-the frontend's parse_request and then every backend's build_request (and the
+the frontend's parse_request and then every backend's body builder and provider (and the
 same-protocol passthrough); the only exception allowed is a ProxyError, and
 what is built must serialise. Then one regression test per defect found.
 """
@@ -15,7 +15,7 @@ import pytest
 
 from app.errors import ProxyError
 from app.protocols import anthropic, gemini, openai_chat
-from app.protocols.base import Target
+from tests.upstream_call import Upstream, built
 
 IMG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 OPENAI = {
@@ -80,7 +80,7 @@ WRONG = [None, True, False, 0, -1, 1, 2**31, 2**63, -2**63, 2**64 - 1, 1e19, 1e3
          "", "x", "image/png", [], {}, [1], ["x"], {"a": 1}, [{}], [[]], {"type": "text"}]
 FRONTENDS = {"openai": (openai_chat, OPENAI), "anthropic": (anthropic, ANTHROPIC), "gemini": (gemini, GEMINI)}
 BACKENDS = (openai_chat, anthropic, gemini)
-TARGET = Target(backend="b", base_url="http://up.test", model="upstream-model", api_key="k")
+TARGET = Upstream(backend="b", base_url="http://up.test", model="upstream-model", api_key="k")
 
 
 def _paths(obj, prefix=()):
@@ -120,11 +120,10 @@ def _exercise(frontend, body, kw) -> int:
         return 1
     steps = 1
     for backend in BACKENDS:
-        builds = [backend.build_request] + ([backend.passthrough_request] if backend is frontend else [])
-        for build in builds:
+        for passthrough in (False, True) if backend is frontend else (False,):
             steps += 1
             try:
-                upstream = build(req, TARGET)
+                upstream = built(backend, req, TARGET, passthrough=passthrough)
             except ProxyError as e:
                 assert e.status == 400
                 continue

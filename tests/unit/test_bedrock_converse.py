@@ -12,6 +12,7 @@ from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.protocols import bedrock_converse as bc
 from app.upstream.eventstream import EventStreamFramer
+from app.protocols.base import Target
 from mocks.eventstream import encode_event, encode_exception
 from tests.conftest import every_split
 
@@ -40,7 +41,7 @@ def request(*messages: ir.Message, **fields) -> ir.Request:
 
 
 def body(req: ir.Request, model_id: str = CLAUDE) -> dict:
-    return json.loads(bc.build_body(req, model_id))
+    return bc.build_body(req, Target("bedrock", model_id))
 
 
 # ================================================================ build_body
@@ -114,7 +115,7 @@ def test_tools_and_each_tool_choice():
 
 def test_tool_names_outside_the_charset_are_refused():
     with pytest.raises(ProxyError) as caught:
-        bc.build_body(request(tools=(ir.Tool("get.weather"),)), CLAUDE)
+        bc.build_body(request(tools=(ir.Tool("get.weather"),)), Target("bedrock", CLAUDE))
     assert caught.value.kind is ErrorKind.invalid_request and caught.value.param == "tools[0].name"
 
 
@@ -194,20 +195,20 @@ def test_images_inline_from_data_or_data_url():
                                    ir.Image(data=PNG_B64, media_type="image/tiff")])
 def test_url_images_and_other_formats_are_refused(image):
     with pytest.raises(ProxyError) as caught:
-        bc.build_body(request(user(ir.Text("see"), image)), CLAUDE)
+        bc.build_body(request(user(ir.Text("see"), image)), Target("bedrock", CLAUDE))
     assert caught.value.kind is ErrorKind.invalid_request and caught.value.param == "messages.0.content.1"
 
 
 def test_opaque_parts_and_unsupported_fields_are_refused():
     doc = ir.Opaque("anthropic", "document block", {"type": "document"}, "messages.0.content.0")
     with pytest.raises(ProxyError) as caught:
-        bc.build_body(request(user(doc)), CLAUDE)
+        bc.build_body(request(user(doc)), Target("bedrock", CLAUDE))
     assert caught.value.param == "messages.0.content.0"
     with pytest.raises(ProxyError) as caught:
-        bc.build_body(request(n=2), CLAUDE)
+        bc.build_body(request(n=2), Target("bedrock", CLAUDE))
     assert caught.value.param == "n"
     with pytest.raises(ProxyError) as caught:
-        bc.build_body(request(response_format=ir.ResponseFormat("json_object")), CLAUDE)
+        bc.build_body(request(response_format=ir.ResponseFormat("json_object")), Target("bedrock", CLAUDE))
     assert caught.value.param == "response_format"
 
 

@@ -9,7 +9,6 @@ import pytest
 from app.errors import (ErrorKind, ProxyError, redact, redact_error, retry_after_from_headers,
                         retry_after_seconds)
 from app.pipeline import upstream_error_for_client
-from app.protocols.base import Target
 
 KEY = "ABCDEFGHIJKLMNOPQRSTUVWX7890"
 
@@ -81,9 +80,8 @@ def test_redact_error_covers_every_text_field():
 @pytest.mark.parametrize("kind,status", [(ErrorKind.authentication, 401), (ErrorKind.permission, 403),
                                          (ErrorKind.invalid_request, 401)])
 def test_upstream_auth_failure_is_the_gateways_configuration(kind, status):
-    target = Target(backend="b", base_url="http://x", model="m", api_key=KEY)
     err = upstream_error_for_client(ProxyError(kind, f"Incorrect API key provided: {KEY[:5]}...{KEY[-4:]}"),
-                                    "b", target, status)
+                                    "b", (KEY,), status)
     assert err.kind is ErrorKind.bad_gateway and err.status == 502
     assert err.code == "upstream_authentication_error" and "'b'" in err.message
     assert "7890" not in err.message and "API key provided" not in err.message

@@ -14,13 +14,14 @@ import pytest
 from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.protocols import gemini, protocol_module
-from app.protocols.base import ModelInfo, Target
+from app.protocols.base import ModelInfo
 from app.protocols.gemini_schema import from_gemini_schema, to_gemini_parameters
 from app.upstream.framing import Frame
+from tests.upstream_call import Upstream, built
 from tests.conftest import every_split, stream_events
 
 SAMPLE = "gemini-streams/function_call_with_thought_signature.sse"
-TARGET = Target(backend="gemini", base_url="https://gemini.test", model="gemini-2.5-flash", api_key="k-123",
+TARGET = Upstream(backend="gemini", base_url="https://gemini.test", model="gemini-2.5-flash", api_key="k-123",
                 headers={"X-Client": "yes"})
 
 
@@ -626,11 +627,11 @@ def test_format_models():
 
 
 def test_build_request_url_headers_and_stream():
-    plain = gemini.build_request(request(user("hi")), TARGET)
+    plain = built(gemini, request(user("hi")), TARGET)
     assert (plain.method, plain.url, plain.stream) == (
         "POST", "https://gemini.test/v1beta/models/gemini-2.5-flash:generateContent", False)
     assert plain.headers == {"X-Client": "yes", "Content-Type": "application/json", "x-goog-api-key": "k-123"}
-    streamed = gemini.build_request(request(user("hi"), stream=True), TARGET)
+    streamed = built(gemini, request(user("hi"), stream=True), TARGET)
     assert (streamed.url, streamed.stream) == (
         "https://gemini.test/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", True)
 
@@ -653,7 +654,7 @@ def test_build_request_conversation_with_parallel_calls_and_results():
         tool_choice=ir.ToolChoice("required"),
         temperature=0.2, max_tokens=100, stop=("END",),
     )
-    assert body_of(gemini.build_request(req, TARGET)) == {
+    assert body_of(built(gemini, req, TARGET)) == {
         "systemInstruction": {"parts": [{"text": "Be terse."}]},
         "contents": [
             {"role": "user", "parts": [{"text": "Weather in Oslo and Rome?"}]},
@@ -679,7 +680,7 @@ def test_build_request_synthesized_ids_are_not_sent_and_errors_wrap():
     req = request(user("go"),
                   ir.Message("assistant", (ir.ToolCall(call_id, "f", ""),)),
                   ir.Message("tool", (ir.ToolResult(call_id, (ir.Text("bad input"),), is_error=True),)))
-    assert body_of(gemini.build_request(req, TARGET))["contents"][1:] == [
+    assert body_of(built(gemini, req, TARGET))["contents"][1:] == [
         {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"error": "bad input"}}}]},
     ]
@@ -689,7 +690,7 @@ def test_build_request_images():
     req = request(ir.Message("user", (ir.Text("look"), ir.Image(data="iVBORw0KGgoAAAA"),
                                       ir.Image(url="data:image/webp;base64,UklGRxx"),
                                       ir.Image(url="gs://bucket/cat.jpg", media_type="image/jpeg"))))
-    assert body_of(gemini.build_request(req, TARGET))["contents"] == [{"role": "user", "parts": [
+    assert body_of(built(gemini, req, TARGET))["contents"] == [{"role": "user", "parts": [
         {"text": "look"},
         {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgoAAAA"}},
         {"inlineData": {"mimeType": "image/webp", "data": "UklGRxx"}},
@@ -708,7 +709,7 @@ def test_build_request_images():
 ])
 def test_build_request_rejects(req, param, words):
     with pytest.raises(ProxyError) as caught:
-        gemini.build_request(req, TARGET)
+        built(gemini, req, TARGET)
     assert (caught.value.kind, caught.value.param) == (ErrorKind.invalid_request, param)
     assert words in caught.value.message
 
@@ -725,7 +726,7 @@ def test_build_request_rejects(req, param, words):
     (ir.Reasoning(), {"includeThoughts": True}),
 ])
 def test_build_request_thinking_config(reasoning, thinking):
-    body = body_of(gemini.build_request(request(user("x"), reasoning=reasoning), TARGET))
+    body = body_of(built(gemini, request(user("x"), reasoning=reasoning), TARGET))
     assert body["generationConfig"] == {"thinkingConfig": thinking}
 
 
@@ -737,28 +738,28 @@ def test_build_request_thinking_config(reasoning, thinking):
 ])
 def test_build_request_tool_choice(choice, config):
     req = request(user("x"), tools=(ir.Tool("f"),), tool_choice=choice)
-    assert body_of(gemini.build_request(req, TARGET))["toolConfig"] == {"functionCallingConfig": config}
+    assert body_of(built(gemini, req, TARGET))["toolConfig"] == {"functionCallingConfig": config}
 
 
 def test_build_request_response_format():
     schema = {"type": "object", "properties": {"a": {"type": "string", "title": "A"}}, "additionalProperties": False}
     json_schema = request(user("x"), response_format=ir.ResponseFormat("json_schema", schema, "out", True))
     json_object = request(user("x"), response_format=ir.ResponseFormat("json_object"))
-    assert body_of(gemini.build_request(json_schema, TARGET))["generationConfig"] == {
+    assert body_of(built(gemini, json_schema, TARGET))["generationConfig"] == {
         "responseMimeType": "application/json",
         "responseSchema": {"type": "object", "properties": {"a": {"type": "string"}}}}
-    assert body_of(gemini.build_request(json_object, TARGET))["generationConfig"] == {
+    assert body_of(built(gemini, json_object, TARGET))["generationConfig"] == {
         "responseMimeType": "application/json"}
     free_form = {"type": "object", "properties": {"tags": {"type": "object", "additionalProperties": {}}}}
     with_map = request(user("x"), response_format=ir.ResponseFormat("json_schema", free_form))
-    assert body_of(gemini.build_request(with_map, TARGET))["generationConfig"] == {
+    assert body_of(built(gemini, with_map, TARGET))["generationConfig"] == {
         "responseMimeType": "application/json", "responseJsonSchema": free_form}
 
 
 def test_passthrough_request_sends_the_client_body_unchanged():
     raw = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "safetySettings": [], "cachedContent": "c/1"}
     req = gemini.parse_request(raw, model="alias", stream=True)
-    upstream = gemini.passthrough_request(req, TARGET)
+    upstream = built(gemini, req, TARGET, passthrough=True)
     assert upstream.url == "https://gemini.test/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     assert json.loads(upstream.body) == raw
 
@@ -770,8 +771,8 @@ WEATHER_DECLARATION = {"name": "get_weather", "parameters": {"type": "object", "
 CODE_PART = {"executableCode": {"language": "PYTHON", "code": "print(1 + 1)"}, "thoughtSignature": "c2ln"}
 RESULT_PART = {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "2\n"}}
 OTHER_BACKENDS = [
-    ("openai", Target(backend="gpt", base_url="https://api.openai.test/v1", model="gpt-4o"), "an OpenAI"),
-    ("anthropic", Target(backend="claude", base_url="https://api.anthropic.test", model="claude-x"), "an Anthropic"),
+    ("openai", Upstream(backend="gpt", base_url="https://api.openai.test/v1", model="gpt-4o"), "an OpenAI"),
+    ("anthropic", Upstream(backend="claude", base_url="https://api.anthropic.test", model="claude-x"), "an Anthropic"),
 ]
 
 OPAQUE_CASES = [
@@ -809,16 +810,16 @@ def test_parts_and_tools_without_ir_form_are_kept_opaque(body, opaques, paths, c
     assert _opaques(req) == opaques
     assert req.capabilities() == capabilities  # an opaque part needs nothing; an opaque tool is a tool
     # A Gemini backend gets each one back as sent, in place.
-    upstream = gemini.build_request(req, TARGET)
-    built = body_of(upstream)
+    upstream = built(gemini, req, TARGET)
+    wire_body = body_of(upstream)
     for opaque, path in zip(opaques, paths):
-        assert _at(built, path) == opaque.data
+        assert _at(wire_body, path) == opaque.data
         assert json.dumps(opaque.data, separators=(",", ":")).encode() in upstream.body
-    assert built["contents"] == body["contents"]  # every turn as the client sent it, in order
+    assert wire_body["contents"] == body["contents"]  # every turn as the client sent it, in order
     # Any other backend: a 400 naming the field in the client's (Gemini) terms.
     for name, target, backend_label in OTHER_BACKENDS:
         with pytest.raises(ProxyError) as caught:
-            protocol_module(name).build_request(req, target)
+            built(protocol_module(name), req, target)
         assert (caught.value.kind, caught.value.status, caught.value.param) == (
             ErrorKind.invalid_request, 400, opaques[0].where)
         assert caught.value.message == f"{opaques[0].kind} cannot be sent to {backend_label} backend"
@@ -828,7 +829,7 @@ def test_built_in_tools_keep_their_place_beside_one_declarations_entry():
     body = {"contents": [{"parts": [{"text": "a"}]}],
             "tools": [{"googleSearch": {}}, {"functionDeclarations": [WEATHER_DECLARATION]},
                       {"urlContext": {}, "functionDeclarations": [{"name": "noop"}]}]}
-    tools = body_of(gemini.build_request(gemini.parse_request(body, model="m"), TARGET))["tools"]
+    tools = body_of(built(gemini, gemini.parse_request(body, model="m"), TARGET))["tools"]
     assert tools == [{"googleSearch": {}}, {"functionDeclarations": [WEATHER_DECLARATION, {"name": "noop"}]},
                      {"urlContext": {}}]
 
@@ -862,7 +863,7 @@ def test_signature_survives_a_client_that_only_keeps_the_id_bug_9():
                                  ir.ToolCall(second.id, second.name, second.arguments))),
         ir.Message("tool", (ir.ToolResult(first.id, (ir.Text("rain"),)),
                             ir.ToolResult(second.id, (ir.Text("noon"),)))))
-    contents = body_of(gemini.build_request(as_openai_client_sends_it, TARGET))["contents"]
+    contents = body_of(built(gemini, as_openai_client_sends_it, TARGET))["contents"]
     assert contents[1:] == [
         {"role": "model", "parts": [
             {"functionCall": {"name": "getWeather", "args": {"location": "Tokyo"}}, "thoughtSignature": signature},
@@ -877,7 +878,7 @@ def test_only_gemini_signatures_are_sent_back():
                   ir.Message("assistant", (ir.ToolCall("toolu_1", "f", "{}", "anthropic-sig", "anthropic"),
                                            ir.ToolCall("fc_2", "g", "{}", "Z2VtaW5p", "gemini"))),
                   ir.Message("tool", (ir.ToolResult("toolu_1", (ir.Text("a"),)), ir.ToolResult("fc_2", (ir.Text("b"),)))))
-    assert body_of(gemini.build_request(req, TARGET))["contents"][1]["parts"] == [
+    assert body_of(built(gemini, req, TARGET))["contents"][1]["parts"] == [
         {"functionCall": {"name": "f", "args": {}, "id": "toolu_1"}},
         {"functionCall": {"name": "g", "args": {}, "id": "fc_2"}, "thoughtSignature": "Z2VtaW5p"},
     ]

@@ -17,12 +17,13 @@ from app import ir
 from app.errors import ErrorKind, ProxyError, invalid
 from app.protocols import openai_chat as oc
 from app.protocols import protocol_module
-from app.protocols.base import ModelInfo, Target
+from app.protocols.base import ModelInfo
 from app.upstream.framing import Frame, SSEFramer
+from tests.upstream_call import Upstream, built
 from tests.conftest import every_split, stream_events
 
 CREATED = 1700000000
-TARGET = Target(backend="openai", base_url="https://api.openai.com/v1", model="gpt-4o-2024-08-06",
+TARGET = Upstream(backend="openai", base_url="https://api.openai.com/v1", model="gpt-4o-2024-08-06",
                 api_key="sk-test-key")
 
 
@@ -285,7 +286,7 @@ def test_parse_request_maps_every_field():
 
 
 def test_round_trip_client_body_through_ir_back_to_openai():
-    upstream = oc.build_request(oc.parse_request(CANONICAL), TARGET)
+    upstream = built(oc, oc.parse_request(CANONICAL), TARGET)
     assert upstream_json(upstream) == {**CANONICAL, "model": "gpt-4o-2024-08-06"}
 
 
@@ -630,26 +631,27 @@ def test_format_models():
 # ====================================================================
 
 def test_build_request_minimal_call():
-    upstream = oc.build_request(ir_request(), TARGET)
+    upstream = built(oc, ir_request(), TARGET)
     assert (upstream.method, upstream.url, upstream.stream) == ("POST", "https://api.openai.com/v1/chat/completions",
                                                                 False)
     assert dict(upstream.headers) == {"Content-Type": "application/json", "Authorization": "Bearer sk-test-key"}
     assert upstream_json(upstream) == {"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "Hi"}]}
 
 
-def test_build_request_headers_without_key_and_with_forwarded_headers():
-    target = Target("local", "http://localhost:8000/v1", "llama", api_key=None,
-                    headers={"OpenAI-Organization": "org-1", "content-type": "text/plain"})
-    assert dict(oc.build_request(ir_request(), target).headers) == {
-        "OpenAI-Organization": "org-1", "Content-Type": "application/json"}
-    keyed = Target("openai", "https://api.openai.com/v1", "gpt-4o", api_key="sk-ours",
-                   headers={"authorization": "Bearer client-key"})
-    assert dict(oc.build_request(ir_request(), keyed).headers) == {
-        "Content-Type": "application/json", "Authorization": "Bearer sk-ours"}
+def test_forwarded_headers_never_override_ours_and_a_missing_key_is_a_configuration_error():
+    target = Upstream("local", "http://localhost:8000/v1", "llama", api_key="sk-ours",
+                      headers={"OpenAI-Organization": "org-1", "content-type": "text/plain",
+                               "authorization": "Bearer client-key"})
+    assert dict(built(oc, ir_request(), target).headers) == {
+        "OpenAI-Organization": "org-1", "Content-Type": "application/json", "Authorization": "Bearer sk-ours"}
+    keyless = Upstream("local", "http://localhost:8000/v1", "llama", api_key=None)
+    with pytest.raises(ProxyError) as caught:
+        built(oc, ir_request(), keyless)
+    assert caught.value.kind is ErrorKind.configuration and "'local'" in caught.value.message
 
 
 def test_build_request_streaming_always_asks_for_usage():
-    upstream = oc.build_request(ir_request(stream=True, include_usage=False), TARGET)
+    upstream = built(oc, ir_request(stream=True, include_usage=False), TARGET)
     assert upstream.stream is True
     assert upstream_json(upstream) == {"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "Hi"}],
                                        "stream": True, "stream_options": {"include_usage": True}}
@@ -681,7 +683,7 @@ def test_build_request_from_a_foreign_conversation():
         tool_choice=ir.ToolChoice("tool", "get_weather"),
         tools=(ir.Tool("get_weather", parameters={"type": "object"}), ir.Tool("get_photo")),
     )
-    assert upstream_json(oc.build_request(req, TARGET)) == {
+    assert upstream_json(built(oc, req, TARGET)) == {
         "model": "gpt-4o-2024-08-06",
         "messages": [
             {"role": "system", "content": [{"type": "text", "text": "You are terse."},
@@ -717,7 +719,7 @@ def test_build_request_tool_results_inside_a_user_turn_come_first():
         ir.Message("assistant", (ir.ToolCall("c1", "f", "{}"),)),
         ir.Message("user", (ir.ToolResult("c1", (ir.Text("done"),)), ir.Text("Now summarise."))),
     ))
-    assert upstream_json(oc.build_request(req, TARGET))["messages"] == [
+    assert upstream_json(built(oc, req, TARGET))["messages"] == [
         {"role": "assistant", "content": None,
          "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "done"},
@@ -732,7 +734,7 @@ def test_build_request_maps_long_tool_call_ids_the_same_for_call_and_result():
         ir.Message("assistant", (ir.ToolCall(long_id, "f", "{}"), ir.ToolCall("call_short", "g", "{}"))),
         ir.Message("tool", (ir.ToolResult(long_id, (ir.Text("1"),)), ir.ToolResult("call_short", ()))),
     ))
-    messages = upstream_json(oc.build_request(req, TARGET))["messages"]
+    messages = upstream_json(built(oc, req, TARGET))["messages"]
     mapped = messages[1]["tool_calls"][0]["id"]
     assert mapped == oc.wire_call_id(long_id) == oc.wire_call_id(long_id)  # deterministic
     assert mapped.startswith("call_") and len(mapped) <= 40
@@ -746,7 +748,7 @@ def test_build_request_image_forms():
         ir.Image(data="iVBORw0KGgo=", media_type="image/png", detail="high"),
         ir.Image(url="https://example.com/a.webp"),
         ir.Image(data="R0lGODlh"))),))
-    assert upstream_json(oc.build_request(req, TARGET))["messages"] == [{"role": "user", "content": [
+    assert upstream_json(built(oc, req, TARGET))["messages"] == [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.webp"}},
         {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlh"}}]}]
@@ -759,26 +761,26 @@ def test_build_request_image_forms():
     (ir.Reasoning(budget_tokens=8193), "high"), (ir.Reasoning(budget_tokens=0), None),
     (ir.Reasoning(budget_tokens=-1), None), (ir.Reasoning(include_thoughts=True), None), (None, None)])
 def test_build_request_reasoning_effort(reasoning, effort):
-    sent = upstream_json(oc.build_request(ir_request(reasoning=reasoning), TARGET))
+    sent = upstream_json(built(oc, ir_request(reasoning=reasoning), TARGET))
     assert sent.get("reasoning_effort") == effort
 
 
 def test_build_request_rejects_more_than_four_stop_sequences():
     with pytest.raises(ProxyError) as caught:
-        oc.build_request(ir_request(stop=("a", "b", "c", "d", "e")), TARGET)
+        built(oc, ir_request(stop=("a", "b", "c", "d", "e")), TARGET)
     assert (caught.value.status, caught.value.param) == (400, "stop")
 
 
 def test_build_request_sends_no_tool_settings_without_tools():
     req = ir_request(tool_choice=ir.ToolChoice("none"), parallel_tool_calls=False)
-    assert upstream_json(oc.build_request(req, TARGET)) == {
+    assert upstream_json(built(oc, req, TARGET)) == {
         "model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": "Hi"}]}
 
 
 def test_passthrough_request_swaps_only_the_model():
     client_body = {"model": "my-alias", "messages": [HI], "logprobs": True, "top_logprobs": 2,
                    "metadata": {"k": "v"}, "max_tokens": 5, "stream": True}
-    upstream = oc.passthrough_request(oc.parse_request(client_body), TARGET)
+    upstream = built(oc, oc.parse_request(client_body), TARGET, passthrough=True)
     assert (upstream.url, upstream.stream) == ("https://api.openai.com/v1/chat/completions", True)
     assert dict(upstream.headers) == {"Content-Type": "application/json", "Authorization": "Bearer sk-test-key"}
     assert upstream_json(upstream) == {**client_body, "model": "gpt-4o-2024-08-06"}
@@ -797,8 +799,8 @@ CUSTOM_CALL = {"id": "call_sql", "type": "custom", "custom": {"name": "run_sql",
 CUSTOM_HISTORY = body(tools=[CUSTOM_TOOL], messages=[
     HI, assistant_calls(CUSTOM_CALL), {"role": "tool", "tool_call_id": "call_sql", "content": "1"}])
 OTHER_BACKENDS = [
-    ("anthropic", Target(backend="claude", base_url="https://api.anthropic.test", model="claude-x"), "an Anthropic"),
-    ("gemini", Target(backend="gem", base_url="https://gemini.test", model="gemini-2.5-flash"), "a Gemini"),
+    ("anthropic", Upstream(backend="claude", base_url="https://api.anthropic.test", model="claude-x"), "an Anthropic"),
+    ("gemini", Upstream(backend="gem", base_url="https://gemini.test", model="gemini-2.5-flash"), "a Gemini"),
 ]
 
 OPAQUE_CASES = [
@@ -838,16 +840,16 @@ def test_parts_and_tools_without_ir_form_are_kept_opaque(request_body, opaques, 
     assert _opaques(req) == opaques
     assert req.capabilities() == capabilities  # an opaque part needs nothing; an opaque tool is a tool
     # An OpenAI backend gets each one back as sent, in place.
-    upstream = oc.build_request(req, TARGET)
-    built = upstream_json(upstream)
+    upstream = built(oc, req, TARGET)
+    wire_body = upstream_json(upstream)
     for opaque, path in zip(opaques, paths):
-        assert _at(built, path) == opaque.data
+        assert _at(wire_body, path) == opaque.data
         assert json.dumps(opaque.data, separators=(",", ":")).encode() in upstream.body
-    assert built["messages"] == request_body["messages"]  # every turn as the client sent it, in order
+    assert wire_body["messages"] == request_body["messages"]  # every turn as the client sent it, in order
     # Any other backend: a 400 naming the field in the client's (OpenAI) terms.
     for name, target, backend_label in OTHER_BACKENDS:
         with pytest.raises(ProxyError) as caught:
-            protocol_module(name).build_request(req, target)
+            built(protocol_module(name), req, target)
         assert (caught.value.kind, caught.value.status, caught.value.param) == (
             ErrorKind.invalid_request, 400, opaques[0].where)
         assert caught.value.message == f"{opaques[0].kind} cannot be sent to {backend_label} backend"

@@ -5,9 +5,9 @@ import json
 from app import ir
 from app.config import BackendConfig, ModelEntry
 from app.protocols import anthropic
-from app.protocols.base import Target
 from app.pipeline import ModelRewriter, _with_registry_defaults
 from app.routing import Route
+from tests.upstream_call import Upstream, built
 
 
 def test_rewrites_the_model_key_only():
@@ -70,7 +70,7 @@ def test_a_block_without_ir_form_parses_and_passes_through_unchanged():
         "tools": [{"type": "web_search_20250305", "name": "web_search"}]}
     req = anthropic.parse_request(body)
     assert req.messages[0].parts[0] == ir.Opaque("anthropic", "document block", document, "messages.0.content.0")
-    upstream = anthropic.passthrough_request(req, Target(backend="claude", base_url="https://a.test", model="up"))
+    upstream = built(anthropic, req, Upstream(backend="claude", base_url="https://a.test", model="up", api_key="k"), passthrough=True)
     assert upstream.body == json.dumps({**body, "model": "up"}, separators=(",", ":")).encode()
 
 

@@ -10,16 +10,16 @@ import pytest
 from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.protocols import anthropic, gemini, gemini_schema, openai_chat
-from app.protocols.base import Target
 from app.upstream.framing import Frame
+from tests.upstream_call import Upstream, built
 from tests.conftest import REAL_SAMPLES, stream_events
 from tests.real_clients import claude_code_read
 
 TARGETS = {
-    "openai": Target(backend="openai", base_url="https://api.openai.test/v1", model="gpt-5-nano", api_key="sk-1"),
-    "anthropic": Target(backend="anthropic", base_url="https://api.anthropic.test", model="claude-sonnet-4-5",
+    "openai": Upstream(backend="openai", base_url="https://api.openai.test/v1", model="gpt-5-nano", api_key="sk-1"),
+    "anthropic": Upstream(backend="anthropic", base_url="https://api.anthropic.test", model="claude-sonnet-4-5",
                         api_key="sk-ant-1"),
-    "gemini": Target(backend="gemini", base_url="https://gemini.test", model="gemini-2.5-flash", api_key="AIza-1"),
+    "gemini": Upstream(backend="gemini", base_url="https://gemini.test", model="gemini-2.5-flash", api_key="AIza-1"),
 }
 MODULES = {"openai": openai_chat, "anthropic": anthropic, "gemini": gemini}
 TOOL = {"name": "Bash", "description": "Run a command.",
@@ -45,8 +45,8 @@ AGENTS = {"role": "system", "content": "Available agents: explore, plan."}
 def body_for(backend: str, req: ir.Request, **options) -> dict:
     target = TARGETS[backend]
     if options:
-        target = Target(target.backend, target.base_url, target.model, target.api_key, options=options)
-    return json.loads(MODULES[backend].build_request(req, target).body)
+        target = Upstream(target.backend, target.base_url, target.model, target.api_key, options=options)
+    return json.loads(built(MODULES[backend], req, target).body)
 
 
 # ------------------------------------------------------------ 18: role "system" inside messages
@@ -99,7 +99,7 @@ def test_18_each_backend_gets_the_mid_conversation_system_message_where_it_takes
     assert body_for("anthropic", req, mid_conversation_system=True)["messages"][1:] == [
         {"role": "system", "content": [{"type": "text", "text": "Available agents: explore, plan."}]}]
     # Passthrough: the client's body, only the model swapped.
-    passed = json.loads(anthropic.passthrough_request(req, TARGETS["anthropic"]).body)
+    passed = json.loads(built(anthropic, req, TARGETS["anthropic"], passthrough=True).body)
     assert passed == {**claude_code(SAY_HELLO, AGENTS), "model": "claude-sonnet-4-5"}
 
 
@@ -132,7 +132,7 @@ def test_19_anthropic_only_fields_never_reach_other_backends_and_all_reach_anthr
 def test_19_fields_that_change_the_answer_are_refused_by_other_backends_naming_the_field(backend, field, value):
     req = anthropic.parse_request(claude_code(SAY_HELLO, **{field: value}))
     with pytest.raises(ProxyError) as caught:
-        MODULES[backend].build_request(req, TARGETS[backend])
+        built(MODULES[backend], req, TARGETS[backend])
     assert (caught.value.kind, caught.value.param) == (ErrorKind.invalid_request, field)
     assert body_for("anthropic", req)[field] == value
 

@@ -20,6 +20,7 @@ from app.config import load_config
 from app.pipeline import Pipeline
 from app.protocols import protocol_module
 from app.routing import Route, Router
+from app.providers.base import Call
 from mocks.server import create_app
 from tests.conftest import REAL_SAMPLES, REPO
 from tests.real_clients import expand_prose, prose
@@ -54,13 +55,15 @@ def upstream_requests(recorded: dict, frontend, req, backend: str) -> list:
     """What the proxy would send to `backend`: the rebuilt request, and for a
     same-protocol backend also the passthrough one (the default)."""
     pipeline = Pipeline(CONFIG, Router(CONFIG))
-    target = pipeline.target_for(Route(CONFIG.backends[backend], MODELS[backend], "test"),
-                                 Headers(recorded["headers"]))
-    module = protocol_module(backend)
-    built = [module.build_request(req, target)]
+    route = Route(CONFIG.backends[backend], MODELS[backend], "test")
+    target, forwarded = pipeline.target_for(route, Headers(recorded["headers"]))
+    provider = pipeline.providers[backend]
+    module = protocol_module(provider.wire)
+    bodies = [module.build_body(req, target)]
     if module is frontend:
-        built.append(module.passthrough_request(req, target))
-    return built
+        bodies.append(module.passthrough_body(req, target))
+    return [provider.prepare(Call(model=target.model, body=body, stream=req.stream, headers=forwarded))
+            for body in bodies]
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 
 from app import ir
 from app.protocols import anthropic, gemini, openai_chat
-from app.protocols.base import Target
 from app.upstream.urls import query_string, segment, upstream_url
+from tests.upstream_call import Upstream, built
 
 # Every character a value might carry that means something in a URL or a request line.
 SPECIAL = {
@@ -72,12 +72,12 @@ def _request(stream: bool) -> ir.Request:
 
 
 def _target(model: str) -> Target:
-    return Target(backend="b", base_url="https://up.test/root/", model=model, api_key="k")
+    return Upstream(backend="b", base_url="https://up.test/root/", model=model, api_key="k")
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_gemini_puts_the_model_in_one_encoded_segment(stream):
-    url = gemini.build_request(_request(stream), _target(INJECTION)).url
+    url = built(gemini, _request(stream), _target(INJECTION)).url
     if stream:
         assert url == f"https://up.test/root/v1beta/models/{ENCODED}:streamGenerateContent?alt=sse"
     else:
@@ -85,24 +85,24 @@ def test_gemini_puts_the_model_in_one_encoded_segment(stream):
 
 
 def test_gemini_strips_the_models_prefix_before_encoding():
-    url = gemini.build_request(_request(False), _target("models/gemini-2.5-flash")).url
+    url = built(gemini, _request(False), _target("models/gemini-2.5-flash")).url
     assert url == "https://up.test/root/v1beta/models/gemini-2.5-flash:generateContent"
 
 
 @pytest.mark.parametrize("model", ["..", "models/.."])
 def test_gemini_refuses_a_dot_dot_model(model):
     with pytest.raises(ValueError):
-        gemini.build_request(_request(False), _target(model))
+        built(gemini, _request(False), _target(model))
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_and_anthropic_urls_do_not_carry_the_model(stream):
-    assert openai_chat.build_request(_request(stream), _target(INJECTION)).url == \
+    assert built(openai_chat, _request(stream), _target(INJECTION)).url == \
         "https://up.test/root/chat/completions"
-    assert anthropic.build_request(_request(stream), _target(INJECTION)).url == "https://up.test/root/v1/messages"
+    assert built(anthropic, _request(stream), _target(INJECTION)).url == "https://up.test/root/v1/messages"
 
 
 def test_anthropic_count_tokens_url():
     req = ir.Request(model="m", messages=(ir.Message("user", (ir.Text("hi"),)),), protocol="anthropic",
                      raw={"model": "m"})
-    assert anthropic.count_tokens_request(req, _target("m")).url == "https://up.test/root/v1/messages/count_tokens"
+    assert built(anthropic, req, _target("m"), action="count_tokens").url == "https://up.test/root/v1/messages/count_tokens"
