@@ -12,6 +12,7 @@ from mocks.scenarios import PROVIDERS, Frame, ScenarioFormatError, ScenarioLibra
 from tests.mocks.helpers import (
     FAULT_SCENARIOS, GOOD_SCENARIOS, expected_summary, parse_sse, summarize_anthropic_body,
     summarize_anthropic_stream, summarize_gemini, summarize_openai_body, summarize_openai_stream,
+    summarize_responses_body, summarize_responses_stream,
 )
 
 
@@ -30,6 +31,10 @@ def summarize(provider: str, body=None, frames=None) -> dict:
         if body is not None:
             return summarize_anthropic_body(body)
         return summarize_anthropic_stream([(f.event, fill(f.data, _lookup)) for f in frames])
+    if provider == "openai_responses":
+        if body is not None:
+            return summarize_responses_body(body)
+        return summarize_responses_stream([(f.event, fill(f.data, _lookup)) for f in frames])
     return summarize_gemini([body] if body is not None else _stream_data(frames))
 
 
@@ -54,10 +59,12 @@ def test_body_and_stream_mean_expect(library: ScenarioLibrary, provider: str, na
 def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     expects = {p: library.get(p, name).expect for p in PROVIDERS}
     for key in ("text", "tool_calls", "finish", "usage"):
-        assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key], key
+        assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key] \
+            == expects["openai_responses"][key], key
     if name == "thinking":
         assert "thinking" not in expects["openai"]
-        assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"]
+        assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"] \
+            == expects["openai_responses"]["thinking"]
 
 
 @pytest.mark.parametrize("name", ("text", "after_tool_result", "thinking", "max_tokens", "stop_sequence", "vision"))
@@ -105,6 +112,8 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
             text = "".join(f.data["choices"][0]["delta"].get("content") or "" for f in sent)
         elif provider == "anthropic":
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "content_block_delta")
+        elif provider == "openai_responses":
+            text = "".join(f.data["delta"] for f in sent if f.event == "response.output_text.delta")
         else:
             text = summarize_gemini(_stream_data(tuple(sent)))["text"]
         assert text == scenario.expect["partial_text"], name
