@@ -67,6 +67,7 @@ _SUMMARIES = ("auto", "concise", "detailed")
 _VERBOSITY = ("low", "medium", "high")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_CALL_ID = 64
+MIN_OUTPUT_TOKENS = 16  # the API's minimum max_output_tokens
 # Chat Completions fields a Responses request must not carry (the real API refuses them).
 _CHAT_ONLY = {"messages": "input", "max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
               "stop": None, "n": None, "response_format": "text.format", "functions": "tools"}
@@ -1155,7 +1156,8 @@ def build_body(req: ir.Request, target: Target) -> dict:
         if req.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = req.parallel_tool_calls
     if req.max_tokens is not None:
-        body["max_output_tokens"] = req.max_tokens
+        # The API refuses fewer than 16; a smaller client limit is raised rather than failed.
+        body["max_output_tokens"] = max(req.max_tokens, MIN_OUTPUT_TOKENS)
     for key in ("temperature", "top_p", "user"):
         value = getattr(req, key)
         if value is not None:

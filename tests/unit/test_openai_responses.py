@@ -651,6 +651,10 @@ def test_build_text_format(fmt, expected):
     assert r.build_body(ir_req([user("Hi")], response_format=fmt), TARGET)["text"] == expected
 
 
+def test_build_raises_a_limit_below_the_api_minimum():
+    assert r.build_body(ir_req([user("Hi")], max_tokens=4), TARGET)["max_output_tokens"] == 16
+
+
 def test_build_reasoning_budget_maps_to_effort():
     out = r.build_body(ir_req([user("Hi")], reasoning=ir.Reasoning(budget_tokens=16000)), TARGET)
     assert out["reasoning"] == {"effort": "high"} and out["include"] == ["reasoning.encrypted_content"]
