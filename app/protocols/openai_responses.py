@@ -753,7 +753,7 @@ _FAILED_CODE = {
 
 
 class _OpenItem:
-    __slots__ = ("index", "item", "kind", "texts", "part_open", "summary_open")
+    __slots__ = ("index", "item", "kind", "texts", "part_open", "summary_open", "announced")
 
     def __init__(self, index: int, item: dict, kind: str) -> None:
         self.index = index  # output_index
@@ -762,6 +762,7 @@ class _OpenItem:
         self.texts: list[str] = []  # the open part's text so far
         self.part_open: str | None = None  # message: the open content part kind; reasoning: "summary"
         self.summary_open = False
+        self.announced = False  # output_item.added sent
 
 
 class StreamFormatter:
@@ -836,21 +837,32 @@ class StreamFormatter:
         self._emit(out, {"type": "response.created", "response": snapshot})
         self._emit(out, {"type": "response.in_progress", "response": snapshot})
 
-    def _open_item(self, kind: str, item: dict, out: list[bytes]) -> _OpenItem:
-        index = len(self._output)
-        opened = _OpenItem(index, item, kind)
+    def _open_item(self, kind: str, item: dict, out: list[bytes], announce: bool = True) -> _OpenItem:
+        opened = _OpenItem(len(self._output), item, kind)
         self._item = opened
-        added = dict(item)
-        if kind == "message":
-            added["content"] = []
-        self._emit(out, {"type": "response.output_item.added", "output_index": index, "item": added})
+        if announce:
+            self._announce(opened, out)
         return opened
+
+    def _announce(self, item: _OpenItem, out: list[bytes]) -> None:
+        if item.announced:
+            return
+        item.announced = True
+        added = dict(item.item)
+        if item.kind == "message":
+            added["content"] = []
+        self._emit(out, {"type": "response.output_item.added", "output_index": item.index, "item": added})
 
     def _close_item(self, out: list[bytes], status: str = "completed") -> None:
         item = self._item
         if item is None:
             return
         self._item = None
+        if not item.announced:
+            # A reasoning part with nothing to show or carry gets no item (as format_response).
+            if "encrypted_content" not in item.item:
+                return
+            self._announce(item, out)
         if item.kind == "message" and item.part_open:
             self._close_text_part(item, out)
         if item.kind == "reasoning" and item.summary_open:
@@ -888,6 +900,7 @@ class StreamFormatter:
                 return
             item.texts.append(event.text)
             if self._show:
+                self._announce(item, out)
                 if not item.summary_open:
                     item.summary_open = True
                     self._emit(out, {"type": "response.reasoning_summary_part.added", "item_id": item.item["id"],
@@ -927,7 +940,7 @@ class StreamFormatter:
             self._open_item(item["type"], item, out)
         elif event.kind == "thinking":
             item = {"id": _item_id("rs", self._id, len(self._output)), "type": "reasoning", "summary": []}
-            self._open_item("reasoning", item, out)
+            self._open_item("reasoning", item, out, announce=False)  # announced by its first visible content
         # redacted_thinking has no Responses form: no item
 
     def _close_text_part(self, item: _OpenItem, out: list[bytes]) -> None:

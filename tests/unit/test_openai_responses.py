@@ -524,11 +524,24 @@ def test_stream_tools_reasoning_custom_and_namespace_through_the_sdk():
 
 def test_stream_hides_reasoning_text_unless_a_summary_was_asked_for():
     data = formatted(parsed(stream=True, reasoning={"effort": "low"}), [
-        ir.MessageStart("abc", "m"), ir.PartStart(0, "thinking"), ir.ThinkingDelta(0, "secret"), ir.PartStop(0),
+        ir.MessageStart("abc", "m"), ir.PartStart(0, "thinking"), ir.ThinkingDelta(0, "secret"),
+        ir.SignatureDelta(0, "ENC", P), ir.PartStop(0),
         ir.PartStart(1, "text"), ir.TextDelta(1, "42"), ir.PartStop(1), ir.MessageStop(ir.FinishReason.stop)])
     assert b"secret" not in data
     _, response = sdk_stream(data)
-    assert response.output[0].summary == [] and response.output_text == "42"
+    assert (response.output[0].summary, response.output[0].encrypted_content) == ([], "ENC")
+    assert response.output_text == "42"
+
+
+def test_stream_reasoning_with_nothing_to_show_or_carry_gets_no_item():
+    data = formatted(parsed(stream=True, reasoning={"effort": "low"}), [
+        ir.MessageStart("abc", "m"), ir.PartStart(0, "thinking"), ir.ThinkingDelta(0, "secret"),
+        ir.SignatureDelta(0, "anthropic-sig", "anthropic"), ir.PartStop(0),
+        ir.PartStart(1, "text"), ir.TextDelta(1, "42"), ir.PartStop(1), ir.MessageStop(ir.FinishReason.stop)])
+    assert b"secret" not in data and b"anthropic-sig" not in data and b'"type":"reasoning"' not in data
+    events, response = sdk_stream(data)
+    assert [item.type for item in response.output] == ["message"] and response.output[0].id == "msg_abc_0"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
 
 
 def test_stream_incomplete_for_max_tokens():
