@@ -958,3 +958,66 @@ def test_responses_backend_stream_to_responses_client_through_the_ir():
     assert (call.call_id, call.arguments) == ("call_1", '{"city":"Oslo"}')
     assert (patch.type, patch.input) == ("custom_tool_call", '*** Begin "Patch"')
     assert response.usage.input_tokens_details.cached_tokens == 4
+
+
+# ====================================================================
+# The mock's fixtures, read by this module (the backend half against the same bytes the mock sends)
+# ====================================================================
+
+def _fixture_bytes(scenario) -> bytes:
+    from mocks.responses import _EventWriter
+    from mocks.scenarios import fill
+    lookup = lambda name, salt: {"model": "gpt-5-nano", "id": f"ID{salt or ''}"}[name]  # noqa: E731
+    writer = _EventWriter()
+    return b"".join(writer.frame(f, lookup) for f in scenario.stream) + writer.end()
+
+
+def _neutral(resp: ir.Response) -> dict:
+    finish = {ir.FinishReason.stop: "stop", ir.FinishReason.length: "length",
+              ir.FinishReason.tool_calls: "tool_calls"}[resp.finish_reason]
+    usage = {"input": resp.usage.input_tokens, "output": resp.usage.output_tokens}
+    if resp.usage.reasoning_tokens:
+        usage["reasoning"] = resp.usage.reasoning_tokens
+    out = {"text": "".join(p.text for p in resp.parts if isinstance(p, ir.Text)),
+           "tool_calls": [{"name": p.name, "arguments": p.arguments_object()}
+                          for p in resp.parts if isinstance(p, ir.ToolCall)],
+           "finish": finish, "usage": usage}
+    thinking = "".join(p.text for p in resp.parts if isinstance(p, ir.Thinking))
+    if thinking:
+        out["thinking"] = thinking
+    return out
+
+
+@pytest.mark.parametrize("name", ["text", "function_calling", "parallel_function_calling", "after_tool_result",
+                                  "thinking", "max_tokens", "stop_sequence", "vision"])
+def test_mock_fixtures_mean_their_expect_through_this_module(name):
+    from mocks.scenarios import ScenarioLibrary, fill
+    from tests.mocks.helpers import expected_summary
+    scenario = ScenarioLibrary().get("openai_responses", name)
+    req = ir_req([user("Hi")], stream=True)
+    expected = expected_summary(scenario.expect)
+    body = fill(scenario.body, lambda n, salt: {"model": "gpt-5-nano", "id": f"ID{salt or ''}"}[n])
+    assert _neutral(r.parse_response(json.dumps(body).encode(), req)) == expected
+    data = _fixture_bytes(scenario)
+    for chunks in [[data], [data[:len(data) // 3], data[len(data) // 3:]], [bytes([b]) for b in data[:400]]
+                   + [data[400:]]]:
+        events = parse_stream(chunks)
+        assert _neutral(ir.response_from_events(events)) == expected
+        assert isinstance(events[-1], ir.MessageStop)
+    if name == "thinking":
+        thinking = ir.response_from_events(parse_stream([data])).parts[0]
+        assert thinking.signature and thinking.provider == P  # goes back to a Responses backend only
+
+
+def test_mock_failed_and_truncated_fixtures_are_stream_errors():
+    from mocks.scenarios import ScenarioLibrary
+    library = ScenarioLibrary()
+    failed = parse_stream([_fixture_bytes(library.get("openai_responses", "error_mid_stream"))])
+    assert isinstance(failed[-1], ir.StreamError) and failed[-1].error.kind is ErrorKind.overloaded
+    assert "".join(e.text for e in failed if isinstance(e, ir.TextDelta)) == "Hello! I'm a mock"
+    cut = library.get("openai_responses", "drop_mid_stream")
+    sent = _fixture_bytes(cut).split(b"\n\n")[:cut.fault.after_frames]  # what the mock sends before the cut
+    dropped = parse_stream([b"\n\n".join(sent) + b"\n\n"])
+    assert isinstance(dropped[-1], ir.StreamError) and dropped[-1].error.kind is ErrorKind.bad_gateway
+    malformed = parse_stream([_fixture_bytes(library.get("openai_responses", "malformed_body"))])
+    assert isinstance(malformed[-1], ir.StreamError) and malformed[-1].error.kind is ErrorKind.bad_gateway
