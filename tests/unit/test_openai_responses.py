@@ -1021,3 +1021,44 @@ def test_mock_failed_and_truncated_fixtures_are_stream_errors():
     assert isinstance(dropped[-1], ir.StreamError) and dropped[-1].error.kind is ErrorKind.bad_gateway
     malformed = parse_stream([_fixture_bytes(library.get("openai_responses", "malformed_body"))])
     assert isinstance(malformed[-1], ir.StreamError) and malformed[-1].error.kind is ErrorKind.bad_gateway
+
+
+# ====================================================================
+# Every other protocol's fixture streams, through this module's formatter, read by the SDK
+# ====================================================================
+
+def _other_stream(provider: str, scenario) -> bytes:
+    from mocks.anthropic import _EventWriter as AnthropicWriter
+    from mocks.gemini import _SseWriter as GeminiWriter
+    from mocks.openai import _SseWriter as OpenAIWriter
+    writer = {"openai": OpenAIWriter, "anthropic": AnthropicWriter, "gemini": GeminiWriter}[provider]()
+    lookup = lambda name, salt: {"model": "m", "id": f"ID{salt or ''}"}[name]  # noqa: E731
+    return b"".join(writer.frame(f, lookup) for f in scenario.stream) + writer.end()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("name", ["text", "function_calling", "parallel_function_calling", "after_tool_result",
+                                  "thinking", "max_tokens", "vision"])
+def test_other_backends_streams_reach_a_responses_client(provider, name):
+    from app.protocols import protocol_module
+    from mocks.scenarios import ScenarioLibrary
+    from tests.mocks.helpers import expected_summary
+    scenario = ScenarioLibrary().get(provider, name)
+    client_req = parsed(stream=True, tools=[{**WEATHER, "name": "get_weather"}],
+                        reasoning={"effort": "low", "summary": "auto"})
+    backend = protocol_module(provider)
+    events = stream_events(backend.StreamParser(client_req), [_other_stream(provider, scenario)])
+    data = formatted(client_req, events)
+    sdk_events, final = sdk_stream(data)
+    final = final or sdk_events[-1].response  # response.incomplete carries the cut answer
+    calls = [{"name": i.name, "arguments": json.loads(i.arguments)} for i in final.output if i.type == "function_call"]
+    finish = final.incomplete_details.reason if final.status == "incomplete" else ("tool_calls" if calls else "stop")
+    got = {"text": final.output_text, "tool_calls": calls,
+           "finish": {"max_output_tokens": "length"}.get(finish, finish),
+           "usage": {"input": final.usage.input_tokens, "output": final.usage.output_tokens}}
+    if final.usage.output_tokens_details.reasoning_tokens:
+        got["usage"]["reasoning"] = final.usage.output_tokens_details.reasoning_tokens
+    thinking = "".join(s.text for i in final.output if i.type == "reasoning" for s in i.summary)
+    if thinking:
+        got["thinking"] = thinking
+    assert got == expected_summary(scenario.expect)
