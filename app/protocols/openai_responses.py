@@ -36,7 +36,6 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import uuid
@@ -45,7 +44,7 @@ from typing import Any, Iterable, Mapping
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
-from app.protocols.base import ModelInfo, Target, UpstreamRequest
+from app.protocols.base import Target, UpstreamRequest
 # The Responses API shares Chat's error envelope, model list and tool-call id
 # rule; the helpers live there once.
 from app.protocols.openai_chat import (_reasoning_effort, _upstream_headers, format_error, format_models,
@@ -261,8 +260,8 @@ def _parse_tools(value: Any) -> tuple[ir.Tool, ...]:
         for tool in _parse_tool(raw, where):
             if tool.native is None:
                 if tool.name in seen:
-                    raise errors.invalid(f"'{where}': the tool name {tool.name!r} is already used by {seen[tool.name]}.",
-                                         f"{where}.name")
+                    raise errors.invalid(f"'{where}': the tool name {tool.name!r} is already used by "
+                                         f"{seen[tool.name]}.", f"{where}.name")
                 seen[tool.name] = where
             tools.append(tool)
     return tuple(tools)

@@ -741,7 +741,8 @@ def test_parse_response():
 @pytest.mark.parametrize("reason, finish", [("max_output_tokens", ir.FinishReason.length),
                                             ("content_filter", ir.FinishReason.content_filter)])
 def test_parse_incomplete_response(reason, finish):
-    doc = {**UPSTREAM, "status": "incomplete", "incomplete_details": {"reason": reason}, "output": UPSTREAM["output"][1:2]}
+    doc = {**UPSTREAM, "status": "incomplete", "incomplete_details": {"reason": reason},
+           "output": UPSTREAM["output"][1:2]}
     resp = r.parse_response(json.dumps(doc).encode(), ir_req([user("Hi")]))
     assert (resp.finish_reason, resp.raw_finish_reason, resp.parts) == (finish, reason, (ir.Text("Checking."),))
 
