@@ -89,6 +89,9 @@ class Opaque:
     kind: str  # what it is, for messages: "document block", "googleSearch tool"
     data: Mapping[str, Any]  # the wire dict, unchanged
     where: str  # the client's field path: "messages.1.content.0", "tools[0].googleSearch"
+    # A hosted tool the client can do without (Responses `web_search`, `tool_search`):
+    # writers of other protocols leave it out (`tools_for`) instead of refusing it.
+    droppable: bool = False
 
 
 Part = Union[Text, Image, ToolCall, ToolResult, Thinking, Refusal, Opaque]
@@ -114,12 +117,22 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A function tool, or (with `native`) a tool the IR cannot model (server tools,
-    OpenAI custom tools): then `name` is only a label and the rest is unset."""
+    OpenAI custom tools): then `name` is only a label and the rest is unset.
+
+    `kind == "custom"`: a free-form-text tool (OpenAI Responses `custom`, e.g.
+    apply_patch with a grammar), modelled as a function of one string argument
+    `input` so every target can offer it; its calls carry `{"input": <text>}`.
+    A Responses writer sends it back as `custom` with `input_format`.
+    `namespace`: the client's tool group (Responses `namespace`); `name` is then the
+    flattened `<namespace>__<name>`, restored from this field on the way back."""
     name: str
     description: str | None = None
     parameters: Mapping[str, Any] | None = None  # JSON Schema as the client sent it
     strict: bool | None = None
     native: Opaque | None = None
+    kind: Literal["function", "custom"] = "function"
+    input_format: Mapping[str, Any] | None = None  # custom: the input format as sent (grammar / text)
+    namespace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,10 @@ class Request:
     response_format: ResponseFormat | None = None
     user: str | None = None
     extras: tuple[Extra, ...] = ()
+    # Responses: the stored response this one continues (resolved by the pipeline
+    # from the state store) and whether this one may be stored (None: the default).
+    previous_response_id: str | None = None
+    store: bool | None = None
     # The client's body as parsed JSON: same-protocol hops send it on with only
     # the model swapped, so nothing the IR does not model is lost.
     raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -331,6 +348,15 @@ def parse_arguments(arguments: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError("tool call arguments must be a JSON object")
     return value
+
+
+def tools_for(protocol: str, tools: tuple[Tool, ...]) -> tuple[Tool, ...]:
+    """The tools a writer of `protocol` sends: another protocol's droppable hosted
+    tools (`Opaque.droppable`) are left out; anything else is the writer's to send or refuse."""
+    if not any(t.native is not None and t.native.droppable for t in tools):
+        return tools
+    return tuple(t for t in tools
+                 if t.native is None or not t.native.droppable or t.native.protocol == protocol)
 
 
 def tool_names_by_id(messages: tuple[Message, ...]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from mocks.google_oauth import TokenError
 from mocks.openai import OpenAIProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
+from mocks.responses import AzureResponsesProvider, ResponsesProvider
 from mocks.scenarios import DEFAULT_ROOT, ScenarioLibrary
 from mocks.vertex import VertexAnthropicProvider, VertexGeminiProvider
 from mocks.wire import read_body
@@ -30,7 +31,10 @@ ANTHROPIC = AnthropicProvider()
 GEMINI = GeminiProvider()
 AZURE_OPENAI = AzureOpenAIProvider()
 BEDROCK = BedrockProvider()
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK)}
+RESPONSES = ResponsesProvider()
+AZURE_RESPONSES = AzureResponsesProvider()
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
+                                                      AZURE_RESPONSES)}
 
 
 def provider_for_request() -> Provider:
@@ -104,6 +108,10 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     def openai_chat() -> Response:
         return generation(OPENAI)
 
+    @app.post("/v1/responses")
+    def openai_responses() -> Response:
+        return generation(RESPONSES)
+
     # ------------------------------------------------------------- Azure OpenAI
     @app.post("/openai/deployments/<deployment>/chat/completions")
     def azure_deployment_chat(deployment: str) -> Response:
@@ -114,6 +122,16 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/openai/v1/chat/completions")
     def azure_v1_chat() -> Response:
         return generation(AZURE_OPENAI)
+
+    @app.post("/openai/v1/responses")
+    def azure_v1_responses() -> Response:
+        return generation(AZURE_RESPONSES)
+
+    @app.post("/openai/responses")
+    def azure_classic_responses() -> Response:
+        call = _call()
+        call.notes["form"] = "classic"
+        return AZURE_RESPONSES.handle_generation(call, state)
 
     # ------------------------------------------------------------- Google OAuth2 and Vertex AI
     @app.post("/token")

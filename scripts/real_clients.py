@@ -225,9 +225,10 @@ def retarget_tool_call(fixture: dict[str, Any], name: str, arguments: Mapping[st
     """A `function_calling` fixture calling `name(arguments)` instead of its own tool.
 
     Works on every provider's wire shape: the tool name wherever the call is named, whole
-    argument objects (`input`, `args`) replaced, and streamed argument fragments (`arguments`
-    strings, `partial_json`, Bedrock's `input` strings) rewritten so they still reassemble: the first non-empty fragment
-    carries the whole JSON, the others become empty."""
+    argument objects (`input`, `args`) and Responses' final `arguments` replaced, and streamed
+    argument fragments (`arguments` strings, `partial_json`, Bedrock's `input` strings, Responses
+    argument deltas) rewritten so they still reassemble: the first non-empty fragment carries the
+    whole JSON, the others become empty."""
     old = {c["name"] for c in fixture.get("expect", {}).get("tool_calls", [])}
     text = json.dumps(dict(arguments))
 
@@ -242,7 +243,11 @@ def retarget_tool_call(fixture: dict[str, Any], name: str, arguments: Mapping[st
                 out[k] = name
             elif k in ("input", "args") and isinstance(v, dict) and v:
                 out[k] = dict(arguments)
-            elif k in ("arguments", "partial_json", "input") and isinstance(v, str):  # input: Bedrock's deltas
+            elif k == "arguments" and isinstance(v, str) and (
+                    value.get("status") == "completed" or value.get("type") == "response.function_call_arguments.done"):
+                out[k] = text  # a Responses final value (finished item, .done event): the whole arguments
+            elif (k in ("arguments", "partial_json", "input") and isinstance(v, str)) or (  # input: Bedrock's deltas
+                    k == "delta" and value.get("type") == "response.function_call_arguments.delta"):
                 out[k] = v
                 fragments.append((out, k))
             else:

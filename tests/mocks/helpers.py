@@ -14,6 +14,7 @@ AUTH = {
     "openai": {"Authorization": "Bearer sk-test-key"},
     "anthropic": {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"},
     "gemini": {"x-goog-api-key": "AIza-test"},
+    "openai_responses": {"Authorization": "Bearer sk-test-key"},
 }
 GOOD_SCENARIOS = ("text", "function_calling", "parallel_function_calling", "after_tool_result", "thinking",
                   "max_tokens", "stop_sequence", "vision")
@@ -209,6 +210,65 @@ def summarize_gemini(responses: Iterable[dict]) -> dict:
             usage = gemini_usage(response["usageMetadata"])
     neutral = {"STOP": "tool_calls" if calls else "stop", "MAX_TOKENS": "length"}.get(finish, "content_filter")
     out = {"text": "".join(text), "tool_calls": calls, "finish": neutral, "usage": usage}
+    if thinking:
+        out["thinking"] = "".join(thinking)
+    return out
+
+
+def responses_usage(usage: dict | None) -> dict | None:
+    if not usage:
+        return None
+    details = usage.get("output_tokens_details") or {}
+    return _neutral_usage(usage["input_tokens"], usage["output_tokens"], details.get("reasoning_tokens"))
+
+
+def _responses_finish(response: dict, has_calls: bool) -> str:
+    if response["status"] == "incomplete":
+        return {"max_output_tokens": "length", "content_filter": "content_filter"}[
+            response["incomplete_details"]["reason"]]
+    assert response["status"] == "completed", response["status"]
+    return "tool_calls" if has_calls else "stop"
+
+
+def summarize_responses_body(body: dict) -> dict:
+    text, thinking, calls = [], [], []
+    for item in body["output"]:
+        if item["type"] == "message":
+            text += [c["text"] for c in item["content"] if c["type"] == "output_text"]
+        elif item["type"] == "function_call":
+            calls.append({"name": item["name"], "arguments": _args(item["arguments"])})
+        elif item["type"] == "reasoning":
+            thinking += [s["text"] for s in item["summary"]]
+    out = {"text": "".join(text), "tool_calls": calls, "finish": _responses_finish(body, bool(calls)),
+           "usage": responses_usage(body.get("usage"))}
+    if thinking:
+        out["thinking"] = "".join(thinking)
+    return out
+
+
+def summarize_responses_stream(events: Iterable[tuple[str | None, Any]]) -> dict:
+    """From the deltas (what a streaming client sees), checking the event grammar on the way:
+    `event:` equal to `type`, consecutive sequence numbers, the terminal event last."""
+    text, thinking, calls, terminal = [], [], {}, None
+    for n, (event, data) in enumerate(events):
+        assert terminal is None, f"{event} after the terminal event"
+        assert data["type"] == event and data["sequence_number"] == n, (event, data)
+        if event == "response.output_text.delta":
+            text.append(data["delta"])
+        elif event == "response.reasoning_summary_text.delta":
+            thinking.append(data["delta"])
+        elif event == "response.output_item.added" and data["item"]["type"] == "function_call":
+            calls[data["item"]["id"]] = {"name": data["item"]["name"], "arguments": ""}
+        elif event == "response.function_call_arguments.delta":
+            calls[data["item_id"]]["arguments"] += data["delta"]
+        elif event in ("response.completed", "response.incomplete"):
+            terminal = data["response"]
+        elif event in ("error", "response.failed"):
+            raise AssertionError(f"in-stream error: {data}")
+    assert terminal is not None, "stream did not end with response.completed / response.incomplete"
+    out = {"text": "".join(text), "finish": _responses_finish(terminal, bool(calls)),
+           "usage": responses_usage(terminal.get("usage")),
+           "tool_calls": [{"name": c["name"], "arguments": _args(c["arguments"])} for c in calls.values()]}
     if thinking:
         out["thinking"] = "".join(thinking)
     return out

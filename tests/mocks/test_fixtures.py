@@ -12,7 +12,7 @@ from mocks.scenarios import PROVIDERS, Frame, ScenarioFormatError, ScenarioLibra
 from tests.mocks.helpers import (
     FAULT_SCENARIOS, GOOD_SCENARIOS, expected_summary, parse_sse, summarize_anthropic_body,
     summarize_anthropic_stream, summarize_bedrock_body, summarize_bedrock_stream, summarize_gemini,
-    summarize_openai_body, summarize_openai_stream,
+    summarize_openai_body, summarize_openai_stream, summarize_responses_body, summarize_responses_stream,
 )
 
 
@@ -35,6 +35,10 @@ def summarize(provider: str, body=None, frames=None) -> dict:
         if body is not None:
             return summarize_bedrock_body(body)
         return summarize_bedrock_stream([(f.event, fill(f.data, _lookup)) for f in frames])
+    if provider == "openai_responses":
+        if body is not None:
+            return summarize_responses_body(body)
+        return summarize_responses_stream([(f.event, fill(f.data, _lookup)) for f in frames])
     return summarize_gemini([body] if body is not None else _stream_data(frames))
 
 
@@ -59,7 +63,8 @@ def test_body_and_stream_mean_expect(library: ScenarioLibrary, provider: str, na
 def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     expects = {p: library.get(p, name).expect for p in PROVIDERS}
     for key in ("text", "tool_calls", "finish", "usage"):
-        assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key], key
+        assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key] \
+            == expects["openai_responses"][key], key
     # Converse reports no reasoning token count; everything else is the same
     reasoning_free = {k: v for k, v in expects["openai"]["usage"].items() if k != "reasoning"}
     assert expects["bedrock"]["usage"] == reasoning_free
@@ -67,7 +72,8 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     if name == "thinking":
         assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"]
         assert "thinking" not in expects["openai"]
-        assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"]
+        assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"] \
+            == expects["openai_responses"]["thinking"]
 
 
 @pytest.mark.parametrize("name", ("text", "after_tool_result", "thinking", "max_tokens", "stop_sequence", "vision"))
@@ -117,6 +123,8 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "content_block_delta")
         elif provider == "bedrock":
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "contentBlockDelta")
+        elif provider == "openai_responses":
+            text = "".join(f.data["delta"] for f in sent if f.event == "response.output_text.delta")
         else:
             text = summarize_gemini(_stream_data(tuple(sent)))["text"]
         assert text == scenario.expect["partial_text"], name
