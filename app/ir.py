@@ -340,6 +340,25 @@ Event = Union[MessageStart, PartStart, TextDelta, RefusalDelta, ToolArgumentsDel
 # ------------------------------------------------------------------ helpers
 
 
+# The first base64 characters of each image format's magic bytes.
+_BASE64_MAGIC = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"), ("R0lGOD", "image/gif"),
+                 ("UklGR", "image/webp"))
+
+
+def sniff_image_type(data: str) -> str | None:
+    """The media type of inline base64 image data from its magic bytes; None when unknown."""
+    for prefix, media_type in _BASE64_MAGIC:
+        if data.startswith(prefix):
+            return media_type
+    return None
+
+
+# Reasoning effort -> a thinking budget in tokens, for targets that take a budget
+# (Claude, Gemini). Every writer uses this one table.
+EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32000, "max": 32000}
+MIN_THINKING_BUDGET = 1024  # the smallest budget Claude takes, wherever it is served (Anthropic, Bedrock, Vertex)
+
+
 def parse_arguments(arguments: str) -> dict:
     """Tool-call argument text -> object. Empty text is `{}` (OpenAI sends "" for no-arg calls)."""
     if not arguments or not arguments.strip():

@@ -59,6 +59,8 @@ class Pipeline:
         # what outlives a request (a token cache, AWS credentials) lives here.
         self.providers: dict[str, Provider] = {
             name: provider_class(b.kind)(b) for name, b in config.backends.items()}
+        for provider in self.providers.values():
+            protocol_module(provider.wire)  # imported and its shape checked now
 
     # ------------------------------------------------------------ entry
 

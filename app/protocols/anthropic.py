@@ -65,7 +65,7 @@ from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact, retry_after_from_headers
 from app.jsonutil import dumps, dumps_str, loads
 from app.model_ids import check_model_id
-from app.protocols.base import ModelInfo, Target, extras_to_send
+from app.protocols.base import extras_to_send, ModelInfo, opaque_out, Target
 from app.upstream.framing import Frame, encode_sse
 
 PROTOCOL = "anthropic"
@@ -73,10 +73,8 @@ RESPONSE_MODEL_FIELD = "model"
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-MIN_THINKING_BUDGET = 1024
+MIN_THINKING_BUDGET = ir.MIN_THINKING_BUDGET
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-# Reasoning effort -> thinking budget (policy; hazard 26).
-EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32000, "max": 32000}
 OUTPUT_EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
 
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
@@ -1157,16 +1155,8 @@ def _message_blocks(m: ir.Message, where: str) -> tuple[list[dict], list[dict]]:
             if block is not None:
                 content.append(block)
         elif isinstance(part, ir.Opaque):
-            content.append(_opaque_out(part))
+            content.append(opaque_out(part, PROTOCOL, "an Anthropic backend"))
     return results, content
-
-
-def _opaque_out(part: ir.Opaque) -> dict:
-    """A block or tool the IR could not model: sent as the client sent it, in place,
-    only to the protocol it came from; elsewhere a 400 naming the client's field."""
-    if part.protocol != PROTOCOL:
-        raise invalid(f"{part.kind} cannot be sent to an Anthropic backend", param=part.where)
-    return dict(part.data)
 
 
 def _thinking_block(part: ir.Thinking) -> dict | None:
@@ -1193,7 +1183,7 @@ def _tool_result_block(result: ir.ToolResult, at: str) -> dict:
         if isinstance(part, ir.Image):
             content.append(_image_block(part, f"{at}.content.{k}"))
         elif isinstance(part, ir.Opaque):
-            content.append(_opaque_out(part))
+            content.append(opaque_out(part, PROTOCOL, "an Anthropic backend"))
         elif part.text.strip():
             content.append({"type": "text", "text": part.text})
     if len(content) == 1 and content[0]["type"] == "text":
@@ -1241,7 +1231,7 @@ def _thinking_budget(reasoning: ir.Reasoning | None) -> int | None:
     if reasoning.budget_tokens is not None:
         budget = reasoning.budget_tokens
     elif reasoning.effort is not None or reasoning.include_thoughts:
-        budget = EFFORT_BUDGETS.get(reasoning.effort or "medium", EFFORT_BUDGETS["medium"])
+        budget = ir.EFFORT_BUDGETS.get(reasoning.effort or "medium", ir.EFFORT_BUDGETS["medium"])
     else:
         return None
     return max(budget, MIN_THINKING_BUDGET)
@@ -1282,7 +1272,7 @@ def _history_tool_names(turns: list[dict]) -> list[str]:
 
 def _tool_definition(tool: ir.Tool) -> dict:
     if tool.native is not None:
-        return _opaque_out(tool.native)
+        return opaque_out(tool.native, PROTOCOL, "an Anthropic backend")
     schema = dict(tool.parameters) if tool.parameters else {"type": "object", "properties": {}}
     if "type" not in schema:
         schema = {"type": "object", **schema}

@@ -70,6 +70,15 @@ class ModelInfo:
     owned_by: str = "interchange"
 
 
+def opaque_out(part: ir.Opaque, protocol: str, backend_label: str) -> dict:
+    """A part, call or tool the IR could not model: sent as the client sent it, in
+    place, only to the protocol it came from; elsewhere a 400 naming the client's
+    field. `backend_label`: "an OpenAI backend"."""
+    if part.protocol != protocol:
+        raise invalid(f"{part.kind} cannot be sent to {backend_label}", param=part.where)
+    return dict(part.data)
+
+
 def extras_to_send(req: ir.Request, protocol: str, backend_label: str) -> dict[str, Any]:
     """The one rule every writer applies to `req.extras` (fields of the client's
     protocol with no IR meaning): the writer's own protocol's go out unchanged;

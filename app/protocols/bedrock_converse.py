@@ -49,8 +49,6 @@ from typing import Any, Callable, Mapping
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
 from app.jsonutil import dumps, dumps_str, loads
-# Claude's own thinking limits: the same models behind the Anthropic wire, so one table.
-from app.protocols.anthropic import EFFORT_BUDGETS, MIN_THINKING_BUDGET
 from app.upstream.eventstream import ERROR_PREFIX, EXCEPTION_PREFIX
 from app.protocols.base import Target
 from app.upstream.framing import Frame
@@ -61,8 +59,6 @@ FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
-# Leading base64 characters of each format's magic bytes, for images sent without a media type.
-_BASE64_MAGIC = (("iVBORw0KGgo", "png"), ("/9j/", "jpeg"), ("R0lGOD", "gif"), ("UklGR", "webp"))
 
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")
 _TOOL_ID_INVALID_CHAR = re.compile(r"[^a-zA-Z0-9_.:-]")
@@ -279,7 +275,8 @@ def _image_block(image: ir.Image, at: str) -> dict:
     if media_type:
         image_format = IMAGE_FORMATS.get(media_type.strip().lower())
     else:
-        image_format = next((f for prefix, f in _BASE64_MAGIC if data.startswith(prefix)), None)
+        sniffed = ir.sniff_image_type(data)
+        image_format = sniffed.removeprefix("image/") if sniffed else None
     if image_format is None:
         raise invalid(f"image media type {media_type!r} is not supported by Bedrock "
                       "(image/png, image/jpeg, image/gif, image/webp)", param=at)
@@ -293,10 +290,10 @@ def _thinking_budget(reasoning: ir.Reasoning | None) -> int | None:
     if reasoning.budget_tokens is not None:
         budget = reasoning.budget_tokens
     elif reasoning.effort is not None or reasoning.include_thoughts:
-        budget = EFFORT_BUDGETS.get(reasoning.effort or "medium", EFFORT_BUDGETS["medium"])
+        budget = ir.EFFORT_BUDGETS.get(reasoning.effort or "medium", ir.EFFORT_BUDGETS["medium"])
     else:
         return None
-    return max(budget, MIN_THINKING_BUDGET)
+    return max(budget, ir.MIN_THINKING_BUDGET)
 
 
 def _history_allows_thinking(turns: list[dict]) -> bool:
@@ -312,7 +309,7 @@ def _inference_config(req: ir.Request, budget: int | None) -> dict:
     config: dict[str, Any] = {}
     max_tokens = req.max_tokens
     if budget is not None and (max_tokens or 0) <= budget:
-        max_tokens = budget + MIN_THINKING_BUDGET  # the answer needs room beyond the thinking budget
+        max_tokens = budget + ir.MIN_THINKING_BUDGET  # the answer needs room beyond the thinking budget
     if max_tokens is not None:
         config["maxTokens"] = max_tokens
     # With thinking on Claude refuses a changed temperature and top_p below 0.95.

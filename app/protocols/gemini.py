@@ -34,7 +34,7 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, dumps_str, loads, loads_bounded
 from app.model_ids import check_model_id
 from app.protocols import gemini_schema
-from app.protocols.base import ModelInfo, Target, extras_to_send
+from app.protocols.base import extras_to_send, ModelInfo, opaque_out, Target
 from app.upstream.framing import Frame, encode_sse
 
 PROVIDER = "gemini"
@@ -831,13 +831,9 @@ def format_models(models: list[ModelInfo]) -> dict:
 # ================================================= backend: build_request
 
 # Reasoning effort -> thinkingBudget (policy from hazard 26).
-_EFFORT_BUDGET = {"none": 0, "minimal": 1024, "low": 2048, "medium": 8192, "high": 24576,
-                  "xhigh": 32768, "max": 32768}
 _MAX_STOP_SEQUENCES = 5
 _GEMINI_FILE_PREFIXES = ("https://generativelanguage.googleapis.com/", "gs://",
                          "https://www.youtube.com/", "https://youtube.com/", "https://youtu.be/")
-_IMAGE_MAGIC = (("/9j/", "image/jpeg"), ("iVBORw0KGgo", "image/png"), ("R0lGOD", "image/gif"),
-                ("UklGR", "image/webp"))
 
 
 def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
@@ -874,7 +870,7 @@ def _request_body(req: ir.Request) -> dict:
         declarations: list[dict] = []
         for t in req.tools:
             if t.native is not None:
-                body["tools"].append(_opaque_out(t.native))
+                body["tools"].append(opaque_out(t.native, PROVIDER, "a Gemini backend"))
                 continue
             if not declarations:
                 body["tools"].append({"functionDeclarations": declarations})
@@ -920,16 +916,8 @@ def _part_for_upstream(part: ir.Part) -> dict | None:
     if isinstance(part, ir.ToolCall):
         return _function_call_for_upstream(part)
     if isinstance(part, ir.Opaque):
-        return _opaque_out(part)
+        return opaque_out(part, PROVIDER, "a Gemini backend")
     return None  # Thinking is never sent as text; its signatures ride on the calls
-
-
-def _opaque_out(part: ir.Opaque) -> dict:
-    """A part or tool the IR could not model: sent as the client sent it, in place,
-    only to the protocol it came from; elsewhere a 400 naming the client's field."""
-    if part.protocol != PROVIDER:
-        raise errors.invalid(f"{part.kind} cannot be sent to a Gemini backend", part.where)
-    return dict(part.data)
 
 
 def _function_call_for_upstream(call: ir.ToolCall) -> dict:
@@ -977,7 +965,7 @@ def _function_responses(results: list[ir.ToolResult], calls: list[ir.ToolCall],
         if not is_synthesized_id(result.call_id):
             function_response["id"] = split_signature_id(result.call_id)[0]
         parts.append({"functionResponse": function_response})
-        images.extend(_image_for_upstream(p) if isinstance(p, ir.Image) else _opaque_out(p)
+        images.extend(_image_for_upstream(p) if isinstance(p, ir.Image) else opaque_out(p, PROVIDER, "a Gemini backend")
                       for p in result.content if isinstance(p, (ir.Image, ir.Opaque)))
     return {"role": "user", "parts": parts + images}
 
@@ -996,12 +984,12 @@ def _response_object(result: ir.ToolResult) -> dict:
 
 def _image_for_upstream(image: ir.Image) -> dict:
     if image.data:
-        return {"inlineData": {"mimeType": image.media_type or _sniff_media_type(image.data), "data": image.data}}
+        return {"inlineData": {"mimeType": image.media_type or _media_type_of(image.data), "data": image.data}}
     url = image.url or ""
     if url.startswith("data:"):
         header, _, data = url.partition(",")
         media_type = header[5:].split(";")[0] or None
-        return {"inlineData": {"mimeType": media_type or _sniff_media_type(data), "data": data}}
+        return {"inlineData": {"mimeType": media_type or _media_type_of(data), "data": data}}
     if url.startswith(_GEMINI_FILE_PREFIXES):
         file_data = {"fileUri": url}
         if image.media_type:
@@ -1010,11 +998,11 @@ def _image_for_upstream(image: ir.Image) -> dict:
     raise errors.invalid("Gemini cannot fetch image URLs; send the image inline as a data URL")
 
 
-def _sniff_media_type(data: str) -> str:
-    for magic, media_type in _IMAGE_MAGIC:
-        if data.startswith(magic):
-            return media_type
-    raise errors.invalid("the image's media type is unknown; send it with its media type")
+def _media_type_of(data: str) -> str:
+    media_type = ir.sniff_image_type(data)
+    if media_type is None:  # Gemini needs a mimeType, and guessing one would misdescribe the bytes
+        raise errors.invalid("the image's media type is unknown; send it with its media type")
+    return media_type
 
 
 def _declaration_out(tool: ir.Tool) -> dict:
@@ -1066,7 +1054,7 @@ def _thinking_config(reasoning: ir.Reasoning) -> dict:
     config: dict[str, Any] = {}
     budget = reasoning.budget_tokens
     if budget is None and reasoning.effort is not None:
-        budget = _EFFORT_BUDGET.get(reasoning.effort)
+        budget = 0 if reasoning.effort == "none" else ir.EFFORT_BUDGETS.get(reasoning.effort)
     if budget is not None:
         config["thinkingBudget"] = budget
     if reasoning.include_thoughts is not False and budget != 0:  # nothing to include when thinking is off

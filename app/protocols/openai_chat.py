@@ -47,11 +47,13 @@ from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
 from app.logfields import log_field
 from app.model_ids import check_model_id
-from app.protocols.base import ModelInfo, Target, extras_to_send
+from app.protocols.base import extras_to_send, ModelInfo, opaque_out, Target
 from app.upstream.framing import Frame, encode_sse
 
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
 FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
+# A data URL needs a media type; OpenAI sniffs the bytes itself, so a generic one is honest.
+_UNKNOWN_IMAGE = "application/octet-stream"
 RESPONSE_MODEL_FIELD = "model"
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -726,7 +728,7 @@ def _reasoning_effort(reasoning: ir.Reasoning | None) -> str | None:
 
 def _wire_tool(tool: ir.Tool) -> dict:
     if tool.native is not None:
-        return _opaque_out(tool.native)
+        return opaque_out(tool.native, PROTOCOL, "an OpenAI backend")
     fn: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         fn["description"] = tool.description
@@ -756,7 +758,7 @@ def _wire_response_format(fmt: ir.ResponseFormat) -> dict:
 
 def _image_url(image: ir.Image) -> dict:
     if image.data is not None:
-        url = f"data:{image.media_type or _sniff_media_type(image.data)};base64,{image.data}"
+        url = f"data:{image.media_type or ir.sniff_image_type(image.data) or _UNKNOWN_IMAGE};base64,{image.data}"
     else:
         url = image.url or ""
     out = {"url": url}
@@ -765,27 +767,10 @@ def _image_url(image: ir.Image) -> dict:
     return {"type": "image_url", "image_url": out}
 
 
-def _sniff_media_type(data: str) -> str:
-    # Base64 prefixes of the PNG/JPEG/GIF/WebP magic numbers.
-    for prefix, media_type in (("iVBOR", "image/png"), ("/9j/", "image/jpeg"),
-                               ("R0lGOD", "image/gif"), ("UklGR", "image/webp")):
-        if data.startswith(prefix):
-            return media_type
-    return "image/png"
-
-
-def _opaque_out(part: ir.Opaque) -> dict:
-    """A part, call or tool the IR could not model: sent as the client sent it, in
-    place, only to the protocol it came from; elsewhere a 400 naming the client's field."""
-    if part.protocol != PROTOCOL:
-        raise errors.invalid(f"{part.kind} cannot be sent to an OpenAI backend", part.where)
-    return dict(part.data)
-
-
 def _wire_content(parts: Iterable[ir.Part]) -> str | list | None:
     """One text part -> a plain string (the common form); several, images or opaque parts -> a parts array."""
     wire = [{"type": "text", "text": p.text} if isinstance(p, ir.Text)
-            else _image_url(p) if isinstance(p, ir.Image) else _opaque_out(p)
+            else _image_url(p) if isinstance(p, ir.Image) else opaque_out(p, PROTOCOL, "an OpenAI backend")
             for p in parts if isinstance(p, (ir.Text, ir.Image, ir.Opaque))]
     if not wire:
         return None
@@ -842,7 +827,7 @@ def _wire_assistant(parts: list[ir.Part], echo_reasoning: bool = False) -> dict 
     if refusal:
         message["refusal"] = refusal
     if calls:
-        message["tool_calls"] = [_opaque_out(c) if isinstance(c, ir.Opaque)
+        message["tool_calls"] = [opaque_out(c, PROTOCOL, "an OpenAI backend") if isinstance(c, ir.Opaque)
                                  else _wire_tool_call(ir.ToolCall(wire_call_id(c.id), c.name, c.arguments))
                                  for c in calls]
     return message

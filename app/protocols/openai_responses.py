@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 from app import errors, ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
-from app.protocols.base import Target
+from app.protocols.base import opaque_out, Target
 # The Responses API shares Chat's error envelope, model list and tool-call id
 # rule; the helpers live there once.
 from app.protocols.openai_chat import _reasoning_effort, format_error, format_models, parse_error, wire_call_id
@@ -1019,17 +1019,9 @@ def _tools_by_name(req: ir.Request) -> dict[str, ir.Tool]:
     return {t.name: t for t in req.tools if t.native is None}
 
 
-def _opaque_out(part: ir.Opaque) -> dict:
-    """Something the IR could not model: sent as the client sent it, in place,
-    only to the protocol it came from; elsewhere a 400 naming the client's field."""
-    if part.protocol != PROTOCOL:
-        raise errors.invalid(f"{part.kind} cannot be sent to an OpenAI Responses backend", part.where)
-    return dict(part.data)
-
-
 def _wire_tool(tool: ir.Tool) -> dict:
     if tool.native is not None:
-        return _opaque_out(tool.native)
+        return opaque_out(tool.native, PROTOCOL, "an OpenAI Responses backend")
     if tool.kind == "custom":
         out: dict[str, Any] = {"type": "custom", "name": tool.name}
         if tool.description is not None:
@@ -1072,7 +1064,7 @@ def _input_parts(parts: Iterable[ir.Part]) -> list[dict]:
         elif isinstance(p, ir.Image):
             out.append(_image_url(p))
         elif isinstance(p, ir.Opaque):
-            out.append(_opaque_out(p))
+            out.append(opaque_out(p, PROTOCOL, "an OpenAI Responses backend"))
     return out
 
 
@@ -1106,7 +1098,7 @@ def _wire_input(req: ir.Request) -> list[dict]:
         if content:
             role = "user" if m.role == "tool" else m.role
             items.append({"type": "message", "role": role, "content": content})
-        items.extend(_opaque_out(p) for p in opaque_items)
+        items.extend(opaque_out(p, PROTOCOL, "an OpenAI Responses backend") for p in opaque_items)
     return items
 
 
@@ -1143,7 +1135,7 @@ def _assistant_items(parts: Iterable[ir.Part], tools: Mapping[str, ir.Tool], cus
                 items.append({"type": "function_call", "call_id": call_id, "name": p.name, "arguments": p.arguments})
         elif isinstance(p, ir.Opaque):
             flush()
-            items.append(_opaque_out(p))
+            items.append(opaque_out(p, PROTOCOL, "an OpenAI Responses backend"))
     flush()
 
 

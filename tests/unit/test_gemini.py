@@ -720,8 +720,8 @@ def test_build_request_rejects(req, param, words):
     (ir.Reasoning(effort="low"), {"thinkingBudget": 2048, "includeThoughts": True}),
     (ir.Reasoning(effort="medium"), {"thinkingBudget": 8192, "includeThoughts": True}),
     (ir.Reasoning(effort="high"), {"thinkingBudget": 24576, "includeThoughts": True}),
-    (ir.Reasoning(effort="xhigh"), {"thinkingBudget": 32768, "includeThoughts": True}),
-    (ir.Reasoning(effort="max", include_thoughts=False), {"thinkingBudget": 32768}),
+    (ir.Reasoning(effort="xhigh"), {"thinkingBudget": 32000, "includeThoughts": True}),
+    (ir.Reasoning(effort="max", include_thoughts=False), {"thinkingBudget": 32000}),
     (ir.Reasoning(budget_tokens=5000, effort="low"), {"thinkingBudget": 5000, "includeThoughts": True}),
     (ir.Reasoning(), {"includeThoughts": True}),
 ])

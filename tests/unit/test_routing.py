@@ -139,3 +139,4 @@ def test_route_debug_line_escapes_the_names(router, caplog):
     (record,) = caplog.records
     assert record.getMessage() == ('route model="new model\\n" backend=an upstream_model="new model\\n" '
                                    "reason=capability")
+
