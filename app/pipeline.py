@@ -407,7 +407,7 @@ class ModelRewriter:
         known = self._known
         if len(known) == 1:
             m = self._pattern.search(text)
-            if m and m.group(2) != self._client:
+            if m and m.group(2) and m.group(2) != self._client:  # "" names no model (Azure's filter chunk)
                 known.add(m.group(2))
             if self._client in known and len(known) == 1:
                 return text  # the only known id is the client's own name: replacing is the identity

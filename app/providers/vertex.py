@@ -30,6 +30,8 @@ _SETTINGS = {
     "credentials_file": Setting(str, help="a service-account JSON key; default: GCP_ACCESS_TOKEN, else "
                                           "application-default credentials"),
     "access_token": Setting(str, help="a static OAuth2 token (e.g. \"${GCP_ACCESS_TOKEN}\")"),
+    "token_uri": Setting(str, help="the OAuth2 token endpoint, instead of the one the credentials name "
+                                   "(a private endpoint, the mock)"),
 }
 
 
@@ -51,7 +53,8 @@ class _Vertex(Provider):
         self._project = self.setting("project")
         self._location = self.setting("location")
         self._base = backend.url or default_url(self._location)
-        self._token = GoogleToken(backend.name, self.setting("credentials_file"), self.setting("access_token"))
+        self._token = GoogleToken(backend.name, self.setting("credentials_file"), self.setting("access_token"),
+                                  self.setting("token_uri"))
 
     @classmethod
     def base_url(cls, url: str) -> BaseUrl:
