@@ -3,9 +3,12 @@
 Each cell sends one request in the frontend's wire format (plain `requests`, no SDK:
 we check bytes and shapes), reads the reply into one normalized `Reply`, compares it
 with the scenario fixture's `expect:` section, then reads the mock's request log and
-checks the single upstream request the proxy made in the backend's protocol.
+checks the single generation request the proxy made upstream, read in the wire format of
+the backend's kind at that provider's URLs (UPSTREAM_KINDS).
 
-A cell is n/a only where the backend's declared capabilities rule it out.
+Rows: each backend's first mapped model, plus each registry model on it (`[models]`), whose
+capabilities may narrow the backend's. A cell is n/a only where those declared capabilities
+rule it out.
 
     python -m app matrix --help
 """
@@ -1883,9 +1886,10 @@ and the proxy (python -m app serve --config CONFIG --port {PROXY_PORT}), waits f
 both, runs the cells, and stops both servers again, also on Ctrl-C or failure.
 
 Each cell checks meaning, not just HTTP 200: the reply against the fixture's expect: section
-(scenarios/<backend protocol>/<scenario>.yaml), the stream framing of the frontend, and the
-one upstream request the mock recorded (GET {{mock}}/_mock/requests).
-A cell is n/a only when the backend's declared capabilities rule it out.
+(scenarios/<the fixtures the backend kind's mock replays>/<scenario>.yaml), the stream framing
+of the frontend, and the one generation request the mock recorded (GET {{mock}}/_mock/requests).
+A registry model ([models]) on a backend gets rows of its own.
+A cell is n/a only when the backend's (or registry model's) declared capabilities rule it out.
 
 capabilities: {", ".join(CAPABILITIES)}
 frontends:    {", ".join(FRONTENDS)}
