@@ -9,7 +9,9 @@ project/location URLs, with a Google OAuth2 bearer token (google_auth.py).
   `model` and with `anthropic_version`; token counting at `…/models/count-tokens:rawPredict`.
 
 The base is `https://{location}-aiplatform.googleapis.com` (`https://aiplatform.googleapis.com`
-for `global`), unless `url` says otherwise (a private endpoint, the mock).
+for `global`), unless `url` says otherwise (a private endpoint, the mock). Likewise `token_uri`
+replaces the token endpoint a service-account key names (config-mock.toml points the test key
+at the mock that is running).
 """
 from __future__ import annotations
 
