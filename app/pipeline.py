@@ -5,7 +5,9 @@
 
 Same-protocol hops (an OpenAI client on an OpenAI backend) send the client's
 body on with only the model swapped and relay the upstream frames with only
-the model name rewritten: nothing the IR does not model is lost. The stream
+the model name rewritten (the wire's formatter may leave out a frame that carries
+nothing its clients read: Azure's prompt-filter chunk, see openai_chat.annotation_only):
+nothing the IR does not model is lost. The stream
 parser still watches those frames, so a stream cut short is reported to the
 client as an error, never as a clean finish.
 
@@ -409,7 +411,7 @@ class ModelRewriter:
         known = self._known
         if len(known) == 1:
             m = self._pattern.search(text)
-            if m and m.group(2) != self._client:
+            if m and m.group(2) and m.group(2) != self._client:  # "" names no model (Azure's filter chunk)
                 known.add(m.group(2))
             if self._client in known and len(known) == 1:
                 return text  # the only known id is the client's own name: replacing is the identity

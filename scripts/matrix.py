@@ -3,9 +3,12 @@
 Each cell sends one request in the frontend's wire format (plain `requests`, no SDK:
 we check bytes and shapes), reads the reply into one normalized `Reply`, compares it
 with the scenario fixture's `expect:` section, then reads the mock's request log and
-checks the single upstream request the proxy made in the backend's protocol.
+checks the single generation request the proxy made upstream, read in the wire format of
+the backend's kind at that provider's URLs (UPSTREAM_KINDS).
 
-A cell is n/a only where the backend's declared capabilities rule it out.
+Rows: each backend's first mapped model, plus each registry model on it (`[models]`), whose
+capabilities may narrow the backend's. A cell is n/a only where those declared capabilities
+rule it out.
 
     python -m app matrix --help
 """
@@ -30,12 +33,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, TextIO
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import requests
 import yaml
 
-from app.config import BackendConfig, Config, ConfigError, load_config
+from app.config import BackendConfig, Config, ConfigError, ModelEntry, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
@@ -946,12 +949,11 @@ def _json_schema_types_problem(schema: Any, where: str) -> str | None:
 
 
 class OpenAIUpstream:
-    protocol = "openai"
+    """The OpenAI Chat wire; `place` reads what the URL says (here: nothing but the path)."""
 
     def view(self, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> UpstreamView:
         v = UpstreamView(model=body.get("model"), stream=bool(body.get("stream")))
-        if not path.endswith("/chat/completions"):
-            v.problems.append(f"path {path!r} is not …/chat/completions")
+        self.place(v, body, path, query)
         messages = body.get("messages") or []
         leading = 0
         while leading < len(messages) and messages[leading].get("role") in ("system", "developer"):
@@ -977,6 +979,10 @@ class OpenAIUpstream:
         if v.stream and not (body.get("stream_options") or {}).get("include_usage"):
             v.problems.append("streamed upstream request did not ask for usage (stream_options.include_usage)")
         return v
+
+    def place(self, v: UpstreamView, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> None:
+        if path != "/v1/chat/completions":
+            v.problems.append(f"path {path!r} is not /v1/chat/completions")
 
     @staticmethod
     def _turn(m: Mapping[str, Any], v: UpstreamView) -> None:
@@ -1016,12 +1022,11 @@ class OpenAIUpstream:
 
 
 class AnthropicUpstream:
-    protocol = "anthropic"
+    """The Anthropic Messages wire at Anthropic's URL."""
 
     def view(self, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> UpstreamView:
         v = UpstreamView(model=body.get("model"), stream=bool(body.get("stream")))
-        if not path.endswith("/v1/messages"):
-            v.problems.append(f"path {path!r} is not /v1/messages")
+        self.place(v, body, path, query)
         if "system" in body:
             v.system = _text_of(body["system"])
         for i, m in enumerate(body.get("messages") or []):
@@ -1043,6 +1048,10 @@ class AnthropicUpstream:
         elif thinking.get("type") == "adaptive":
             v.thinking = "thinking adaptive"
         return v
+
+    def place(self, v: UpstreamView, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> None:
+        if path != "/v1/messages":
+            v.problems.append(f"path {path!r} is not /v1/messages")
 
     @staticmethod
     def _turn(i: int, m: Mapping[str, Any], v: UpstreamView) -> Turn:
@@ -1078,13 +1087,17 @@ class AnthropicUpstream:
 
 
 class GeminiUpstream:
-    protocol = "gemini"
+    """The Gemini wire at Google AI's URL: the model and the streaming choice are in the path."""
+    url_path = re.compile(r"/v1beta/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)")
+    shape = "/v1beta/models/<model>"
 
     def view(self, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> UpstreamView:
-        model, _, action = path.rpartition("/models/")[2].partition(":")
-        v = UpstreamView(model=model, stream=action == "streamGenerateContent")
-        if action not in ("generateContent", "streamGenerateContent"):
-            v.problems.append(f"path {path!r} is not …/models/<model>:generateContent|streamGenerateContent")
+        v = UpstreamView()
+        match = self.url_path.fullmatch(path)
+        if match is None or match["method"] not in ("generateContent", "streamGenerateContent"):
+            v.problems.append(f"path {path!r} is not {self.shape}:generateContent|streamGenerateContent")
+        else:
+            v.model, v.stream = match["model"], match["method"] == "streamGenerateContent"
         if v.stream and query.get("alt") != ["sse"]:
             v.problems.append(f"streamGenerateContent without alt=sse (query {dict(query)})")
         if "systemInstruction" in body:
@@ -1138,7 +1151,151 @@ class GeminiUpstream:
         return Turn("assistant" if role == "model" else "user", tuple(parts))
 
 
-UPSTREAMS = {u.protocol: u for u in (OpenAIUpstream(), AnthropicUpstream(), GeminiUpstream())}
+# Vertex AI's model URLs (both publishers): /v1/projects/{p}/locations/{l}/publishers/{pub}/models/{m}:{method}
+_VERTEX_PATH = r"/v1/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/publishers/%s/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)"
+
+
+class AzureUpstream(OpenAIUpstream):
+    """The OpenAI wire at Azure's URLs: the deployments form names the model in the path
+    and needs an api-version; the v1 form names it in the body."""
+    url_path = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
+
+    def place(self, v: UpstreamView, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> None:
+        match = self.url_path.fullmatch(path)
+        if match is not None:
+            v.model = unquote(match["deployment"])
+            if not query.get("api-version"):
+                v.problems.append("Azure deployments URL without api-version")
+            if body.get("model") not in (None, v.model):
+                v.problems.append(_differ("body model beside the deployment", v.model, body.get("model")))
+        elif path != "/openai/v1/chat/completions":
+            v.problems.append(f"path {path!r} is neither /openai/deployments/<d>/chat/completions nor "
+                              "/openai/v1/chat/completions")
+
+
+class VertexAnthropicUpstream(AnthropicUpstream):
+    """The Messages wire on Vertex: the model (with its @version) and streaming in the path,
+    no `model` in the body, `anthropic_version` in it."""
+    url_path = re.compile(_VERTEX_PATH % "anthropic")
+
+    def place(self, v: UpstreamView, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> None:
+        match = self.url_path.fullmatch(path)
+        if match is None or match["method"] not in ("rawPredict", "streamRawPredict"):
+            v.problems.append(f"path {path!r} is not a Vertex …/publishers/anthropic/models/<m>:rawPredict|streamRawPredict")
+            return
+        v.model = unquote(match["model"])
+        if v.stream != (match["method"] == "streamRawPredict"):
+            v.problems.append(f"body stream {v.stream} does not match :{match['method']}")
+        if "model" in body:
+            v.problems.append("Vertex Claude body carries model (it belongs in the URL)")
+        if not body.get("anthropic_version"):
+            v.problems.append("Vertex Claude body has no anthropic_version")
+
+
+class VertexGeminiUpstream(GeminiUpstream):
+    url_path = re.compile(_VERTEX_PATH % "google")
+    shape = "/v1/projects/<p>/locations/<l>/publishers/google/models/<model>"
+
+
+class BedrockUpstream:
+    """The Converse wire: the model and streaming in the path (`/model/{id}/converse[-stream]`),
+    blocks keyed by kind, images as base64 bytes, Claude's thinking in additionalModelRequestFields."""
+    url_path = re.compile(r"/model/(?P<model>.+)/(?P<action>converse|converse-stream)")
+
+    def view(self, body: Mapping[str, Any], path: str, query: Mapping[str, list[str]]) -> UpstreamView:
+        v = UpstreamView()
+        match = self.url_path.fullmatch(path)
+        if match is None:
+            v.problems.append(f"path {path!r} is not /model/<model id>/converse|converse-stream")
+        else:
+            v.model, v.stream = unquote(match["model"]), match["action"] == "converse-stream"
+        if "stream" in body or "modelId" in body:
+            v.problems.append("Converse body carries stream/modelId (they belong in the path)")
+        system = body.get("system") or []
+        if system:
+            v.system = "".join(block.get("text") or "" for block in system)
+            if any(not (block.get("text") or "").strip() for block in system if "text" in block):
+                v.problems.append("a system block has blank text")
+        for i, m in enumerate(body.get("messages") or []):
+            v.turns.append(self._turn(i, m, v))
+        tool_config = body.get("toolConfig") or {}
+        for t in tool_config.get("tools") or []:
+            spec = t.get("toolSpec") or {}
+            v.tools.append(ToolDef(spec.get("name"), spec.get("description"),
+                                   (spec.get("inputSchema") or {}).get("json"), "inputSchema.json"))
+        for tool in v.tools:
+            v.problems.extend(filter(None, [_json_schema_types_problem(tool.schema, "tool inputSchema.json")]))
+        inference = body.get("inferenceConfig") or {}
+        v.stop = inference.get("stopSequences")
+        v.max_tokens = inference.get("maxTokens")
+        fields = body.get("additionalModelRequestFields") or {}
+        thinking = fields.get("thinking") or {}
+        if thinking.get("type") == "enabled":
+            budget, limit = thinking.get("budget_tokens"), inference.get("maxTokens")
+            if not isinstance(budget, int) or budget < 1024 or (limit is not None and budget >= limit):
+                v.problems.append(f"thinking budget_tokens {budget} must be >= 1024 and < maxTokens {limit}")
+            if "anthropic.claude" not in (v.model or ""):
+                v.problems.append(f"Claude's thinking field sent to {v.model}")
+            v.thinking = f"additionalModelRequestFields.thinking enabled, budget {budget}"
+        return v
+
+    @staticmethod
+    def _turn(i: int, m: Mapping[str, Any], v: UpstreamView) -> Turn:
+        role = m.get("role")
+        if role not in ("user", "assistant"):
+            v.problems.append(f"messages[{i}] has role {role!r}")
+        parts: list[Any] = []
+        seen_other = False
+        for block in m.get("content") or []:
+            if "toolResult" in block:
+                if seen_other:
+                    v.problems.append(f"messages[{i}]: toolResult blocks are not first in the message")
+                result = block["toolResult"] or {}
+                text = "".join(c.get("text") or json.dumps(c.get("json"), ensure_ascii=False)
+                               for c in result.get("content") or [] if "text" in c or "json" in c)
+                parts.append(Result(text, result.get("toolUseId")))
+                continue
+            seen_other = True
+            if "text" in block:
+                if not block["text"].strip():
+                    v.problems.append(f"messages[{i}] has a blank text block")
+                parts.append(Text(block["text"]))
+            elif "image" in block:
+                image = block["image"] or {}
+                source = image.get("source") or {}
+                if "bytes" not in source:
+                    v.problems.append(f"messages[{i}] image source is {sorted(source)}, not bytes")
+                parts.append(Image(f"image/{image.get('format')}", _b64decode(source.get("bytes")) or b""))
+            elif "toolUse" in block:
+                use = block["toolUse"] or {}
+                if not isinstance(use.get("input"), dict):
+                    v.problems.append(f"messages[{i}] toolUse input is not a JSON object")
+                parts.append(Call(use.get("name"), use.get("input"), use.get("toolUseId")))
+            elif "reasoningContent" not in block:
+                v.problems.append(f"messages[{i}] has an unexpected block {sorted(block)}")
+        return Turn(role, tuple(parts))
+
+
+@dataclass(frozen=True)
+class UpstreamKind:
+    """What the matrix knows of a backend kind: the provider name the mock logs its
+    calls under, the scenario fixtures it replays, and the reader of its requests."""
+    mock_provider: str
+    scenarios: str  # scenarios/<folder>
+    reader: Any  # an *Upstream with view(body, path, query) -> UpstreamView
+
+
+UPSTREAM_KINDS: dict[str, UpstreamKind] = {
+    "openai": UpstreamKind("openai", "openai", OpenAIUpstream()),
+    "anthropic": UpstreamKind("anthropic", "anthropic", AnthropicUpstream()),
+    "gemini": UpstreamKind("gemini", "gemini", GeminiUpstream()),
+    "azure_openai": UpstreamKind("azure_openai", "openai", AzureUpstream()),
+    "vertex_gemini": UpstreamKind("vertex_gemini", "gemini", VertexGeminiUpstream()),
+    "vertex_anthropic": UpstreamKind("vertex_anthropic", "anthropic", VertexAnthropicUpstream()),
+    "bedrock_converse": UpstreamKind("bedrock", "bedrock", BedrockUpstream()),
+}
+# The mock's calls that are not generation calls: a token fetch is part of the exchange, not a second request.
+NOT_GENERATION = frozenset({("POST", "/token")})
 
 # ---------------------------------------------------------------- checks
 
@@ -1260,27 +1417,28 @@ def _error_kind(wire_type: Any) -> str | None:
 
 def check_upstream(log: list[Mapping[str, Any]], backend: BackendConfig, upstream_model: str,
                    capability: Capability) -> list[str]:
-    """The one request the mock saw, against what the conversation says it must carry."""
+    """The one generation request the mock saw, against what the conversation says it must carry."""
+    log = [e for e in log if (e.get("method"), e.get("path")) not in NOT_GENERATION]
     if len(log) != 1:
         seen = ", ".join(f"{e.get('provider')} {e.get('method')} {e.get('path')}" for e in log)
         return [f"mock saw {len(log)} upstream requests, expected exactly 1" + (f" ({seen})" if seen else "")]
     entry = log[0]
+    kind = UPSTREAM_KINDS.get(backend.kind)
+    if kind is None:
+        return [f"the matrix cannot read requests of backend kind {backend.kind!r} (add it to UPSTREAM_KINDS)"]
     problems = []
-    if entry.get("provider") != backend.protocol:
-        problems.append(_differ("upstream provider", backend.protocol, entry.get("provider")))
+    if entry.get("provider") != kind.mock_provider:
+        return [_differ("upstream provider", kind.mock_provider, entry.get("provider"))]
     scenario = str(entry.get("scenario") or "").rpartition("/")[2]
     if scenario != capability.scenario:
         problems.append(_differ("mock scenario", capability.scenario, entry.get("scenario")))
-    reader = UPSTREAMS.get(str(entry.get("provider")))
-    if reader is None:
-        return problems
     body = entry.get("body")
     if isinstance(body, (str, bytes)):
         try:
             body = json.loads(body or "{}")
         except ValueError:
             return problems + ["upstream body is not JSON"]
-    view = reader.view(body or {}, str(entry.get("path") or ""), _query(entry.get("query")))
+    view = kind.reader.view(body or {}, str(entry.get("path") or ""), _query(entry.get("query")))
     return problems + view.problems + _compare_view(view, capability.conversation, upstream_model)
 
 
@@ -1382,15 +1540,33 @@ class Cell:
     status: str  # pass | fail | n/a
     reason: str | None = None
     detail: str | None = None  # the exchange, for -v (not in the JSON report)
+    model: str | None = None  # a registry model with capabilities of its own; None: the backend's first model
+
+    @property
+    def row(self) -> str:
+        return f"{self.frontend} -> {self.backend}" + (f" ({self.model})" if self.model else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {"frontend": self.frontend, "backend": self.backend, "capability": self.capability,
-                "status": self.status, "reason": self.reason}
+        return {"frontend": self.frontend, "backend": self.backend, "model": self.model,
+                "capability": self.capability, "status": self.status, "reason": self.reason}
 
 
-def not_applicable(backend: BackendConfig, capability: Capability) -> str | None:
-    """Why the backend cannot serve the capability, or None when it can.
-    Only declared capabilities count; a backend declaring none ("auto") can do anything."""
+def backend_rows(config: Config, backend: BackendConfig) -> list[ModelEntry | None]:
+    """The models that drive a backend's rows: its first mapped model (None here), then
+    each registry model on it (`[models]`), whose capabilities may narrow the backend's
+    (a model family that lacks one, behind the same backend)."""
+    entries = [m for m in config.models.values() if m.backend == backend.name]
+    return ([None] if backend.model_mapping or not entries else []) + entries
+
+
+def not_applicable(backend: BackendConfig, capability: Capability, model: ModelEntry | None = None) -> str | None:
+    """Why the backend (or the registry model on it) cannot serve the capability, or None
+    when it can. Only declared capabilities count; declaring none ("auto") can do anything."""
+    if model is not None and model.capabilities:
+        if capability.needs <= model.capabilities:
+            return None
+        missing = sorted(capability.needs - model.capabilities)
+        return f"model '{model.name}' (backend '{backend.name}') does not declare {', '.join(missing)} in its capabilities"
     if backend.has(capability.needs):
         return None
     missing = sorted(capability.needs - backend.capabilities)
@@ -1405,14 +1581,15 @@ class Matrix:
         self.mock_url = mock_url.rstrip("/")
         self.session = requests.Session()
 
-    def run_cell(self, frontend: Frontend, backend: BackendConfig, capability: Capability) -> Cell:
-        cell = Cell(frontend.name, backend.name, capability.name, "n/a")
-        cell.reason = not_applicable(backend, capability)
+    def run_cell(self, frontend: Frontend, backend: BackendConfig, capability: Capability,
+                 model: ModelEntry | None = None) -> Cell:
+        cell = Cell(frontend.name, backend.name, capability.name, "n/a", model=model.name if model else None)
+        cell.reason = not_applicable(backend, capability, model)
         if cell.reason:
             return cell
         exchange: list[str] = []
         try:
-            problems = self._exercise(frontend, backend, capability, exchange)
+            problems = self._exercise(frontend, backend, capability, model, exchange)
         except FixtureError as e:
             problems = [str(e)]
         except requests.RequestException as e:
@@ -1426,14 +1603,21 @@ class Matrix:
         return cell
 
     def _exercise(self, frontend: Frontend, backend: BackendConfig, capability: Capability,
-                  exchange: list[str]) -> list[str]:
-        if not backend.model_mapping:
+                  entry: ModelEntry | None, exchange: list[str]) -> list[str]:
+        if entry is not None:
+            model, upstream_model = entry.name, entry.api_model
+        elif backend.model_mapping:
+            model = next(iter(backend.model_mapping))
+            upstream_model = backend.model_mapping[model]
+        else:
             return [f"backend '{backend.name}' has no model_mapping to drive it with"]
-        model = next(iter(backend.model_mapping))
-        expect = load_expect(backend.protocol, capability.scenario)
+        kind = UPSTREAM_KINDS.get(backend.kind)
+        if kind is None:
+            return [f"the matrix cannot read requests of backend kind {backend.kind!r} (add it to UPSTREAM_KINDS)"]
+        expect = load_expect(kind.scenarios, capability.scenario)
         missing = [k for k in capability.expect_keys if k not in expect]
         if missing:
-            return [f"fixture {backend.protocol}/{capability.scenario}.yaml expect: lacks {', '.join(missing)}"]
+            return [f"fixture {kind.scenarios}/{capability.scenario}.yaml expect: lacks {', '.join(missing)}"]
         req = frontend.request(capability.conversation, model)
         headers = {"Content-Type": "application/json", **req.headers}
         if capability.ask_mock:
@@ -1449,7 +1633,7 @@ class Matrix:
                      "--- mock request log:", _clip(json.dumps(log, indent=2, ensure_ascii=False), 6000)]
         reply = self._read(frontend, resp, raw, req.stream, model)
         return check_reply(reply, expect, frontend, capability.conversation, resp.headers) + \
-            check_upstream(log, backend, backend.model_mapping[model], capability)
+            check_upstream(log, backend, upstream_model, capability)
 
     @staticmethod
     def _read(frontend: Frontend, resp: requests.Response, raw: bytes, stream: bool, model: str) -> Reply:
@@ -1499,17 +1683,18 @@ def run_matrix(proxy_url: str, mock_url: str, config: Config | str | Path = DEFA
     cells = []
     for f in frontends or list(FRONTENDS):
         for b in backends or list(config.backends):
-            if progress:
-                progress.write(f"{f} -> {b}: ")
-                progress.flush()
-            for c in capabilities or list(CAPABILITIES):
-                cell = matrix.run_cell(FRONTENDS[f], config.backends[b], CAPABILITIES[c])
-                cells.append(cell)
+            for model in backend_rows(config, config.backends[b]):
                 if progress:
-                    progress.write(PROGRESS_MARK[cell.status])
+                    progress.write(f"{f} -> {b}" + (f" ({model.name})" if model else "") + ": ")
                     progress.flush()
-            if progress:
-                progress.write("\n")
+                for c in capabilities or list(CAPABILITIES):
+                    cell = matrix.run_cell(FRONTENDS[f], config.backends[b], CAPABILITIES[c], model)
+                    cells.append(cell)
+                    if progress:
+                        progress.write(PROGRESS_MARK[cell.status])
+                        progress.flush()
+                if progress:
+                    progress.write("\n")
     return cells
 
 
@@ -1641,9 +1826,9 @@ def _restore_signal_handlers(previous: Mapping[int, Any]) -> None:
 def render_table(cells: Sequence[Cell]) -> str:
     """Rows `frontend -> backend`, columns capabilities, then every n/a and FAIL reason."""
     caps = list(dict.fromkeys(c.capability for c in cells))
-    rows = list(dict.fromkeys((c.frontend, c.backend) for c in cells))
-    by_key = {(c.frontend, c.backend, c.capability): c for c in cells}
-    labels = {row: f"{row[0]} -> {row[1]}" for row in rows}
+    rows = list(dict.fromkeys(c.row for c in cells))
+    by_key = {(c.row, c.capability): c for c in cells}
+    labels = {row: row for row in rows}
     first = max([len(v) for v in labels.values()] + [len("frontend -> backend")])
     widths = [max(len(c), 4) for c in caps]
     lines = ["  ".join(["frontend -> backend".ljust(first)] + [c.ljust(w) for c, w in zip(caps, widths)]).rstrip()]
@@ -1651,7 +1836,7 @@ def render_table(cells: Sequence[Cell]) -> str:
     for row in rows:
         marks = []
         for cap, w in zip(caps, widths):
-            cell = by_key.get((*row, cap))
+            cell = by_key.get((row, cap))
             marks.append(("" if cell is None else TABLE_MARK[cell.status]).ljust(w))
         lines.append("  ".join([labels[row].ljust(first)] + marks).rstrip())
     counts = {s: sum(1 for c in cells if c.status == s) for s in TABLE_MARK}
@@ -1660,7 +1845,7 @@ def render_table(cells: Sequence[Cell]) -> str:
         listed = [c for c in cells if c.status == status]
         if listed:
             lines += ["", f"{title}:"]
-            lines += [f"  {c.frontend} -> {c.backend} / {c.capability}: {c.reason}" for c in listed]
+            lines += [f"  {c.row} / {c.capability}: {c.reason}" for c in listed]
     return "\n".join(lines)
 
 
@@ -1671,7 +1856,7 @@ def render_details(cells: Sequence[Cell]) -> str:
     out = []
     for c in cells:
         if c.status == "fail" and c.detail:
-            out += [f"=== {c.frontend} -> {c.backend} / {c.capability}: {c.reason}", c.detail, ""]
+            out += [f"=== {c.row} / {c.capability}: {c.reason}", c.detail, ""]
     return "\n".join(out)
 
 
@@ -1701,9 +1886,10 @@ and the proxy (python -m app serve --config CONFIG --port {PROXY_PORT}), waits f
 both, runs the cells, and stops both servers again, also on Ctrl-C or failure.
 
 Each cell checks meaning, not just HTTP 200: the reply against the fixture's expect: section
-(scenarios/<backend protocol>/<scenario>.yaml), the stream framing of the frontend, and the
-one upstream request the mock recorded (GET {{mock}}/_mock/requests).
-A cell is n/a only when the backend's declared capabilities rule it out.
+(scenarios/<the fixtures the backend kind's mock replays>/<scenario>.yaml), the stream framing
+of the frontend, and the one generation request the mock recorded (GET {{mock}}/_mock/requests).
+A registry model ([models]) on a backend gets rows of its own.
+A cell is n/a only when the backend's (or registry model's) declared capabilities rule it out.
 
 capabilities: {", ".join(CAPABILITIES)}
 frontends:    {", ".join(FRONTENDS)}

@@ -33,7 +33,7 @@ import yaml
 
 from app.config import BackendConfig, Config, ConfigError, load_config
 from mocks.scenarios import PROVIDERS, ScenarioLibrary
-from scripts.matrix import DEFAULT_CONFIG, SCENARIOS, TABLE_MARK, Servers, StartupError, _config_path
+from scripts.matrix import DEFAULT_CONFIG, SCENARIOS, TABLE_MARK, UPSTREAM_KINDS, Servers, StartupError, _config_path
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "interchange" / "real-clients"
 RUN_TIMEOUT = 90.0  # seconds per CLI run (a cold Gemini CLI start is ~3 s; a passing run ~1-4 s)
@@ -56,6 +56,9 @@ class Client:
     binary: str
     tool: str
     needs_path: str | None = None  # a proxy route the client cannot work without
+    # Capabilities every request of the CLI asks for (its default settings): a backend that does
+    # not declare one refuses it at routing, so the cell is n/a, with that reason.
+    asks_for: frozenset[str] = frozenset()
 
     def tool_arguments(self, file: Path) -> dict[str, Any]:
         raise NotImplementedError
@@ -161,8 +164,10 @@ class Codex(Client):
 
 
 CLIENTS: dict[str, Client] = {c.key: c for c in (
-    ClaudeCode("claude-code", "Claude Code", "@anthropic-ai/claude-code", "2.1.197", "claude", "Read"),
-    GeminiCli("gemini-cli", "Gemini CLI", "@google/gemini-cli", "0.61.0", "gemini", "read_file"),
+    ClaudeCode("claude-code", "Claude Code", "@anthropic-ai/claude-code", "2.1.197", "claude", "Read",
+               asks_for=frozenset({"thinking"})),
+    GeminiCli("gemini-cli", "Gemini CLI", "@google/gemini-cli", "0.61.0", "gemini", "read_file",
+              asks_for=frozenset({"thinking"})),
     Codex("codex", "Codex", "@openai/codex", "0.171.0", "codex", "exec_command", needs_path="/v1/responses"),
 )}
 
@@ -326,23 +331,24 @@ def run_cell(client: Client, version: str, binary: Path, backend: BackendConfig,
     log = [e for e in requests.get(f"{mock_url}/_mock/requests", timeout=10).json() if e.get("scenario")]
     cell.upstream = [f"{e['provider']}/{e['scenario']} {e['status']}" for e in log]
     answer, error = client.outcome(stdout)
-    final = library.get(backend.protocol, "after_tool_result").expect["text"]
-    cell.reason = _judge(log, backend.protocol, marker, returncode, answer, error, final)
+    kind = UPSTREAM_KINDS[backend.kind]  # the mock's provider name and fixtures for the backend's kind
+    final = library.get(kind.scenarios, "after_tool_result").expect["text"]
+    cell.reason = _judge(log, kind.mock_provider, marker, returncode, answer, error, final)
     if not cell.reason:
         cell.status = "pass"
     return cell
 
 
-def _judge(log: list[Mapping[str, Any]], protocol: str, marker: str, returncode: int | None,
+def _judge(log: list[Mapping[str, Any]], provider: str, marker: str, returncode: int | None,
            answer: str | None, error: str | None, final: str) -> str:
     """'' when the tool loop happened and the CLI gave the final answer; else the first problem."""
     if returncode is None:
         return f"timed out after {RUN_TIMEOUT:.0f}s" + (f" ({error})" if error else "")
     if error:
         return f"{error} (exit {returncode})"
-    wrong = sorted({e["provider"] for e in log if e["provider"] != protocol})
+    wrong = sorted({e["provider"] for e in log if e["provider"] != provider})
     if wrong:
-        return f"upstream requests reached the {', '.join(wrong)} mock, not {protocol}"
+        return f"upstream requests reached the {', '.join(wrong)} mock, not {provider}"
     scenarios = [e["scenario"] for e in log]
     if "function_calling" not in scenarios:
         return f"no upstream request was answered with the tool call (mock saw: {scenarios or 'nothing'})"
@@ -406,6 +412,11 @@ def run_real_clients(config_path: Path, clients: Sequence[str] = tuple(CLIENTS),
             with Servers(config_path, mock_port=0, proxy_port=0,
                          mock_args=["--scenarios", str(library.root)]) as (proxy_url, mock_url):
                 for b, m in models:
+                    if not b.has(c.asks_for):
+                        missing = ", ".join(sorted(c.asks_for - b.capabilities))
+                        # The same words as needs_path's: the CLI needs what the backend does not declare.
+                        cells.append(Cell(c.key, versions[c.key], b.name, b.protocol, m, "n/a", f"needs {missing}"))
+                        continue
                     cell = run_cell(c, versions[c.key], binaries[c.key], b, m, proxy_url, mock_url, library,
                                     file, marker, scratch)
                     cells.append(cell)

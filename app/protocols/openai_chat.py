@@ -563,7 +563,10 @@ class StreamFormatter:
         return b""  # PartStop, SignatureDelta: OpenAI Chat has no slot for them
 
     def relay(self, frame: Frame) -> bytes:
-        """Same-protocol passthrough of one upstream frame (`[DONE]` included)."""
+        """Same-protocol passthrough of one upstream frame (`[DONE]` included), except a
+        chunk that carries nothing a Chat client reads (`annotation_only`)."""
+        if _EMPTY_CHOICES in frame.data and annotation_only(frame.data):
+            return b""
         if "\n" not in frame.data:
             return b"data: " + frame.data.encode() + b"\n\n"
         lines = frame.data.split("\n")
@@ -1010,6 +1013,22 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
 
 
 # ------------------------------------------------------------------ streams
+
+
+_EMPTY_CHOICES = '"choices":[]'
+
+
+def annotation_only(data: str) -> bool:
+    """A chunk with `choices: []` and neither usage nor an error: Azure's first stream chunk
+    (empty id, model and object, `prompt_filter_results`). Clients that read `choices[0]` of
+    every chunk or check the id fail on it (protocols §1.8), so a relay leaves it out; the
+    usage chunk, which also has `choices: []`, stays."""
+    try:
+        chunk = loads(data)
+    except ValueError:
+        return False
+    return isinstance(chunk, dict) and chunk.get("choices") == [] and not chunk.get("usage") \
+        and "error" not in chunk
 
 
 def is_content_frame(frame: Frame) -> bool:

@@ -18,11 +18,14 @@ STATIC_TOKEN_ENV = "GCP_ACCESS_TOKEN"
 class GoogleToken:
     """The bearer token of one backend. `credentials_file` (a service-account
     JSON key) or `static_token` when given; else GCP_ACCESS_TOKEN when set;
-    else application-default credentials."""
+    else application-default credentials. `token_uri` replaces the token
+    endpoint the key names (a private endpoint; the mock in the demo config)."""
 
-    def __init__(self, backend: str, credentials_file: str | None = None, static_token: str | None = None):
+    def __init__(self, backend: str, credentials_file: str | None = None, static_token: str | None = None,
+                 token_uri: str | None = None):
         self._backend = backend
         self._file = credentials_file
+        self._token_uri = token_uri
         self._static = static_token or (None if credentials_file else os.environ.get(STATIC_TOKEN_ENV))
         self._credentials = None
         self._request = None
@@ -50,6 +53,8 @@ class GoogleToken:
                 credentials = service_account.Credentials.from_service_account_file(self._file, scopes=SCOPES)
             else:
                 credentials, _project = default(scopes=SCOPES)
+            if self._token_uri and hasattr(credentials, "with_token_uri"):
+                credentials = credentials.with_token_uri(self._token_uri)
         except (OSError, ValueError, KeyError, DefaultCredentialsError) as e:
             where = f"the credentials_file {self._file}" if self._file else "application-default credentials"
             raise ProxyError(ErrorKind.configuration, f"Backend '{self._backend}' has no usable Google "

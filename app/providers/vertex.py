@@ -9,7 +9,9 @@ project/location URLs, with a Google OAuth2 bearer token (google_auth.py).
   `model` and with `anthropic_version`; token counting at `…/models/count-tokens:rawPredict`.
 
 The base is `https://{location}-aiplatform.googleapis.com` (`https://aiplatform.googleapis.com`
-for `global`), unless `url` says otherwise (a private endpoint, the mock).
+for `global`), unless `url` says otherwise (a private endpoint, the mock). Likewise `token_uri`
+replaces the token endpoint a service-account key names (config-mock.toml points the test key
+at the mock that is running).
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ _SETTINGS = {
     "credentials_file": Setting(str, help="a service-account JSON key; default: GCP_ACCESS_TOKEN, else "
                                           "application-default credentials"),
     "access_token": Setting(str, help="a static OAuth2 token (e.g. \"${GCP_ACCESS_TOKEN}\")"),
+    "token_uri": Setting(str, help="the OAuth2 token endpoint, instead of the one the credentials name "
+                                   "(a private endpoint, the mock)"),
 }
 
 
@@ -51,7 +55,8 @@ class _Vertex(Provider):
         self._project = self.setting("project")
         self._location = self.setting("location")
         self._base = backend.url or default_url(self._location)
-        self._token = GoogleToken(backend.name, self.setting("credentials_file"), self.setting("access_token"))
+        self._token = GoogleToken(backend.name, self.setting("credentials_file"), self.setting("access_token"),
+                                  self.setting("token_uri"))
 
     @classmethod
     def base_url(cls, url: str) -> BaseUrl:

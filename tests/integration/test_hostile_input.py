@@ -25,9 +25,12 @@ from app.config import load_config
 from app.jsonutil import MAX_DEPTH
 from tests.conftest import REPO
 
-BACKENDS = sorted(load_config(REPO / "config-mock.toml").backends)
-# A model each backend serves, for requests that must route (plain routes).
-SERVED = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+_CONFIG = load_config(REPO / "config-mock.toml")
+BACKENDS = sorted(_CONFIG.backends)
+# A model each backend serves, for requests that must route (plain routes): its first mapped one,
+# a chosen one for the first three.
+SERVED = {name: next(iter(b.model_mapping)) for name, b in _CONFIG.backends.items()} | \
+    {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
 FRONTENDS = ["openai", "anthropic", "gemini"]
 ROUTES = [None] + BACKENDS  # None: the plain endpoint; a name: protocol mode pinned to that backend
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "client"}

@@ -5,17 +5,21 @@ Also checks the runner itself: that its readers catch broken framing (a matrix
 that cannot fail proves nothing), the n/a rule, the JSON report and --help."""
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 
 import pytest
+import requests
 
 from app.config import load_config
 from scripts import matrix
 from tests.conftest import REPO
 
 CONFIG = load_config(REPO / "config-mock.toml")
-ROWS = [(f, b) for f in matrix.FRONTENDS for b in CONFIG.backends]
+ROWS = [(f, b, m.name if m else None) for f in matrix.FRONTENDS for b in CONFIG.backends
+        for m in matrix.backend_rows(CONFIG, CONFIG.backends[b])]
+VERTEX_BACKENDS = [b for b in CONFIG.backends.values() if b.kind.startswith("vertex_")]
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +28,46 @@ def servers(stack):
     return stack.proxy_url, stack.mock_url
 
 
+def _token_requests(mock_url: str) -> int:
+    return requests.get(mock_url + "/_mock/oauth", timeout=5).json()["token_requests"]
+
+
 @pytest.fixture(scope="module")
-def cells(servers):
+def run(servers):
+    """The whole matrix, and how many Google tokens the proxy fetched meanwhile."""
     proxy_url, mock_url = servers
-    return matrix.run_matrix(proxy_url, mock_url, CONFIG)
+    before = _token_requests(mock_url)
+    cells = matrix.run_matrix(proxy_url, mock_url, CONFIG)
+    return cells, _token_requests(mock_url) - before
 
 
-@pytest.mark.parametrize(("frontend", "backend"), ROWS, ids=[f"{f}->{b}" for f, b in ROWS])
-def test_matrix_row(cells, frontend, backend):
-    row = [c for c in cells if c.frontend == frontend and c.backend == backend]
+@pytest.fixture(scope="module")
+def cells(run):
+    return run[0]
+
+
+@pytest.mark.parametrize(("frontend", "backend", "model"), ROWS,
+                         ids=[f"{f}->{b}" + (f"({m})" if m else "") for f, b, m in ROWS])
+def test_matrix_row(cells, frontend, backend, model):
+    row = [c for c in cells if (c.frontend, c.backend, c.model) == (frontend, backend, model)]
     assert [c.capability for c in row] == list(matrix.CAPABILITIES)
     failed = [f"{c.capability}: {c.reason}" for c in row if c.status not in ("pass", "n/a")]
-    assert not failed, f"{frontend} -> {backend}:\n  " + "\n  ".join(failed)
+    assert not failed, f"{row[0].row}:\n  " + "\n  ".join(failed)
+
+
+def test_every_new_kind_has_rows_and_nova_lacks_only_thinking(cells):
+    kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
+    assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse"} <= kinds
+    not_applicable = {(c.backend, c.model, c.capability) for c in cells if c.status == "n/a"}
+    assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking")}
+
+
+def test_vertex_rows_fetch_a_token_per_lifetime_not_per_request(run):
+    cells, token_requests = run
+    vertex_cells = [c for c in cells if CONFIG.backends[c.backend].kind.startswith("vertex_") and c.status == "pass"]
+    # At most one fetch per Vertex backend (and one refresh, should a token issued before the run
+    # under a shorter test lifetime expire during it), against dozens of Vertex requests.
+    assert len(vertex_cells) > 50 and token_requests <= 2 * len(VERTEX_BACKENDS)
 
 
 def test_cli_writes_the_json_report(servers, tmp_path, capsys):
@@ -47,7 +79,7 @@ def test_cli_writes_the_json_report(servers, tmp_path, capsys):
     cells = json.loads(report.read_text())["cells"]
     assert [(c["frontend"], c["backend"], c["capability"]) for c in cells] == \
         [("anthropic", "gemini", "text"), ("anthropic", "gemini", "tools")]
-    assert all(set(c) == {"frontend", "backend", "capability", "status", "reason"} for c in cells)
+    assert all(set(c) == {"frontend", "backend", "model", "capability", "status", "reason"} for c in cells)
     assert code == (1 if any(c["status"] == "fail" for c in cells) else 0), out.out
     assert "anthropic -> gemini" in out.out and "anthropic -> gemini: " in out.err  # table, progress
 
@@ -114,8 +146,73 @@ def test_upstream_gemini_schema_must_be_cleaned():
     body = {"contents": [{"role": "user", "parts": [{"text": "What's the weather in Paris?"}]}],
             "tools": [{"functionDeclarations": [{"name": "get_weather", "description": matrix.TOOL_DESCRIPTION,
                                                  "parameters": matrix.TOOL_SCHEMA}]}]}
-    view = matrix.UPSTREAMS["gemini"].view(body, "/v1beta/models/g:generateContent", {})
+    view = matrix.UPSTREAM_KINDS["gemini"].reader.view(body, "/v1beta/models/g:generateContent", {})
     assert view.problems == ["Gemini tool parameters still has $schema, additionalProperties"]
+
+
+def test_a_registry_model_gets_its_own_row_and_its_own_capabilities():
+    bedrock = CONFIG.backends["bedrock"]
+    nova = CONFIG.models["nova-pro"]
+    assert matrix.backend_rows(CONFIG, bedrock) == [None, nova]
+    assert matrix.not_applicable(bedrock, matrix.CAPABILITIES["thinking"]) is None  # Claude, the first model
+    assert matrix.not_applicable(bedrock, matrix.CAPABILITIES["thinking"], nova) == \
+        "model 'nova-pro' (backend 'bedrock') does not declare thinking in its capabilities"
+    assert matrix.not_applicable(bedrock, matrix.CAPABILITIES["vision"], nova) is None
+
+
+HELLO_TURN = [{"role": "user", "content": "Say hello."}]
+
+
+def _check(backend: str, path: str, body: dict, query: dict | None = None, extra_log: list | None = None):
+    kind = matrix.UPSTREAM_KINDS[CONFIG.backends[backend].kind]
+    entry = {"provider": kind.mock_provider, "scenario": f"{kind.scenarios}/text", "method": "POST",
+             "path": path, "query": query or {}, "body": body}
+    model = next(iter(CONFIG.backends[backend].model_mapping.values()))
+    return matrix.check_upstream([*(extra_log or []), entry], CONFIG.backends[backend], model,
+                                 matrix.CAPABILITIES["text"])
+
+
+def test_upstream_azure_deployment_url_needs_its_api_version():
+    body = {"messages": HELLO_TURN}
+    assert _check("azure", "/openai/deployments/gpt-4o/chat/completions", body, {"api-version": "2024-10-21"}) == []
+    assert _check("azure", "/openai/deployments/gpt-4o/chat/completions", body) == \
+        ["Azure deployments URL without api-version"]
+    assert _check("azure", "/openai/deployments/gpt-4o-mini/chat/completions", body, {"api-version": "x"}) == \
+        ["upstream model: expected 'gpt-4o' got 'gpt-4o-mini'"]
+
+
+def test_upstream_vertex_claude_model_is_in_the_path_never_in_the_body():
+    path = "/v1/projects/interchange-test/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+    body = {"anthropic_version": "vertex-2023-10-16", "max_tokens": 10, "messages": HELLO_TURN}
+    assert _check("vertex-anthropic", path, body) == []
+    assert _check("vertex-anthropic", path, {**body, "model": "claude-sonnet-4-5@20250929"}) == \
+        ["Vertex Claude body carries model (it belongs in the URL)"]
+    assert _check("vertex-anthropic", path.replace(":rawPredict", ":streamRawPredict"), body) == \
+        ["body stream False does not match :streamRawPredict"]
+
+
+def test_upstream_bedrock_blocks_are_read_for_meaning():
+    path = "/model/anthropic.claude-3-sonnet-20240229-v1%3A0/converse"
+    body = {"messages": [{"role": "user", "content": [{"text": "Say hello."}]}]}
+    assert _check("bedrock", path, body) == []
+    blank = {"messages": [{"role": "user", "content": [{"text": "Say hello."}, {"text": " "}]}]}
+    assert _check("bedrock", path, blank) == ["messages[0] has a blank text block",
+                                              "upstream turn 0 text: expected 'Say hello.' got 'Say hello. '"]
+    image = {"messages": [{"role": "user", "content": [{"text": "What is in this image?"}, {"image": {
+        "format": "png", "source": {"bytes": base64.b64encode(matrix.RED_SQUARE_PNG).decode()}}}]}]}
+    view = matrix.BedrockUpstream().view(image, path, {})
+    assert view.turns[0].parts[1] == matrix.Image("image/png", matrix.RED_SQUARE_PNG) and view.problems == []
+
+
+def test_only_generation_calls_count_and_the_provider_follows_the_kind():
+    token_fetch = {"provider": None, "method": "POST", "path": "/token", "body": None}
+    body = {"messages": HELLO_TURN}
+    assert _check("azure", "/openai/deployments/gpt-4o/chat/completions", body, {"api-version": "v"},
+                  extra_log=[token_fetch]) == []
+    wrong = {"provider": "openai", "scenario": "openai/text", "method": "POST", "path": "/v1/chat/completions",
+             "body": {"model": "gpt-4o", "messages": HELLO_TURN}}
+    assert matrix.check_upstream([wrong], CONFIG.backends["azure"], "gpt-4o", matrix.CAPABILITIES["text"]) == \
+        ["upstream provider: expected 'azure_openai' got 'openai'"]
 
 
 def test_help_explains_the_options_and_exit_status(capsys):

@@ -560,10 +560,21 @@ def test_stream_formatter_gives_every_chunk_the_same_identity():
 
 def test_stream_formatter_relays_upstream_frames_verbatim():
     formatter = oc.StreamFormatter(ir_request())
-    assert formatter.relay(Frame(None, '{"id":"chatcmpl-1","choices":[]}')) == \
-        b'data: {"id":"chatcmpl-1","choices":[]}\n\n'
+    chunk = '{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"Hi"}}]}'
+    assert formatter.relay(Frame(None, chunk)) == b"data: " + chunk.encode() + b"\n\n"
     assert formatter.relay(Frame(None, "[DONE]")) == b"data: [DONE]\n\n"
     assert formatter.finish() == b""
+
+
+def test_stream_formatter_relay_leaves_out_azure_prompt_filter_chunks():
+    formatter = oc.StreamFormatter(ir_request())
+    azure_first = ('{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":'
+                   '[{"prompt_index":0,"content_filter_results":{}}]}')
+    assert formatter.relay(Frame(None, azure_first)) == b""
+    usage = '{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3}}'
+    assert formatter.relay(Frame(None, usage)) == b"data: " + usage.encode() + b"\n\n"
+    error = '{"choices":[],"error":{"message":"m"}}'
+    assert formatter.relay(Frame(None, error)) == b"data: " + error.encode() + b"\n\n"
 
 
 def test_formatter_output_parses_back_to_the_same_response():

@@ -24,6 +24,14 @@ def test_learns_the_dated_id_the_provider_answers_with():
     assert rw('{"input":{"model":"sedan"}}') == '{"input":{"model":"sedan"}}'
 
 
+def test_an_empty_model_is_not_learnt_as_the_upstream_id():
+    # Azure's first stream chunk (prompt filter results) has "model":"": learning it would use up
+    # the one id learnt, and the dated id of the chunks that follow would reach the client.
+    rw = ModelRewriter("model", "gpt-4o", "alias")
+    assert rw('{"choices":[],"id":"","model":"","object":""}') == '{"choices":[],"id":"","model":"","object":""}'
+    assert rw('{"id":"c","model":"gpt-4o-2024-11-20","choices":[]}') == '{"id":"c","model":"alias","choices":[]}'
+
+
 def test_gemini_model_version_field():
     rw = ModelRewriter("modelVersion", "gemini-2.5-flash", "flash")
     assert rw('{"modelVersion": "gemini-2.5-flash"}') == '{"modelVersion": "flash"}'
@@ -82,4 +90,5 @@ def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
     sys.modules.pop("app.wsgi", None)
     wsgi = importlib.import_module("app.wsgi")
     r = wsgi.application.test_client().get("/health")
-    assert r.status_code == 200 and r.get_json()["backends"] == ["anthropic", "gemini", "openai"]
+    assert r.status_code == 200 and r.get_json()["backends"] == \
+        ["anthropic", "azure", "bedrock", "gemini", "openai", "vertex", "vertex-anthropic"]
