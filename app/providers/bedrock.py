@@ -11,6 +11,7 @@ otherwise (a VPC endpoint, the mock).
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -23,6 +24,9 @@ from app.upstream.urls import upstream_url
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
 _WRITTEN_TAIL = re.compile(r"/model(?:/.*)?$")  # a pasted `/model/{id}/converse` endpoint
+# botocore's signer logs the canonical request at DEBUG, X-Amz-Security-Token's value
+# included: those records never reach our log, whatever its level.
+logging.getLogger("botocore.auth").addFilter(lambda record: record.levelno > logging.DEBUG)
 
 
 class BedrockConverse(Provider):

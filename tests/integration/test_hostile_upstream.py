@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from app.protocols import MODULES, protocol_module
+from tests.client_requests import client_request
 from tests.conftest import ServerProcess
 from tests.hostile_upstream import MODES, HostileUpstream
 
@@ -46,19 +47,6 @@ def hostile(tmp_path_factory):
     yield proxy
     proxy.stop()
     upstream.stop()
-
-
-def client_request(frontend: str, model: str, stream: bool, prefix: str = "") -> tuple[str, dict, dict]:
-    """(path, headers, body) of a minimal request in the frontend's protocol."""
-    messages = [{"role": "user", "content": "Hi"}]
-    if frontend == "openai":
-        return prefix + "/v1/chat/completions", {}, {"model": model, "messages": messages, "stream": stream}
-    if frontend == "anthropic":
-        return (prefix + "/v1/messages", {"anthropic-version": "2023-06-01", "x-api-key": "client-key"},
-                {"model": model, "max_tokens": 20, "messages": messages, "stream": stream})
-    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    return (f"{prefix}/v1beta/models/{model}:{action}", {},
-            {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]})
 
 
 def leaks(text: str) -> list[str]:
