@@ -14,39 +14,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from mocks.google_oauth import TEST_SERVICE_ACCOUNT
 from tests.client_requests import FRONTENDS, client_request, error_message
 from tests.conftest import ServerProcess
+from tests.provider_configs import ISOLATED, service_account
 
 TEXT = "Hello! I'm a mock assistant. How can I help you today?"
-# The credential chain sees nothing of the machine it runs on (no files, no
-# instance metadata, no variables): only what each backend's config gives.
-# (The container-role variables must stay unset, not empty: set at all, botocore
-# goes to the network for them.)
-ISOLATED = {"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-creds",
-            "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
-            "AWS_EC2_METADATA_DISABLED": "true", "AWS_WEB_IDENTITY_TOKEN_FILE": "",
-            "GCP_ACCESS_TOKEN": "", "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/adc.json"}
 WRONG_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYWRONGSECRET"
 SESSION_TOKEN = "FwoGZXIvYXdzEMockSessionToken0123456789abcdef"
-
-
-def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False) -> Path:
-    """The test service account's key file with token_uri at `mock_url`; `other_key`: signed
-    with a fresh private key the token endpoint does not know (same key id)."""
-    info = json.loads(TEST_SERVICE_ACCOUNT.read_text())
-    info["token_uri"] = mock_url + "/token"
-    if other_key:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        info["private_key"] = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption()).decode()
-    path = tmp_path / ("other-key.json" if other_key else "service-account.json")
-    path.write_text(json.dumps(info))
-    return path
 
 
 def key_material(path: Path) -> list[str]:
