@@ -21,7 +21,7 @@ ISOLATED = {"AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIAL
             "GCP_ACCESS_TOKEN": "", "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/adc.json"}
 
 
-def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False) -> Path:
+def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False, name: str = "") -> Path:
     """The test service account's key file with token_uri at `mock_url`; `other_key`: signed
     with a fresh private key the token endpoint does not know (same key id)."""
     info = json.loads(TEST_SERVICE_ACCOUNT.read_text())
@@ -30,7 +30,7 @@ def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False) -
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         info["private_key"] = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption()).decode()
-    path = tmp_path / ("other-key.json" if other_key else "service-account.json")
+    path = tmp_path / (name or ("other-key.json" if other_key else "service-account.json"))
     path.write_text(json.dumps(info))
     return path
 

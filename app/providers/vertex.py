@@ -96,9 +96,9 @@ class VertexAnthropic(_Vertex):
 
     def prepare(self, call: Call) -> UpstreamRequest:
         body: dict[str, Any] = dict(call.body)
+        body.setdefault("anthropic_version", ANTHROPIC_VERSION)  # every rawPredict body, the counter's too
         if call.action == COUNT_TOKENS:  # the counter keeps the model in the body
             return json_request(self._url("anthropic", "count-tokens", "rawPredict"), self._auth(), call, body)
         body.pop("model", None)  # it is in the URL
-        body.setdefault("anthropic_version", ANTHROPIC_VERSION)
         url = self._url("anthropic", call.model, "streamRawPredict" if call.stream else "rawPredict")
         return json_request(url, self._auth(), call, body)

@@ -8,8 +8,10 @@ naming the backend; never the secret itself, neither to the client nor to the lo
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.provider_configs import ISOLATED, service_account
 TEXT = "Hello! I'm a mock assistant. How can I help you today?"
 WRONG_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYWRONGSECRET"
 SESSION_TOKEN = "FwoGZXIvYXdzEMockSessionToken0123456789abcdef"
+REFUSED_TOKEN = "ya29.revoked-token-0123456789abcdef"
 
 
 def key_material(path: Path) -> list[str]:
@@ -121,6 +124,25 @@ def test_vertex_token_is_refreshed_once_when_stale(tmp_path, mock):
         proxy.stop()
 
 
+def test_vertex_concurrent_first_requests_share_one_token_fetch(tmp_path, mock):
+    sa = service_account(tmp_path, mock.url)
+    proxy = proxy_for(tmp_path, vertex_blocks(mock.url, sa))
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            replies = list(pool.map(lambda i: post(proxy, "openai", "vx-gemini", i % 2 == 1), range(16)))
+        for i, r in enumerate(replies):
+            assert_text(r, i % 2 == 1)
+        assert oauth(mock)["token_requests"] == 1  # the others waited for that one
+    finally:
+        proxy.stop()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # ------------------------------------------------------------------ the main proxy: every credential form
 
 @pytest.fixture(scope="module")
@@ -129,7 +151,26 @@ def stack(tmp_path_factory):
     mock = ServerProcess(["mock"])
     good = service_account(tmp, mock.url)
     other = service_account(tmp, mock.url, other_key=True)
+    unreachable = service_account(tmp, f"http://127.0.0.1:{closed_port()}", name="unreachable.json")
     blocks = vertex_blocks(mock.url, good) + vertex_blocks(mock.url, other, "-wrong-key") + f"""
+        [backends.vertex-no-token-endpoint]
+        kind = "vertex_gemini"
+        url = "{mock.url}"
+        project = "interchange-test"
+        location = "us-central1"
+        credentials_file = "{unreachable}"
+        [backends.vertex-no-token-endpoint.model_mapping]
+        "vx-no-token-endpoint" = "gemini-2.5-flash"
+
+        [backends.vertex-refused-token]
+        kind = "vertex_anthropic"
+        url = "{mock.url}"
+        project = "interchange-test"
+        location = "us-east5"
+        access_token = "{REFUSED_TOKEN}"
+        [backends.vertex-refused-token.model_mapping]
+        "vx-refused-token" = "claude-sonnet-4-5@20250929"
+
         [backends.vertex-no-file]
         kind = "vertex_gemini"
         url = "{mock.url}"
@@ -178,11 +219,32 @@ def test_vertex_wrong_key_is_a_502_naming_the_backend(stack, frontend, model):
         r = post(stack["proxy"], frontend, model, stream)
         assert r.status_code == 502, r.text
         message = error_message(frontend, r.json())
-        assert f"Backend '{backend}' could not get a Google access token" in message
-        assert "Invalid JWT Signature" in message  # the token endpoint's reason, no secret in it
-        assert "proxy's credentials" in message
+        assert message == (f"Backend '{backend}' could not get a Google access token: the token endpoint answered "
+                           "invalid_grant: Invalid JWT Signature. This is a problem with the proxy's credentials for "
+                           "that backend, not with the client's request.")
         shown = r.text + json.dumps(dict(r.headers))
         assert not [piece for piece in key_material(stack["other_key"]) if piece in shown]
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_vertex_unreachable_token_endpoint_is_a_502_naming_the_backend(stack, frontend):
+    r = post(stack["proxy"], frontend, "vx-no-token-endpoint")
+    assert r.status_code == 502, r.text
+    message = error_message(frontend, r.json())
+    assert message == ("Backend 'vertex-no-token-endpoint' could not get a Google access token: the token endpoint "
+                       "could not be reached (ConnectionError). This is a problem with the proxy's credentials for "
+                       "that backend, not with the client's request.")
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_vertex_refused_token_is_a_502_naming_the_backend(stack, frontend):
+    for stream in (False, True):
+        r = post(stack["proxy"], frontend, "vx-refused-token", stream)
+        assert r.status_code == 502, r.text
+        assert error_message(frontend, r.json()) == (
+            "Backend 'vertex-refused-token' rejected the proxy's credentials (upstream HTTP 401). This is a problem "
+            "with the proxy's configuration for that backend, not with the client's request.")
+        assert REFUSED_TOKEN not in r.text + json.dumps(dict(r.headers))
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)
@@ -274,6 +336,7 @@ def test_azure_refused_key_is_a_502_naming_the_backend(stack, frontend):
 def test_no_credential_reaches_the_log(stack):
     log = stack["proxy"].output()
     assert "upstream error" in log  # the refusals above were logged...
-    for secret in (SECRET_ACCESS_KEY, WRONG_SECRET, SESSION_TOKEN, "azure-proxy-key-0123456789", "ya29.mock-",
+    for secret in (SECRET_ACCESS_KEY, WRONG_SECRET, SESSION_TOKEN, REFUSED_TOKEN, "azure-proxy-key-0123456789",
+                   "ya29.mock-",
                    *key_material(stack["other_key"])):
         assert secret not in log  # ...without any credential

@@ -162,7 +162,9 @@ def test_vertex_anthropic_count_tokens(tmp_path):
     r = provider_class(b.kind)(b).prepare(Call(model="claude-x", body=CLAUDE_BODY, action=COUNT_TOKENS))
     assert r.url == ("https://us-east5-aiplatform.googleapis.com/v1/projects/proj-1/locations/us-east5/publishers/"
                      "anthropic/models/count-tokens:rawPredict")
-    assert json.loads(r.body) == CLAUDE_BODY  # the counter keeps the model in the body
+    # The counter keeps the model in the body; anthropic_version goes in as on every rawPredict
+    # body (the anthropic SDK's Vertex client sets it on all of them).
+    assert json.loads(r.body) == {**CLAUDE_BODY, "anthropic_version": "vertex-2023-10-16"}
 
 
 @pytest.mark.parametrize("written,base", [
