@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from mocks.google_oauth import STATIC_TOKEN
 from tests.client_requests import FRONTENDS, client_request, error_message
 from tests.conftest import ServerProcess
 from tests.provider_configs import ISOLATED, service_account
@@ -137,6 +138,22 @@ def test_vertex_concurrent_first_requests_share_one_token_fetch(tmp_path, mock):
         proxy.stop()
 
 
+def test_vertex_static_token_from_the_environment(tmp_path, mock):
+    # No credentials_file, no access_token: GCP_ACCESS_TOKEN is used as it is, never a token fetch.
+    blocks = vertex_blocks(mock.url, Path("unused")).replace('credentials_file = "unused"\n', "")
+    config = tmp_path / "static.toml"
+    config.write_text(textwrap.dedent(blocks))
+    proxy = ServerProcess(["serve", "--config", str(config)], env={**ISOLATED, "GCP_ACCESS_TOKEN": STATIC_TOKEN})
+    try:
+        for frontend in FRONTENDS:
+            for stream in (False, True):
+                assert_text(post(proxy, frontend, "vx-gemini", stream), stream)
+                assert_text(post(proxy, frontend, "vx-claude", stream), stream)
+        assert oauth(mock)["token_requests"] == 0
+    finally:
+        proxy.stop()
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,6 +170,14 @@ def stack(tmp_path_factory):
     other = service_account(tmp, mock.url, other_key=True)
     unreachable = service_account(tmp, f"http://127.0.0.1:{closed_port()}", name="unreachable.json")
     blocks = vertex_blocks(mock.url, good) + vertex_blocks(mock.url, other, "-wrong-key") + f"""
+        [backends.vertex-adc]
+        kind = "vertex_gemini"
+        url = "{mock.url}"
+        project = "interchange-test"
+        location = "us-central1"
+        [backends.vertex-adc.model_mapping]
+        "vx-adc" = "gemini-2.5-flash"
+
         [backends.vertex-no-token-endpoint]
         kind = "vertex_gemini"
         url = "{mock.url}"
@@ -190,6 +215,8 @@ def stack(tmp_path_factory):
         blocks += f'\n[backends.{name}]\nkind = "bedrock_converse"\nurl = "{mock.url}"\nregion = "us-east-1"\n' \
                   f'{creds}[backends.{name}.model_mapping]\n"br-{name}" = "anthropic.claude-3-sonnet-20240229-v1:0"\n' \
                   f'"br-{name}-nova" = "amazon.nova-pro-v1:0"\n'
+    blocks += f'\n[backends.bedrock-no-profile]\nkind = "bedrock_converse"\nurl = "{mock.url}"\nregion = "us-east-1"\n' \
+              'profile = "no-such-profile"\n[backends.bedrock-no-profile.model_mapping]\n"br-no-profile" = "amazon.nova-pro-v1:0"\n'
     for name, url, extra in (("azure", mock.url, ""), ("azure-bearer", mock.url, 'auth = "bearer"\n'),
                              ("azure-v1", mock.url + "/openai/v1", ""),
                              ("azure-v1-bearer", mock.url + "/openai/v1/", 'auth = "bearer"\n'),
@@ -248,6 +275,16 @@ def test_vertex_refused_token_is_a_502_naming_the_backend(stack, frontend):
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)
+def test_vertex_without_application_default_credentials_is_a_configuration_error(stack, frontend):
+    # GOOGLE_APPLICATION_CREDENTIALS names a missing file (ISOLATED): google-auth stops there.
+    r = post(stack["proxy"], frontend, "vx-adc")
+    assert r.status_code == 500, r.text
+    assert error_message(frontend, r.json()) == ("Backend 'vertex-adc' has no usable Google credentials: "
+                                                 "application-default credentials could not be loaded "
+                                                 "(DefaultCredentialsError).")
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
 def test_vertex_unreadable_credentials_file_is_a_configuration_error(stack, frontend):
     r = post(stack["proxy"], frontend, "vx-no-file")
     assert r.status_code == 500, r.text
@@ -299,6 +336,13 @@ def test_bedrock_without_credentials_is_a_configuration_error(stack, frontend):
     assert r.status_code == 500, r.text
     assert error_message(frontend, r.json()).startswith("Backend 'bedrock-no-keys' has no AWS credentials: set "
                                                         "aws_access_key_id and aws_secret_access_key")
+
+
+def test_bedrock_unknown_profile_is_a_configuration_error(stack):
+    r = post(stack["proxy"], "openai", "br-no-profile")
+    assert r.status_code == 500, r.text
+    assert error_message("openai", r.json()) == ("Backend 'bedrock-no-profile': the AWS credential chain failed "
+                                                 "(ProfileNotFound).")
 
 
 # ------------------------------------------------------------------ Azure: api-key, bearer, both URL forms
