@@ -182,7 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "server_error" or (mode == "stream_error" and not stream):
             self._json(500, error_body(protocol, key, 500), echo)
         elif stream:
-            content_type = "application/vnd.amazon.eventstream" if protocol == "bedrock_converse" else "text/event-stream"
+            content_type = ("application/vnd.amazon.eventstream" if protocol == "bedrock_converse"
+                            else "text/event-stream")
             self._stream(stream_frames(protocol, key, model, mode), echo, content_type)
         else:
             self._json(200, content_reply(protocol, key, model), echo)

@@ -109,15 +109,15 @@ def test_vertex_token_is_fetched_once_for_many_requests(tmp_path, mock):
 
 
 def test_vertex_token_is_refreshed_once_when_stale(tmp_path, mock):
-    # google-auth calls a token stale 3 min 45 s (225 s) before it expires: 230 s tokens are stale 5 s after issue.
-    assert requests.post(mock.url + "/_mock/oauth", json={"expires_in": 230}, timeout=5).ok
+    # google-auth calls a token stale 3 min 45 s (225 s) before it expires: 232 s tokens are stale 7 s after issue.
+    assert requests.post(mock.url + "/_mock/oauth", json={"expires_in": 232}, timeout=5).ok
     sa = service_account(tmp_path, mock.url)
     proxy = proxy_for(tmp_path, vertex_blocks(mock.url, sa))
     try:
         for stream in (False, True, False):
             assert_text(post(proxy, "openai", "vx-gemini", stream), stream)
         assert oauth(mock)["token_requests"] == 1
-        time.sleep(6)
+        time.sleep(8)
         for stream in (False, True, False, True):
             assert_text(post(proxy, "gemini", "vx-gemini", stream), stream)
         assert oauth(mock)["token_requests"] == 2  # refreshed exactly once, then reused
@@ -215,8 +215,15 @@ def stack(tmp_path_factory):
         blocks += f'\n[backends.{name}]\nkind = "bedrock_converse"\nurl = "{mock.url}"\nregion = "us-east-1"\n' \
                   f'{creds}[backends.{name}.model_mapping]\n"br-{name}" = "anthropic.claude-3-sonnet-20240229-v1:0"\n' \
                   f'"br-{name}-nova" = "amazon.nova-pro-v1:0"\n'
-    blocks += f'\n[backends.bedrock-no-profile]\nkind = "bedrock_converse"\nurl = "{mock.url}"\nregion = "us-east-1"\n' \
-              'profile = "no-such-profile"\n[backends.bedrock-no-profile.model_mapping]\n"br-no-profile" = "amazon.nova-pro-v1:0"\n'
+    blocks += f"""
+        [backends.bedrock-no-profile]
+        kind = "bedrock_converse"
+        url = "{mock.url}"
+        region = "us-east-1"
+        profile = "no-such-profile"
+        [backends.bedrock-no-profile.model_mapping]
+        "br-no-profile" = "amazon.nova-pro-v1:0"
+    """
     for name, url, extra in (("azure", mock.url, ""), ("azure-bearer", mock.url, 'auth = "bearer"\n'),
                              ("azure-v1", mock.url + "/openai/v1", ""),
                              ("azure-v1-bearer", mock.url + "/openai/v1/", 'auth = "bearer"\n'),
