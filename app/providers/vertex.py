@@ -65,8 +65,9 @@ class _Vertex(Provider):
                                                "from model_mapping")
 
     def _url(self, publisher: str, model: str, method: str, query: dict | None = None) -> str:
+        # `@` stays as Google documents it and the anthropic SDK sends it (`claude-…@20250929`).
         return upstream_url(self._base, _MODEL_PATH, project=self._project, location=self._location,
-                            publisher=publisher, model=model, method=method, query=query)
+                            publisher=publisher, model=model, method=method, query=query, keep="@")
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self._token.token()}

@@ -138,13 +138,18 @@ def test_vertex_anthropic_generate(tmp_path, stream):
                  "claude-sonnet-4-5@20250929", {**CLAUDE_BODY, "stream": stream}, stream=stream, headers=FORWARDED)
     method = "streamRawPredict" if stream else "rawPredict"
     assert r.url == ("https://us-east5-aiplatform.googleapis.com/v1/projects/proj-1/locations/us-east5/publishers/"
-                     f"anthropic/models/claude-sonnet-4-5%4020250929:{method}")
+                     f"anthropic/models/claude-sonnet-4-5@20250929:{method}")  # `@` as the anthropic SDK sends it
     # No model (it is in the URL), Vertex's anthropic_version; nothing else changed, in order.
     assert r.body == json.dumps({"max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}],
                                  "stream": stream, "anthropic_version": "vertex-2023-10-16"},
                                 separators=(",", ":")).encode()
     assert "x-api-key" not in lower(r.headers) and "anthropic-version" not in lower(r.headers)
     assert lower(r.headers)["authorization"] == "Bearer ya29.static-token-abcdef"
+
+
+def test_vertex_model_ids_stay_one_segment(tmp_path):
+    r = prepared(tmp_path, 'kind = "vertex_anthropic"\nlocation = "us-east5"\n' + VERTEX, "../x@1/y:z?q#f", CLAUDE_BODY)
+    assert r.url.endswith("/publishers/anthropic/models/..%2Fx@1%2Fy%3Az%3Fq%23f:rawPredict")
 
 
 def test_vertex_anthropic_keeps_a_given_anthropic_version(tmp_path):
