@@ -1,5 +1,9 @@
-"""A hostile upstream: speaks just enough OpenAI Chat, Anthropic Messages and
-Gemini to be routed to, and echoes the credential it receives everywhere a
+"""A hostile upstream: speaks just enough OpenAI Chat, Anthropic Messages,
+Gemini and Bedrock Converse to be routed to — at their own paths and at Azure's
+(`/openai/deployments/…`, `/openai/v1/…`), Vertex's (`…/publishers/google/…:generateContent`,
+`…/publishers/anthropic/…:rawPredict`) and Bedrock's (`/model/{id}/converse`, its
+JSON errors with `x-amzn-ErrorType`, its binary event stream) — and echoes the
+credential it receives (a key, a bearer token, an AWS session token) everywhere a
 provider could put text — error bodies (message, type, param, code), reply
 headers (Retry-After, others), stream error events, and generated content —
 whole and in the masked form providers use (`sk-ab...7890`).
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import json
 import threading
+
+from mocks.eventstream import encode_event, encode_exception
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,20 +30,29 @@ def masked(key: str) -> str:
 
 
 def received_key(headers, query: dict) -> str:
+    """The credential as it arrived. SigV4 sends no secret; a session token it does send."""
     auth = headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:]
-    return headers.get("x-api-key") or headers.get("x-goog-api-key") or (query.get("key") or [""])[0]
+    return (headers.get("x-api-key") or headers.get("x-goog-api-key") or headers.get("api-key")
+            or headers.get("X-Amz-Security-Token") or (query.get("key") or [""])[0])
 
 
 def protocol_of(path: str) -> str:
     if path.endswith("/chat/completions"):
         return "openai"
-    if path.endswith("/messages"):
+    if path.endswith(("/messages", ":rawPredict", ":streamRawPredict")):
         return "anthropic"
     if path.endswith((":generateContent", ":streamGenerateContent")):
         return "gemini"
+    if path.startswith("/model/") and path.endswith(("/converse", "/converse-stream")):
+        return "bedrock_converse"
     raise ValueError(f"the hostile upstream does not speak the protocol of {path}")
+
+
+# Bedrock's error type per hostile status, as its front end names them.
+_BEDROCK_ERRORS = {400: "ValidationException", 401: "UnrecognizedClientException", 429: "ThrottlingException",
+                   500: "InternalServerException"}
 
 
 def error_body(protocol: str, key: str, status: int) -> dict:
@@ -46,6 +61,8 @@ def error_body(protocol: str, key: str, status: int) -> dict:
         return {"error": {"message": text, "type": f"invalid_{key}", "param": f"param {key}", "code": f"c_{key}"}}
     if protocol == "anthropic":
         return {"type": "error", "error": {"type": "invalid_request_error", "message": text}}
+    if protocol == "bedrock_converse":
+        return {"message": text, "__type": f"{_BEDROCK_ERRORS[status]}{key}"}
     return {"error": {"code": status, "message": text, "status": "INVALID_ARGUMENT",
                       "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest",
                                    "fieldViolations": [{"field": f"contents {key}", "description": text}]}]}}
@@ -62,13 +79,38 @@ def content_reply(protocol: str, key: str, model: str) -> dict:
         return {"id": "msg_h", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
                 "usage": {"input_tokens": 3, "output_tokens": 5}}
+    if protocol == "bedrock_converse":
+        return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}, "stopReason": "end_turn",
+                "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}, "metrics": {"latencyMs": 1}}
     return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
                             "index": 0}],
             "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8},
             "modelVersion": model}
 
 
-def stream_frames(protocol: str, key: str, model: str, mode: str) -> list[str]:
+def eventstream_frames(key: str, mode: str) -> list[bytes]:
+    """Bedrock's binary event stream: some content, then (stream_error) an exception frame echoing the key."""
+    def event(name: str, data: dict) -> bytes:
+        return encode_event(name, json.dumps(data).encode())
+    text = f"key {key}" if mode == "content" else "Hello"
+    frames = [event("messageStart", {"role": "assistant"}),
+              event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": text}})]
+    if mode == "stream_error":
+        error = {"message": f"Stream failed for key {key} ({masked(key)})", "originalStatusCode": 500}
+        return frames + [encode_exception("modelStreamErrorException", json.dumps(error).encode())]
+    return frames + [event("contentBlockStop", {"contentBlockIndex": 0}), event("messageStop", {"stopReason": "end_turn"}),
+                     event("metadata", {"usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8},
+                                        "metrics": {"latencyMs": 1}})]
+
+
+def stream_frames(protocol: str, key: str, model: str, mode: str) -> list[bytes]:
+    """The protocol's stream: some content, then (stream_error) its own error event echoing the key."""
+    if protocol == "bedrock_converse":
+        return eventstream_frames(key, mode)
+    return [frame.encode() for frame in sse_frames(protocol, key, model, mode)]
+
+
+def sse_frames(protocol: str, key: str, model: str, mode: str) -> list[str]:
     """SSE frames: some content, then (stream_error) the protocol's own error event echoing the key."""
     text = f"key {key}" if mode == "content" else "Hello"
     error_text = f"Stream failed for key {key} ({masked(key)})"
@@ -121,9 +163,16 @@ class _Handler(BaseHTTPRequestHandler):
         key = received_key(self.headers, parse_qs(url.query))
         protocol = protocol_of(url.path)
         mode = self.headers.get("X-Hostile", "error_body")
-        model = body.get("model") or url.path.rpartition("/")[2].partition(":")[0]
-        stream = body.get("stream") is True or ":streamGenerateContent" in url.path
+        if protocol == "bedrock_converse":
+            model = url.path.split("/")[2]
+        else:
+            model = body.get("model") or url.path.rpartition("/")[2].partition(":")[0]
+        stream = body.get("stream") is True or url.path.endswith((":streamGenerateContent", "/converse-stream"))
         echo = {"Retry-After": key, "X-Echo-Key": key, "Set-Cookie": f"session={key}"}
+        if protocol == "bedrock_converse":
+            status = {"error_body": 400, "rate_limit": 429, "auth": 401}.get(mode, 500)
+            echo["x-amzn-ErrorType"] = f"{_BEDROCK_ERRORS[status]}{key}:http://internal.amazon.com/coral/"
+            echo["x-amzn-RequestId"] = key
         if mode == "error_body":
             self._json(400, error_body(protocol, key, 400), echo)
         elif mode == "rate_limit":
@@ -133,7 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "server_error" or (mode == "stream_error" and not stream):
             self._json(500, error_body(protocol, key, 500), echo)
         elif stream:
-            self._stream(stream_frames(protocol, key, model, mode), echo)
+            content_type = ("application/vnd.amazon.eventstream" if protocol == "bedrock_converse"
+                            else "text/event-stream")
+            self._stream(stream_frames(protocol, key, model, mode), echo, content_type)
         else:
             self._json(200, content_reply(protocol, key, model), echo)
 
@@ -145,13 +196,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, frames: list[str], headers: dict) -> None:
+    def _stream(self, frames: list[bytes], headers: dict, content_type: str) -> None:
         self.send_response(200)
-        for name, value in {"Content-Type": "text/event-stream", "Connection": "close", **headers}.items():
+        for name, value in {"Content-Type": content_type, "Connection": "close", **headers}.items():
             self.send_header(name, value)
         self.end_headers()
         for frame in frames:
-            self.wfile.write(frame.encode())
+            self.wfile.write(frame)
             self.wfile.flush()
         self.close_connection = True
 

@@ -14,11 +14,13 @@ request (a token cache, AWS credentials).
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
-from app.base_url import BaseUrl, normalise_base_url
+from app.base_url import BaseUrl, BaseUrlError, normalise_base_url
+from app.errors import redact_url
 from app.jsonutil import dumps
 from app.protocols.base import UpstreamRequest
 
@@ -75,12 +77,41 @@ class Provider(ABC):
         return self.backend.settings.get(name, default)
 
 
+def base_before(url: str, tail: re.Pattern, how: str) -> BaseUrl:
+    """`url` without a pasted endpoint `tail` (at config load), noting `how` requests go
+    when something was dropped."""
+    if "?" in url or "#" in url:
+        raise BaseUrlError("must not carry a query or fragment (?… / #…)")
+    url = url.rstrip("/")
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    match = tail.search(slash + path)
+    if match is None:
+        return BaseUrl(url)
+    base = f"{scheme}://{host}" + (slash + path)[: match.start()]
+    return BaseUrl(base, f"{redact_url(url)} understood as base {redact_url(base)} ({how})")
+
+
+# Credentials (and request-signing headers) a client may send us: never passed
+# upstream, whatever a backend's forward_headers allowlist says, whichever
+# scheme the provider itself authorises with.
+NEVER_FORWARDED = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key",
+                             "cookie", "host", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"})
+
+
+def merge_headers(own: Mapping[str, str], forwarded: Mapping[str, str]) -> dict[str, str]:
+    """The forwarded client headers, less credentials and any name `own` has (in any
+    letter case), then `own`: the provider's own headers always win."""
+    taken = {k.lower() for k in own}
+    headers = {k: v for k, v in forwarded.items() if (low := k.lower()) not in taken and low not in NEVER_FORWARDED}
+    headers.update(own)
+    return headers
+
+
 def json_request(url: str, own: Mapping[str, str], call: Call, body: Mapping[str, Any] | None = None,
                  method: str = "POST") -> UpstreamRequest:
     """A JSON POST: `own` headers win over the forwarded client headers in any letter case."""
     if not any(k.lower() == "content-type" for k in own):
         own = {"Content-Type": "application/json", **own}
-    taken = {k.lower() for k in own}
-    headers = {k: v for k, v in call.headers.items() if k.lower() not in taken}
-    headers.update(own)
-    return UpstreamRequest(method, url, headers, dumps(call.body if body is None else body), stream=call.stream)
+    return UpstreamRequest(method, url, merge_headers(own, call.headers), dumps(call.body if body is None else body),
+                           stream=call.stream)

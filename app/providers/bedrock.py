@@ -11,16 +11,22 @@ otherwise (a VPC endpoint, the mock).
 """
 from __future__ import annotations
 
+import logging
+import re
 import threading
 
 from app.base_url import BaseUrl
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, Setting
+from app.providers.base import Call, Provider, Setting, base_before, merge_headers
 from app.upstream.urls import upstream_url
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
+_WRITTEN_TAIL = re.compile(r"/model(?:/.*)?$")  # a pasted `/model/{id}/converse` endpoint
+# botocore's signer logs the canonical request at DEBUG, X-Amz-Security-Token's value
+# included: those records never reach our log, whatever its level.
+logging.getLogger("botocore.auth").addFilter(lambda record: record.levelno > logging.DEBUG)
 
 
 class BedrockConverse(Provider):
@@ -46,7 +52,10 @@ class BedrockConverse(Provider):
 
     @classmethod
     def base_url(cls, url: str) -> BaseUrl:
-        return BaseUrl(url.rstrip("/"))
+        """The endpoint (and any prefix): a pasted `/model/{id}/converse…` is dropped (the model
+        comes from model_mapping)."""
+        return base_before(url, _WRITTEN_TAIL, "requests go to {base}/model/{model}/converse or /converse-stream, "
+                                               "the model from model_mapping")
 
     def prepare(self, call: Call) -> UpstreamRequest:
         from botocore.auth import SigV4Auth
@@ -55,8 +64,9 @@ class BedrockConverse(Provider):
         url = upstream_url(self._base, "/model/{model}/converse-stream" if call.stream else "/model/{model}/converse",
                            model=call.model)
         body = dumps(call.body)
-        headers = {**call.headers, "Content-Type": "application/json",
-                   "Accept": "application/vnd.amazon.eventstream" if call.stream else "application/json"}
+        headers = merge_headers({"Content-Type": "application/json",
+                                 "Accept": "application/vnd.amazon.eventstream" if call.stream else "application/json"},
+                                call.headers)
         request = AWSRequest(method="POST", url=url, data=body, headers=headers)
         SigV4Auth(self._frozen_credentials(), SERVICE, self._region).add_auth(request)  # last: over these bytes
         return UpstreamRequest("POST", url, dict(request.headers.items()), body, stream=call.stream)

@@ -76,9 +76,18 @@ class GoogleToken:
         try:
             credentials.refresh(bounded)
         except GoogleAuthError as e:
-            # google-auth's message quotes the token endpoint's reply (no secret: the
-            # assertion is not echoed); the kind says whose problem it is.
-            reason = str(e).split(",")[0][:200]
             raise ProxyError(ErrorKind.bad_gateway, f"Backend '{self._backend}' could not get a Google access "
-                             f"token: {reason}. This is a problem with the proxy's credentials for that backend, "
+                             f"token: {_reason(e)}. This is a problem with the proxy's credentials for that backend, "
                              "not with the client's request.", code="upstream_authentication_error") from None
+
+
+def _reason(error) -> str:
+    """Why a token fetch failed, in a few words: the token endpoint's own `error:
+    description` (google-auth's first argument; no secret, the assertion is not
+    echoed), or that it could not be reached (the transport error's type only)."""
+    from google.auth.exceptions import TransportError
+    first = error.args[0] if error.args else None
+    if isinstance(error, TransportError) or not isinstance(first, str):
+        cause = first if isinstance(first, BaseException) else error
+        return f"the token endpoint could not be reached ({type(cause).__name__})"
+    return "the token endpoint answered " + first.strip()[:200].rstrip(".")

@@ -15,16 +15,19 @@ at the mock that is running).
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
-from app.providers.base import COUNT_TOKENS, GENERATE, Call, Provider, Setting, json_request
+from app.providers.base import COUNT_TOKENS, GENERATE, Call, Provider, Setting, base_before, json_request
 from app.providers.google_auth import GoogleToken
 from app.upstream.urls import upstream_url
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 _MODEL_PATH = "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}"
+# What users paste after the host: the API version, or a whole model endpoint.
+_WRITTEN_TAIL = re.compile(r"/(?:v1|v1beta1)(?:/projects(?:/.*)?)?$")
 
 _SETTINGS = {
     "project": Setting(str, required=True, help="the Google Cloud project id"),
@@ -60,11 +63,16 @@ class _Vertex(Provider):
 
     @classmethod
     def base_url(cls, url: str) -> BaseUrl:
-        return BaseUrl(url.rstrip("/"))
+        """The host (and any gateway prefix): a pasted `/v1` or `/v1/projects/…` endpoint is dropped,
+        since project, location and model come from settings and model_mapping."""
+        return base_before(url, _WRITTEN_TAIL, "requests go to {base}/v1/projects/{project}/locations/{location}/"
+                                               "publishers/…: project and location from their settings, the model "
+                                               "from model_mapping")
 
     def _url(self, publisher: str, model: str, method: str, query: dict | None = None) -> str:
+        # `@` stays as Google documents it and the anthropic SDK sends it (`claude-…@20250929`).
         return upstream_url(self._base, _MODEL_PATH, project=self._project, location=self._location,
-                            publisher=publisher, model=model, method=method, query=query)
+                            publisher=publisher, model=model, method=method, query=query, keep="@")
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self._token.token()}
@@ -94,9 +102,9 @@ class VertexAnthropic(_Vertex):
 
     def prepare(self, call: Call) -> UpstreamRequest:
         body: dict[str, Any] = dict(call.body)
+        body.setdefault("anthropic_version", ANTHROPIC_VERSION)  # every rawPredict body, the counter's too
         if call.action == COUNT_TOKENS:  # the counter keeps the model in the body
             return json_request(self._url("anthropic", "count-tokens", "rawPredict"), self._auth(), call, body)
         body.pop("model", None)  # it is in the URL
-        body.setdefault("anthropic_version", ANTHROPIC_VERSION)
         url = self._url("anthropic", call.model, "streamRawPredict" if call.stream else "rawPredict")
         return json_request(url, self._auth(), call, body)

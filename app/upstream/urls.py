@@ -25,12 +25,20 @@ from typing import Mapping
 from urllib.parse import quote
 
 
+# Characters a segment may keep as they are when a provider's own clients send
+# them so (`@` in Vertex's `claude-sonnet-4-5@20250929`): RFC 3986 lets a path
+# segment hold them, and none of them can end a segment, a path or a line.
+_KEEPABLE = frozenset("@:!$&'()*+,;=")
+
+
 @functools.lru_cache(maxsize=512)  # the same few model ids, request after request
-def segment(value: str) -> str:
-    """`value` as one percent-encoded path segment."""
+def segment(value: str, keep: str = "") -> str:
+    """`value` as one percent-encoded path segment; `keep`: characters of _KEEPABLE left as they are."""
     if value in ("", ".", ".."):
         raise ValueError(f"{value!r} cannot be a URL path segment")
-    return quote(value, safe="")
+    if not _KEEPABLE.issuperset(keep):
+        raise ValueError(f"{keep!r}: only {''.join(sorted(_KEEPABLE))} may stay unencoded in a path segment")
+    return quote(value, safe=keep)
 
 
 def query_string(params: Mapping[str, str]) -> str:
@@ -38,9 +46,10 @@ def query_string(params: Mapping[str, str]) -> str:
     return "&".join(quote(k, safe="") + "=" + quote(v, safe="") for k, v in params.items())
 
 
-def upstream_url(base_url: str, template: str, *, query: Mapping[str, str] | None = None, **values: str) -> str:
+def upstream_url(base_url: str, template: str, *, query: Mapping[str, str] | None = None, keep: str = "",
+                 **values: str) -> str:
     """base URL (trailing slashes dropped) + `template` with each `{name}`
-    replaced by `segment(values[name])` + `?query` when given."""
-    path = template.format_map({name: segment(value) for name, value in values.items()}) if values else template
+    replaced by `segment(values[name], keep)` + `?query` when given."""
+    path = template.format_map({name: segment(value, keep) for name, value in values.items()}) if values else template
     url = base_url.rstrip("/") + path
     return url + "?" + query_string(query) if query else url

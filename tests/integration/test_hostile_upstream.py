@@ -10,18 +10,34 @@ import pytest
 import requests
 
 from app.protocols import MODULES, protocol_module
+from app.providers import KINDS
+from tests.client_requests import client_request
 from tests.conftest import ServerProcess
 from tests.hostile_upstream import MODES, HostileUpstream
 
-# Every wire protocol the proxy has, as a backend and (where it has a frontend
-# half) as a frontend: a protocol added later is covered here without a copy,
-# and fails here until tests/hostile_upstream.py speaks it.
-PROTOCOLS = tuple(p for p in MODULES if p in ("openai", "anthropic", "gemini"))
-FRONTENDS = tuple(p for p in PROTOCOLS if hasattr(protocol_module(p), "parse_request"))
+# Every provider kind the proxy has, as a backend, and every wire with a
+# frontend half as a frontend: a kind added later is covered here without a
+# copy, and fails here until BLOCKS and tests/hostile_upstream.py know it.
+PROTOCOLS = tuple(KINDS)
+FRONTENDS = tuple(p for p in MODULES if hasattr(protocol_module(p), "parse_request"))
 # Deliberately not key-shaped (no `sk-` / `AIza` prefix): only the configured
-# secret redaction can catch these, not the generic key pattern.
+# secret redaction can catch these, not the generic key pattern. For Bedrock
+# this is the session token (the one credential SigV4 sends); its secret key
+# (AWS_SECRET) never leaves the proxy, and must not reach its log either.
 KEYS = {p: f"hostile-{p}-key-{i:02d}5b4aR4tYQ7wZ{i:02d}" for i, p in enumerate(PROTOCOLS)}
+AWS_SECRET = "hostileAwsSecret5b4aR4tYQ7wZ0123456789xy"
 MODELS = {p: f"h-model-{p}" for p in PROTOCOLS}
+# How each kind is reached and authorised (its `url` and credential keys).
+BLOCKS = {
+    "openai": 'url = "{url}/v1"\napi_key = "{key}"\n',
+    "anthropic": 'url = "{url}"\napi_key = "{key}"\n',
+    "gemini": 'url = "{url}"\napi_key = "{key}"\n',
+    "azure_openai": 'url = "{url}"\napi_key = "{key}"\n',
+    "vertex_gemini": 'url = "{url}"\nproject = "p"\nlocation = "us-central1"\naccess_token = "{key}"\n',
+    "vertex_anthropic": 'url = "{url}"\nproject = "p"\nlocation = "us-east5"\naccess_token = "{key}"\n',
+    "bedrock_converse": 'url = "{url}"\nregion = "us-east-1"\naws_access_key_id = "AKIDHOSTILE"\n'
+                        'aws_secret_access_key = "' + AWS_SECRET + '"\naws_session_token = "{key}"\n',
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +45,13 @@ def hostile(tmp_path_factory):
     upstream = HostileUpstream()
     config = tmp_path_factory.mktemp("hostile") / "hostile.toml"
     blocks = ['[server]\nlog_level = "debug"\n']
-    for protocol, key in KEYS.items():
-        url = upstream.url + ("/v1" if protocol == "openai" else "")
-        blocks.append(textwrap.dedent(f"""
-            [backends.hb-{protocol}]
-            protocol = "{protocol}"
-            url = "{url}"
-            api_key = "{key}"
+    for kind, key in KEYS.items():
+        blocks.append(f'\n[backends.hb-{kind}]\nkind = "{kind}"\n' + BLOCKS[kind].format(url=upstream.url, key=key)
+                      + textwrap.dedent(f"""
             timeout = 5
             forward_headers = ["X-Hostile"]
-            [backends.hb-{protocol}.model_mapping]
-            "{MODELS[protocol]}" = "{MODELS[protocol]}"
+            [backends.hb-{kind}.model_mapping]
+            "{MODELS[kind]}" = "{MODELS[kind]}"
         """))
     config.write_text("".join(blocks))
     proxy = ServerProcess(["serve", "--config", str(config)])
@@ -48,23 +60,10 @@ def hostile(tmp_path_factory):
     upstream.stop()
 
 
-def client_request(frontend: str, model: str, stream: bool, prefix: str = "") -> tuple[str, dict, dict]:
-    """(path, headers, body) of a minimal request in the frontend's protocol."""
-    messages = [{"role": "user", "content": "Hi"}]
-    if frontend == "openai":
-        return prefix + "/v1/chat/completions", {}, {"model": model, "messages": messages, "stream": stream}
-    if frontend == "anthropic":
-        return (prefix + "/v1/messages", {"anthropic-version": "2023-06-01", "x-api-key": "client-key"},
-                {"model": model, "max_tokens": 20, "messages": messages, "stream": stream})
-    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    return (f"{prefix}/v1beta/models/{model}:{action}", {},
-            {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]})
-
-
 def leaks(text: str) -> list[str]:
     """Every form of a configured key found in `text`: whole, its head, its tail."""
     found = []
-    for key in KEYS.values():
+    for key in (*KEYS.values(), AWS_SECRET):
         for form in (key, key[:10], key[-6:]):
             if form in text:
                 found.append(form)

@@ -106,3 +106,10 @@ def test_anthropic_count_tokens_url():
     req = ir.Request(model="m", messages=(ir.Message("user", (ir.Text("hi"),)),), protocol="anthropic",
                      raw={"model": "m"})
     assert built(anthropic, req, _target("m"), action="count_tokens").url == "https://up.test/root/v1/messages/count_tokens"
+
+
+def test_segment_keeps_only_what_it_is_asked_to_and_may():
+    assert segment("claude-x@20250929:1", keep="@") == "claude-x@20250929%3A1"
+    for char in "/?#% \n":
+        with pytest.raises(ValueError, match="may stay unencoded"):
+            segment("a", keep=char)

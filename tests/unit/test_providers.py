@@ -1,0 +1,327 @@
+"""Each provider kind as a specification of the upstream request it makes: for
+a backend block in config (through the real loader, so url normalisation and
+settings apply) and one call, the exact method, URL, headers and body bytes;
+config validation of each kind's own settings; the registry's start-up check."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+import app.providers as providers
+from app.config import ConfigError, check_config, load_config
+from app.errors import ProxyError
+from app.providers import KINDS, provider_class
+from app.providers.base import COUNT_TOKENS, Call, Provider
+
+AWS_KEY_ID, AWS_SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+FORWARDED = {"X-Trace": "t-1", "content-type": "text/plain", "AUTHORIZATION": "Bearer client-key",
+             "api-key": "client-key", "x-api-key": "client-key", "X-Goog-Api-Key": "client-key",
+             "x-amz-security-token": "client-token"}
+
+
+def backend(tmp_path, block: str, name: str = "b"):
+    """The BackendConfig that `[backends.<name>]` + block loads to."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"[backends.{name}]\n" + textwrap.dedent(block))
+    return load_config(path).backends[name]
+
+
+def prepared(tmp_path, block: str, model: str, body: dict, *, stream: bool = False, action: str = "generate",
+             headers: dict | None = None):
+    b = backend(tmp_path, block)
+    return provider_class(b.kind)(b).prepare(Call(model=model, body=body, stream=stream, action=action,
+                                                  headers=headers or {}))
+
+
+def problems(tmp_path, block: str) -> list[str]:
+    path = tmp_path / "c.toml"
+    path.write_text("[backends.b]\n" + textwrap.dedent(block))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return [p for p in e.value.problems if p != "backends: at least one backend is required"]
+
+
+def lower(headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+# ------------------------------------------------------------------ Azure OpenAI
+
+AZURE = 'kind = "azure_openai"\napi_key = "az-key-123456"\n'
+
+
+@pytest.mark.parametrize("url", ["https://res.openai.azure.com", "https://res.openai.azure.com/",
+                                 "https://res.openai.azure.com/openai",
+                                 "https://res.openai.azure.com/openai/deployments/other/chat/completions"])
+def test_azure_deployments_form(tmp_path, url):
+    r = prepared(tmp_path, AZURE + f'url = "{url}"\n', "gpt-4o", BODY, headers=FORWARDED)
+    assert r.method == "POST"
+    assert r.url == "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+    assert lower(r.headers) == {"content-type": "application/json", "api-key": "az-key-123456", "x-trace": "t-1"}
+    assert json.loads(r.body) == BODY  # the OpenAI wire body, untouched
+
+
+def test_azure_api_version_and_encoded_deployment(tmp_path):
+    r = prepared(tmp_path, AZURE + 'url = "https://res.openai.azure.com"\napi_version = "2025-01-01-preview"\n',
+                 "my deploy/1", BODY)
+    assert r.url == ("https://res.openai.azure.com/openai/deployments/my%20deploy%2F1/chat/completions"
+                     "?api-version=2025-01-01-preview")
+
+
+@pytest.mark.parametrize("url", ["https://res.openai.azure.com/openai/v1", "https://res.openai.azure.com/openai/v1/",
+                                 "https://res.openai.azure.com/openai/v1/chat/completions"])
+def test_azure_v1_form(tmp_path, url):
+    r = prepared(tmp_path, AZURE + f'url = "{url}"\nauth = "bearer"\n', "gpt-4o", BODY, stream=True,
+                 headers=FORWARDED)
+    assert r.url == "https://res.openai.azure.com/openai/v1/chat/completions"  # no dated api-version
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer az-key-123456",
+                                "x-trace": "t-1"}
+    assert r.stream is True
+
+
+def test_azure_url_notes(tmp_path):
+    (tmp_path / "c.toml").write_text("[backends.b]\n" + AZURE +
+                                     'url = "https://res.openai.azure.com/openai/deployments/x/chat/completions"\n'
+                                     "[backends.v]\n" + AZURE + 'url = "https://res.openai.azure.com/openai/v1"\n')
+    notes, found = check_config(tmp_path / "c.toml")
+    assert found == []
+    assert notes == ["backends.b.url: https://res.openai.azure.com/openai/deployments/x/chat/completions understood "
+                     "as base https://res.openai.azure.com (the deployments API: requests go to "
+                     "{base}/openai/deployments/{deployment}/chat/completions)"]
+
+
+def test_azure_url_with_query_is_refused(tmp_path):
+    assert problems(tmp_path, AZURE + 'url = "https://res.openai.azure.com/openai?api-version=2024-10-21"\n') == [
+        "backends.b.url: must not carry a query or fragment: give the api-version as api_version"]
+
+
+def test_azure_settings_validated(tmp_path):
+    assert problems(tmp_path, AZURE + 'url = "https://r.example"\nauth = "basic"\napi_version = 3\nregion = "x"\n') \
+        == ["backends.b.region: unknown key (allowed: api_key, api_key_env, api_version, auth, capabilities, "
+            "catch_all, connect_timeout, forward_headers, kind, model_mapping, options, passthrough, priority, "
+            "protocol, timeout, url)",
+            "backends.b.api_version: must be a string",
+            "backends.b.auth: must be one of api-key, bearer (got 'basic')"]
+
+
+# ------------------------------------------------------------------ Vertex AI
+
+VERTEX = 'project = "proj-1"\naccess_token = "ya29.static-token-abcdef"\n'
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+CLAUDE_BODY = {"model": "claude-sonnet-4-5@20250929", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize("location,host", [
+    ("us-east5", "https://us-east5-aiplatform.googleapis.com"),
+    ("europe-west4", "https://europe-west4-aiplatform.googleapis.com"),
+    ("global", "https://aiplatform.googleapis.com"), ("us", "https://aiplatform.us.rep.googleapis.com"),
+    ("eu", "https://aiplatform.eu.rep.googleapis.com")])
+@pytest.mark.parametrize("stream", [False, True])
+def test_vertex_gemini_urls(tmp_path, location, host, stream):
+    r = prepared(tmp_path, f'kind = "vertex_gemini"\nlocation = "{location}"\n' + VERTEX, "models/gemini-2.5-pro",
+                 GEMINI_BODY, stream=stream, headers=FORWARDED)
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    assert r.url == f"{host}/v1/projects/proj-1/locations/{location}/publishers/google/models/gemini-2.5-pro:{method}"
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer ya29.static-token-abcdef",
+                                "x-trace": "t-1"}
+    assert json.loads(r.body) == GEMINI_BODY
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vertex_anthropic_generate(tmp_path, stream):
+    r = prepared(tmp_path, 'kind = "vertex_anthropic"\nlocation = "us-east5"\n' + VERTEX,
+                 "claude-sonnet-4-5@20250929", {**CLAUDE_BODY, "stream": stream}, stream=stream, headers=FORWARDED)
+    method = "streamRawPredict" if stream else "rawPredict"
+    assert r.url == ("https://us-east5-aiplatform.googleapis.com/v1/projects/proj-1/locations/us-east5/publishers/"
+                     f"anthropic/models/claude-sonnet-4-5@20250929:{method}")  # `@` as the anthropic SDK sends it
+    # No model (it is in the URL), Vertex's anthropic_version; nothing else changed, in order.
+    assert r.body == json.dumps({"max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}],
+                                 "stream": stream, "anthropic_version": "vertex-2023-10-16"},
+                                separators=(",", ":")).encode()
+    assert "x-api-key" not in lower(r.headers) and "anthropic-version" not in lower(r.headers)
+    assert lower(r.headers)["authorization"] == "Bearer ya29.static-token-abcdef"
+
+
+def test_vertex_model_ids_stay_one_segment(tmp_path):
+    r = prepared(tmp_path, 'kind = "vertex_anthropic"\nlocation = "us-east5"\n' + VERTEX, "../x@1/y:z?q#f", CLAUDE_BODY)
+    assert r.url.endswith("/publishers/anthropic/models/..%2Fx@1%2Fy%3Az%3Fq%23f:rawPredict")
+
+
+def test_vertex_anthropic_keeps_a_given_anthropic_version(tmp_path):
+    r = prepared(tmp_path, 'kind = "vertex_anthropic"\nlocation = "global"\n' + VERTEX, "claude-x",
+                 {**CLAUDE_BODY, "anthropic_version": "2023-06-01"})
+    assert json.loads(r.body)["anthropic_version"] == "2023-06-01"
+
+
+def test_vertex_anthropic_count_tokens(tmp_path):
+    b = backend(tmp_path, 'kind = "vertex_anthropic"\nlocation = "us-east5"\n' + VERTEX)
+    assert COUNT_TOKENS in provider_class(b.kind).actions
+    r = provider_class(b.kind)(b).prepare(Call(model="claude-x", body=CLAUDE_BODY, action=COUNT_TOKENS))
+    assert r.url == ("https://us-east5-aiplatform.googleapis.com/v1/projects/proj-1/locations/us-east5/publishers/"
+                     "anthropic/models/count-tokens:rawPredict")
+    # The counter keeps the model in the body; anthropic_version goes in as on every rawPredict
+    # body (the anthropic SDK's Vertex client sets it on all of them).
+    assert json.loads(r.body) == {**CLAUDE_BODY, "anthropic_version": "vertex-2023-10-16"}
+
+
+@pytest.mark.parametrize("written,base", [
+    ("http://127.0.0.1:9/", "http://127.0.0.1:9"), ("https://gw.example/vertex", "https://gw.example/vertex"),
+    ("https://us-east5-aiplatform.googleapis.com/v1", "https://us-east5-aiplatform.googleapis.com"),
+    ("https://gw.example/p/v1beta1/projects/x/locations/y/publishers/google/models/g:generateContent",
+     "https://gw.example/p")])
+def test_vertex_url_overrides_the_host(tmp_path, written, base):
+    b = backend(tmp_path, f'kind = "vertex_gemini"\nlocation = "us-east5"\nurl = "{written}"\n' + VERTEX)
+    assert b.url == base
+    assert (b.notes == ()) == (written.rstrip("/") == base)
+    r = provider_class(b.kind)(b).prepare(Call(model="g", body=GEMINI_BODY))
+    assert r.url == base + "/v1/projects/proj-1/locations/us-east5/publishers/google/models/g:generateContent"
+
+
+def test_vertex_settings_validated(tmp_path):
+    assert problems(tmp_path, 'kind = "vertex_gemini"\napi_key = "k"\nproject = 7\n') == [
+        "backends.b.project: must be a string",
+        "backends.b.location: required for a vertex_gemini backend (a region (us-east5), a multi-region (us, eu) "
+        "or global)",
+        "backends.b.api_key: a vertex_gemini backend is not authorised by an API key (its keys: project, location, "
+        "credentials_file, access_token)"]
+
+
+# ------------------------------------------------------------------ Bedrock
+
+BEDROCK = f'kind = "bedrock_converse"\nregion = "us-west-2"\naws_access_key_id = "{AWS_KEY_ID}"\n' \
+          f'aws_secret_access_key = "{AWS_SECRET}"\n'
+CONVERSE_BODY = {"messages": [{"role": "user", "content": [{"text": "Hi"}]}]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model,encoded", [
+    ("anthropic.claude-3-sonnet-20240229-v1:0", "anthropic.claude-3-sonnet-20240229-v1%3A0"),
+    ("arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.amazon.nova-pro-v1:0",
+     "arn%3Aaws%3Abedrock%3Aus-west-2%3A123456789012%3Ainference-profile%2Fus.amazon.nova-pro-v1%3A0")])
+def test_bedrock_request_is_signed_as_sent(tmp_path, model, encoded, stream):
+    from mocks.sigv4 import verify
+    r = prepared(tmp_path, BEDROCK, model, CONVERSE_BODY, stream=stream, headers=FORWARDED)
+    action = "converse-stream" if stream else "converse"
+    assert r.url == f"https://bedrock-runtime.us-west-2.amazonaws.com/model/{encoded}/{action}"
+    headers = lower(r.headers)
+    assert set(headers) == {"content-type", "accept", "x-trace", "x-amz-date", "authorization"}
+    assert headers["content-type"] == "application/json"  # ours, not the client's text/plain
+    assert headers["accept"] == ("application/vnd.amazon.eventstream" if stream else "application/json")
+    assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={AWS_KEY_ID}/")
+    assert "/us-west-2/bedrock/aws4_request" in headers["authorization"]
+    assert AWS_SECRET not in json.dumps(r.headers)
+    assert r.body == b'{"messages":[{"role":"user","content":[{"text":"Hi"}]}]}'
+
+    class Insensitive(dict):
+        def get(self, name, default=None):
+            return headers.get(name.lower(), default)
+    host = "bedrock-runtime.us-west-2.amazonaws.com"
+    # The signature checks out over the raw (still encoded) target, as the service recomputes it.
+    signed = Insensitive(headers, host=host)
+    headers["host"] = host
+    assert verify("POST", r.url.partition(host)[2], signed, r.body, service="bedrock",
+                  secrets={AWS_KEY_ID: AWS_SECRET}) == "us-west-2"
+
+
+def test_bedrock_session_token_is_sent_and_signed(tmp_path):
+    r = prepared(tmp_path, BEDROCK + 'aws_session_token = "FwoGZXIvYXdzEXAMPLEsessiontoken"\n', "amazon.nova-pro-v1:0",
+                 CONVERSE_BODY, headers=FORWARDED)
+    headers = lower(r.headers)
+    assert headers["x-amz-security-token"] == "FwoGZXIvYXdzEXAMPLEsessiontoken"  # ours, never the client's
+    assert "x-amz-security-token" in headers["authorization"].partition("SignedHeaders=")[2].partition(",")[0]
+
+
+def test_bedrock_secrets(tmp_path):
+    b = backend(tmp_path, BEDROCK + 'aws_session_token = "FwoGZXIvYXdzEXAMPLEsessiontoken"\n')
+    p = provider_class(b.kind)(b)
+    p.prepare(Call(model="amazon.nova-pro-v1:0", body=CONVERSE_BODY))
+    assert set(p.secrets()) == {AWS_SECRET, "FwoGZXIvYXdzEXAMPLEsessiontoken"}
+    assert AWS_KEY_ID not in p.secrets()  # an id, not a secret (it names the key in every signature)
+
+
+@pytest.mark.parametrize("written,base", [
+    ("http://127.0.0.1:9", "http://127.0.0.1:9"), ("https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com/",
+                                                   "https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com"),
+    ("https://bedrock-runtime.us-west-2.amazonaws.com/model/amazon.nova-pro-v1:0/converse",
+     "https://bedrock-runtime.us-west-2.amazonaws.com")])
+def test_bedrock_url_overrides_the_endpoint(tmp_path, written, base):
+    b = backend(tmp_path, BEDROCK + f'url = "{written}"\n')
+    assert b.url == base
+    assert (b.notes == ()) == (written.rstrip("/") == base)
+    r = provider_class(b.kind)(b).prepare(Call(model="amazon.nova-pro-v1:0", body=CONVERSE_BODY))
+    assert r.url == base + "/model/amazon.nova-pro-v1%3A0/converse"
+
+
+def test_bedrock_settings_validated(tmp_path):
+    assert problems(tmp_path, 'kind = "bedrock_converse"\napi_key_env = "X"\nprofile = 1\n') == [
+        "backends.b.region: required for a bedrock_converse backend (the AWS region (us-east-1))",
+        "backends.b.profile: must be a string",
+        "backends.b.api_key_env: a bedrock_converse backend is not authorised by an API key (its keys: region, "
+        "aws_access_key_id, aws_secret_access_key, aws_session_token, profile)"]
+
+
+def test_bedrock_half_a_key_pair_is_a_configuration_error(tmp_path):
+    b = backend(tmp_path, f'kind = "bedrock_converse"\nregion = "us-east-1"\naws_access_key_id = "{AWS_KEY_ID}"\n')
+    with pytest.raises(ProxyError) as e:
+        provider_class(b.kind)(b).prepare(Call(model="m", body=CONVERSE_BODY))
+    assert e.value.code == "configuration_error" and "Backend 'b'" in e.value.message
+
+
+# ------------------------------------------------------------------ the first-party kinds
+
+@pytest.mark.parametrize("block,url,auth", [
+    ('kind = "openai"\nurl = "https://api.openai.com"\napi_key = "sk-own-0123456789"\n',
+     "https://api.openai.com/v1/chat/completions", {"authorization": "Bearer sk-own-0123456789"}),
+    ('kind = "anthropic"\nurl = "https://api.anthropic.com/v1"\napi_key = "sk-ant-own-0123456789"\n',
+     "https://api.anthropic.com/v1/messages", {"x-api-key": "sk-ant-own-0123456789", "anthropic-version": "2023-06-01"}),
+    ('protocol = "gemini"\nurl = "https://generativelanguage.googleapis.com/v1beta"\napi_key = "AIza-own-0123456789"\n',
+     "https://generativelanguage.googleapis.com/v1beta/models/g:generateContent", {"x-goog-api-key": "AIza-own-0123456789"}),
+])
+def test_first_party_kinds(tmp_path, block, url, auth):
+    r = prepared(tmp_path, block, "g", BODY, headers=FORWARDED)
+    assert r.url == url
+    assert lower(r.headers) == {"content-type": "application/json", "x-trace": "t-1", **auth}
+
+
+# ------------------------------------------------------------------ the registry
+
+def test_every_kind_is_registered_and_named_for_itself():
+    assert sorted(KINDS) == ["anthropic", "azure_openai", "bedrock_converse", "gemini", "openai",
+                             "vertex_anthropic", "vertex_gemini"]
+    assert all(cls.kind == kind for kind, cls in KINDS.items())
+
+
+def test_the_stream_framing_each_kind_declares():
+    assert {kind: cls.framing for kind, cls in KINDS.items()} == {
+        "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
+        "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream"}
+
+
+def test_the_actions_each_kind_offers():
+    assert {kind for kind, cls in KINDS.items() if COUNT_TOKENS in cls.actions} == {"anthropic", "vertex_anthropic"}
+
+
+def test_registry_refuses_a_provider_missing_a_piece():
+    class NoPrepare(Provider):
+        kind, wire = "broken", "openai"
+
+    class BadWire(Provider):
+        kind, wire = "broken", "smoke-signals"
+
+        def prepare(self, call):
+            raise NotImplementedError
+
+    class BadFraming(BadWire):
+        wire, framing = "openai", "carrier-pigeon"
+
+    with pytest.raises(TypeError, match=r"provider broken: NoPrepare does not implement \['prepare'\]"):
+        providers._check({"broken": NoPrepare})
+    with pytest.raises(TypeError, match="provider broken: unknown wire protocol 'smoke-signals'"):
+        providers._check({"broken": BadWire})
+    with pytest.raises(TypeError, match="provider broken: unknown stream framing 'carrier-pigeon'"):
+        providers._check({"broken": BadFraming})
