@@ -188,7 +188,7 @@ def test_vertex_settings_validated(tmp_path):
         "backends.b.location: required for a vertex_gemini backend (a region (us-east5), a multi-region (us, eu) "
         "or global)",
         "backends.b.api_key: a vertex_gemini backend is not authorised by an API key (its keys: project, location, "
-        "credentials_file, access_token)"]
+        "credentials_file, access_token, token_uri)"]
 
 
 # ------------------------------------------------------------------ Bedrock
