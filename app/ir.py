@@ -146,6 +146,9 @@ class Reasoning:
     effort: str | None = None  # none|minimal|low|medium|high|xhigh|max
     budget_tokens: int | None = None
     include_thoughts: bool | None = None
+    # The client leaves thinking to the model (Anthropic's `adaptive`): a backend
+    # without thinking serves the request without it instead of refusing it.
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +213,8 @@ class Request:
             caps.add("streaming")
         if any(isinstance(p, Image) for m in self.messages for p in _all_parts(m)):
             caps.add("vision")
-        if self.reasoning is not None and self.reasoning.effort != "none" and self.reasoning.budget_tokens != 0:
+        if self.reasoning is not None and self.reasoning.effort != "none" and self.reasoning.budget_tokens != 0 \
+                and not self.reasoning.optional:
             caps.add("thinking")
         if self.response_format is not None and self.response_format.type != "text":
             caps.add("json")

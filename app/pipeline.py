@@ -118,7 +118,7 @@ class Pipeline:
         outcome["reason"] = "failed"
         route = self.router.route(req.model, req.capabilities(), pinned)
         outcome["backend"], outcome["reason"] = route.backend.name, route.reason
-        req = _with_registry_defaults(req, route)
+        req = _fit_to_backend(_with_registry_defaults(req, route), route)
         backend_cfg = route.backend
         provider = self.providers[backend_cfg.name]
         backend = protocol_module(provider.wire)
@@ -363,6 +363,18 @@ def _is_json(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
+    """Drop what the client asked for only optionally (adaptive thinking) when
+    the chosen backend or model cannot do it; the router refused the rest."""
+    reasoning = req.reasoning
+    if reasoning is None or not reasoning.optional:
+        return req
+    caps = route.entry.capabilities if route.entry is not None and route.entry.capabilities else None
+    if route.backend.has(frozenset({"thinking"})) and (caps is None or "thinking" in caps):
+        return req
+    return dataclasses.replace(req, reasoning=None)
 
 
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:

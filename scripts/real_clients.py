@@ -164,8 +164,9 @@ class Codex(Client):
 
 
 CLIENTS: dict[str, Client] = {c.key: c for c in (
-    ClaudeCode("claude-code", "Claude Code", "@anthropic-ai/claude-code", "2.1.197", "claude", "Read",
-               asks_for=frozenset({"thinking"})),
+    # Claude Code asks for adaptive thinking for other models' names: a backend without thinking
+    # serves it without (Claude names get enabled thinking, which every Claude backend here has).
+    ClaudeCode("claude-code", "Claude Code", "@anthropic-ai/claude-code", "2.1.197", "claude", "Read"),
     GeminiCli("gemini-cli", "Gemini CLI", "@google/gemini-cli", "0.61.0", "gemini", "read_file",
               asks_for=frozenset({"thinking"})),
     Codex("codex", "Codex", "@openai/codex", "0.171.0", "codex", "exec_command", needs_path="/v1/responses"),

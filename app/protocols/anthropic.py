@@ -647,7 +647,7 @@ def _reasoning_from_wire(thinking: Any, output_config: dict | None) -> ir.Reason
                           param="thinking.budget_tokens")
         return ir.Reasoning(effort=effort, budget_tokens=budget, include_thoughts=include_thoughts)
     if thinking_type == "adaptive":
-        return ir.Reasoning(effort=effort or "medium", include_thoughts=include_thoughts)
+        return ir.Reasoning(effort=effort or "medium", include_thoughts=include_thoughts, optional=True)
     if thinking_type == "disabled":
         return None
     raise invalid("Input should be 'enabled', 'disabled' or 'adaptive'", param="thinking.type")

@@ -253,9 +253,10 @@ def test_tool_choice(tool_choice, expected):
     ({"thinking": {"type": "enabled", "budget_tokens": 4000}}, ir.Reasoning(budget_tokens=4000, include_thoughts=True)),
     ({"thinking": {"type": "enabled", "budget_tokens": 4000, "display": "omitted"}},
      ir.Reasoning(budget_tokens=4000, include_thoughts=False)),
-    ({"thinking": {"type": "adaptive"}}, ir.Reasoning(effort="medium", include_thoughts=True)),
+    # adaptive: the model decides, so a backend without thinking serves it without (optional)
+    ({"thinking": {"type": "adaptive"}}, ir.Reasoning(effort="medium", include_thoughts=True, optional=True)),
     ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}},
-     ir.Reasoning(effort="high", include_thoughts=True)),
+     ir.Reasoning(effort="high", include_thoughts=True, optional=True)),
     ({"output_config": {"effort": "low"}}, ir.Reasoning(effort="low")),
     ({"thinking": {"type": "disabled"}}, None),
 ])

@@ -1,11 +1,12 @@
 """Pipeline pieces that need no server: the passthrough model rewrite, registry defaults,
 the same-protocol passthrough of what the IR cannot model."""
+import dataclasses
 import json
 
 from app import ir
 from app.config import BackendConfig, ModelEntry
 from app.protocols import anthropic
-from app.pipeline import ModelRewriter, _with_registry_defaults
+from app.pipeline import ModelRewriter, _fit_to_backend, _with_registry_defaults
 from app.routing import Route
 from tests.upstream_call import Upstream, built
 
@@ -92,3 +93,18 @@ def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
     r = wsgi.application.test_client().get("/health")
     assert r.status_code == 200 and r.get_json()["backends"] == \
         ["anthropic", "azure", "bedrock", "gemini", "openai", "vertex", "vertex-anthropic"]
+
+
+def test_adaptive_thinking_is_dropped_only_where_the_backend_cannot_think():
+    req = anthropic.parse_request({"model": "m", "max_tokens": 10, "thinking": {"type": "adaptive"},
+                                   "messages": [{"role": "user", "content": "Hi"}]})
+    assert "thinking" not in req.capabilities()  # routing does not demand it
+    thinker = BackendConfig(name="t", protocol="openai", url="http://x", api_key="k",
+                            capabilities=frozenset({"text", "thinking"}))
+    plain = dataclasses.replace(thinker, name="p", capabilities=frozenset({"text"}))
+    assert _fit_to_backend(req, Route(thinker, "m", "model_mapping")).reasoning == req.reasoning
+    assert _fit_to_backend(req, Route(plain, "m", "model_mapping")).reasoning is None
+    enabled = anthropic.parse_request({"model": "m", "max_tokens": 2000, "messages": [
+        {"role": "user", "content": "Hi"}], "thinking": {"type": "enabled", "budget_tokens": 1024}})
+    assert "thinking" in enabled.capabilities()  # asked for outright: a backend must have it
+    assert _fit_to_backend(enabled, Route(plain, "m", "model_mapping")) is enabled
