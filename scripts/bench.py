@@ -537,7 +537,7 @@ def report_text(res: dict[str, Any]) -> str:
                 for name, r in inproc["signing"].items()]
         parts.append(render_table(
             f"Bedrock: SigV4 signing per request, in-process (us; median of {inproc.get('calls'):,} calls, each "
-            "timed)",
+            f"timed; {(inproc.get('calls') or 0) // 20:,} after 10 ms idle)",
             ["body", "bytes", "prepare", "without signing", "signing", "add_auth alone", "openai prepare"], rows))
         parts.append("")
     if inproc.get("decoding"):
@@ -1725,7 +1725,8 @@ def _hold(t: Targets, args, res: dict, log) -> None:
 def _inprocess(args, res: dict, log) -> None:
     """Bedrock's own per-request and per-message costs, timed in this process
     (bench_bedrock): signing over the bench's request body and over a ~16 KiB
-    conversation; decoding the bench_stream messages, beside SSE for the same
+    conversation, back to back and each call after 10 ms idle (as at a
+    moderate rate); decoding the bench_stream messages, beside SSE for the same
     stream in OpenAI's shape."""
     from app.config import load_config
     from app.jsonutil import dumps
@@ -1741,6 +1742,8 @@ def _inprocess(args, res: dict, log) -> None:
     bodies = {"bench request": bench_bedrock.converse_body(PROMPT, 64),
               "conversation": bench_bedrock.conversation_body()}
     signing = bench_bedrock.signing_cost(providers, bodies, calls=calls)
+    signing.update(bench_bedrock.signing_cost(providers, {"bench request, 10 ms idle": bodies["bench request"]},
+                                              calls=calls // 20, idle_s=0.01))
     scenarios = stream_scenarios(args.stream_chunks, args.stream_delay_ms, "in-process decoding")
     messages = bench_bedrock.eventstream_messages(scenarios["bedrock"]["stream"])
     sse = [encode_sse(f["data"] if isinstance(f["data"], str) else dumps(f["data"]))

@@ -100,11 +100,14 @@ def signed_headers(host: str, path: str, headers: dict[str, str], body: bytes) -
 ROUNDS = 20  # variants take turns, so a busy spell of the host falls on each alike
 
 
-def time_calls(fn: Callable[[], Any], calls: int, into: list[int]) -> None:
+def time_calls(fn: Callable[[], Any], calls: int, into: list[int], idle_s: float = 0.0) -> None:
     """Call `fn` `calls` times, each timed on its own (ns) into `into`: a call
-    the scheduler interrupts moves the median, not the figure."""
+    the scheduler interrupts moves the median, not the figure. `idle_s`: sleep
+    before each call (untimed), as a proxy at a moderate rate meets each request."""
     clock = time.perf_counter_ns
     for _ in range(calls):
+        if idle_s:
+            time.sleep(idle_s)
         t0 = clock()
         fn()
         into.append(clock() - t0)
@@ -125,13 +128,16 @@ def conversation_body(turns: int = 12, words: int = 220) -> dict[str, Any]:
             "inferenceConfig": {"maxTokens": 1024, "temperature": 0.2}}
 
 
-def signing_cost(providers: dict[str, Any], bodies: dict[str, dict[str, Any]], *, calls: int) -> dict[str, Any]:
+def signing_cost(providers: dict[str, Any], bodies: dict[str, dict[str, Any]], *, calls: int,
+                 idle_s: float = 0.0) -> dict[str, Any]:
     """Per body, the median of `calls` calls each: the Bedrock provider's `prepare`
     (URL, body bytes, headers, SigV4) with signing and with `SigV4Auth.add_auth`
     replaced by a no-op, their difference (the signing), `add_auth` alone
     (perf_counter_ns around each call inside `prepare`), and the OpenAI
     provider's `prepare` of the same body for scale. `providers`: "bedrock" and
-    optionally "openai" instances. The variants take turns in ROUNDS rounds."""
+    optionally "openai" instances. The variants take turns in ROUNDS rounds;
+    `idle_s` > 0 times each call after that long asleep (a core back from idle
+    runs Python several times slower: what a moderately loaded proxy pays)."""
     from botocore.auth import SigV4Auth
 
     from app.jsonutil import dumps
@@ -152,14 +158,13 @@ def signing_cost(providers: dict[str, Any], bodies: dict[str, dict[str, Any]], *
 
         bedrock.prepare(call)  # first-use costs (imports, caches) are not what is measured
         for _ in range(ROUNDS):
-            time_calls(lambda: bedrock.prepare(call), per_round, samples["prepare"])
+            time_calls(lambda: bedrock.prepare(call), per_round, samples["prepare"], idle_s)
             with mock.patch.object(SigV4Auth, "add_auth", lambda self, request: None):
-                time_calls(lambda: bedrock.prepare(call), per_round, samples["unsigned"])
+                time_calls(lambda: bedrock.prepare(call), per_round, samples["unsigned"], idle_s)
             with mock.patch.object(SigV4Auth, "add_auth", timed_add_auth):
-                for _ in range(per_round):
-                    bedrock.prepare(call)
+                time_calls(lambda: bedrock.prepare(call), per_round, [], idle_s)
             if openai is not None:
-                time_calls(lambda: openai.prepare(openai_call), per_round, samples["openai"])
+                time_calls(lambda: openai.prepare(openai_call), per_round, samples["openai"], idle_s)
         signed, unsigned = median_us(samples["prepare"]), median_us(samples["unsigned"])
         out[name] = {"body_bytes": len(dumps(body)), "prepare_us": signed, "unsigned_us": unsigned,
                      "signing_us": signed - unsigned, "add_auth_us": median_us(samples["add_auth"]),

@@ -350,7 +350,7 @@ def test_report_prints_the_in_process_costs():
         "decoding": {"eventstream": {"messages": 16, "bytes": 189, "us_per_message": 17.79},
                      "sse": {"messages": 16, "bytes": 214, "us_per_message": 3.73}}}
     lines = bench.report_text(res).splitlines()
-    assert "Bedrock: SigV4 signing per request, in-process (us; median of 10,000 calls, each timed)" in lines
+    assert "Bedrock: SigV4 signing per request, in-process (us; median of 10,000 calls, each timed; 500 after 10 ms idle)" in lines
     row = next(line for line in lines if line.startswith("bench request"))
     assert row.split() == ["bench", "request", "121", "65.4", "7.1", "58.3", "57.9", "3.2"]
     assert next(line for line in lines if line.startswith("eventstream")).split() == ["eventstream", "16", "189",
