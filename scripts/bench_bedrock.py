@@ -21,7 +21,6 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
-from unittest import mock
 from urllib.parse import quote
 
 BACKEND = "bench-bedrock"
@@ -138,6 +137,8 @@ def signing_cost(providers: dict[str, Any], bodies: dict[str, dict[str, Any]], *
     optionally "openai" instances. The variants take turns in ROUNDS rounds;
     `idle_s` > 0 times each call after that long asleep (a core back from idle
     runs Python several times slower: what a moderately loaded proxy pays)."""
+    from unittest import mock
+
     from botocore.auth import SigV4Auth
 
     from app.jsonutil import dumps
