@@ -9,7 +9,8 @@ What runs (every server a subprocess on a free loopback port):
   mock    the bundled mock provider (mocks/), fixtures copied to a temp dir
           with generated `bench_stream` / `bench_long` scenarios beside them
           (per-chunk delays; streams held for seconds), TCP_NODELAY on.
-  proxy   `python -m app serve --config config-mock.toml`, pointed at the mock.
+  proxy   `python -m app serve` on config-mock.toml (or --config) plus one Bedrock
+          backend the bench appends (scripts/bench_bedrock.py), pointed at the mock.
   peer    optional: any command; `{port}` and `{mock_url}` / `{mock_openai_url}`
           are filled in, and BENCH_MOCK_URL / BENCH_MOCK_OPENAI_URL are set.
   load    `wrk` (C, one thread) for throughput when it is installed, else a
@@ -26,9 +27,14 @@ What is measured (each figure the median of --repeats runs):
                 (same process, same clock); the direct figure is the tap->client hop
   hold          N simultaneous long streams through one worker: failures, peak RSS
   startup       spawn -> first 200 from /health, and idle RSS
+  inprocess     Bedrock's own costs, in this process: SigV4 signing per request
+                (the provider's prepare with and without add_auth) and
+                event-stream decoding per message (beside SSE)
 
 Paths are `client->backend`: a proxied path is compared with a direct call to
-its backend's mock endpoint, and with the peer on the same path.
+its backend's mock endpoint, and with the peer on the same path. `direct
+bedrock` is a client calling the mock's Converse API itself, signed as boto3
+signs (once per measurement: no client-side signing in the baseline).
 """
 from __future__ import annotations
 
@@ -50,6 +56,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from scripts import bench_bedrock
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_VERSION = 1
@@ -158,7 +166,7 @@ class BenchPath:
     """One way a request travels: who answers (direct mock, proxy, peer), the
     client protocol and the backend protocol behind it."""
     target: str  # "direct" | "proxy" | "peer" | "tcprelay"
-    client: str  # "openai" | "anthropic" | "gemini"
+    client: str  # "openai" | "anthropic" | "gemini" | "bedrock" (a direct Converse client)
     backend: str
 
     @property
@@ -187,22 +195,27 @@ class BenchPath:
         return BenchPath("peer", self.client, self.backend)
 
 
-MODEL = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+MODEL = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash",
+         "bedrock": bench_bedrock.MODEL}
 PROMPT = "Say hello in one short sentence."
 AUTH = {
     "openai": {"Authorization": "Bearer sk-bench-key"},
     "anthropic": {"x-api-key": "sk-ant-bench-key", "anthropic-version": "2023-06-01"},
     "gemini": {"x-goog-api-key": "AIza-bench-key"},
+    "bedrock": {},  # SigV4, per request (bench_bedrock.signed_headers)
 }
-# Where a stream has really finished, per client protocol.
-STREAM_END = {"openai": b"[DONE]", "anthropic": b"message_stop", "gemini": b"finishReason"}
-STREAM_ERROR = {"openai": b'{"error"', "anthropic": b"event: error", "gemini": b'"error"'}
+# Where a stream has really finished, per client protocol (Bedrock: the binary
+# event stream's last message is `metadata`; an exception message names its type).
+STREAM_END = {"openai": b"[DONE]", "anthropic": b"message_stop", "gemini": b"finishReason", "bedrock": b"metadata"}
+STREAM_ERROR = {"openai": b'{"error"', "anthropic": b"event: error", "gemini": b'"error"',
+                "bedrock": b":exception-type"}
 
 
 def http_request(path: BenchPath, host: str, *, stream: bool, scenario: str | None = None,
                  max_tokens: int = 64) -> dict[str, Any]:
     """The request a client of `path.client` sends for `path` (method, URL path,
-    headers, body), as a JSON-able dict for the load generator."""
+    headers, body), as a JSON-able dict for the load generator. A Bedrock
+    request is signed here, so it is good for SigV4's 5 minutes."""
     model = MODEL[path.backend]
     headers = {"Host": host, "Content-Type": "application/json", **AUTH[path.client]}
     if scenario:
@@ -219,12 +232,19 @@ def http_request(path: BenchPath, host: str, *, stream: bool, scenario: str | No
         if stream:
             body["stream"] = True
         url = "/v1/messages"
+    elif path.client == "bedrock":
+        body = bench_bedrock.converse_body(PROMPT, max_tokens)
+        url = bench_bedrock.converse_path(stream)
+        headers["Accept"] = "application/vnd.amazon.eventstream" if stream else "application/json"
     else:
         body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
                 "generationConfig": {"maxOutputTokens": max_tokens}}
         url = f"/v1beta/models/{model}:" + ("streamGenerateContent?alt=sse" if stream else "generateContent")
-    return {"method": "POST", "path": url, "headers": headers, "body": json.dumps(body, separators=(",", ":")),
-            "client": path.client, "stream": stream}
+    data = json.dumps(body, separators=(",", ":"))
+    if path.client == "bedrock":
+        unsigned = {k: v for k, v in headers.items() if k != "Host"}
+        headers = {"Host": host, **bench_bedrock.signed_headers(host, url, unsigned, data.encode())}
+    return {"method": "POST", "path": url, "headers": headers, "body": data, "client": path.client, "stream": stream}
 
 
 def raw_request(req: dict[str, Any]) -> bytes:
@@ -312,7 +332,19 @@ def stream_scenarios(chunks: int, delay_ms: int, description: str) -> dict[str, 
                  "modelVersion": "{{model}}", "responseId": "{{id}}"},
         "stream": [{"data": g_chunk(i, w), "delay_ms": delay_ms} for i, w in enumerate(words, 1)],
     }
-    return {"openai": openai, "anthropic": anthropic, "gemini": gemini}
+    b_usage = {"inputTokens": 12, "outputTokens": chunks, "totalTokens": 12 + chunks}
+    bedrock = {
+        "description": description, "status": 200, "expect": expect,
+        "body": {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                 "stopReason": "end_turn", "usage": b_usage, "metrics": {"latencyMs": delay_ms * chunks}},
+        "stream": [{"event": "messageStart", "data": {"role": "assistant"}}]
+        + [{"event": "contentBlockDelta", "delay_ms": delay_ms,
+            "data": {"contentBlockIndex": 0, "delta": {"text": w}}} for w in words]
+        + [{"event": "contentBlockStop", "data": {"contentBlockIndex": 0}},
+           {"event": "messageStop", "data": {"stopReason": "end_turn"}},
+           {"event": "metadata", "data": {"usage": b_usage, "metrics": {"latencyMs": delay_ms * chunks}}}],
+    }
+    return {"openai": openai, "anthropic": anthropic, "gemini": gemini, "bedrock": bedrock}
 
 
 def write_scenario_root(dest: Path, stream_chunks: int, stream_delay_ms: int,
@@ -496,6 +528,25 @@ def report_text(res: dict[str, Any]) -> str:
         quoted = "" if peer_label else f" ({QUOTED_PEER['name']}: {QUOTED_PEER['idle_rss_mib']:.0f} MiB idle)"
         parts.append(render_table("Start-up and memory" + quoted,
                                   ["process", "start-up s", "idle RSS MiB", "RSS after load MiB"], rows))
+        parts.append("")
+
+    inproc = res.get("inprocess", {})
+    if inproc.get("signing"):
+        rows = [[name, f"{r['body_bytes']:,}", fmt_ms(r["prepare_us"], 1), fmt_ms(r["unsigned_us"], 1),
+                 fmt_ms(r["signing_us"], 1), fmt_ms(r["add_auth_us"], 1), fmt_ms(r.get("openai_prepare_us"), 1)]
+                for name, r in inproc["signing"].items()]
+        parts.append(render_table(
+            f"Bedrock: SigV4 signing per request, in-process (us; median of {inproc.get('calls'):,} calls, each "
+            f"timed; {(inproc.get('calls') or 0) // 20:,} after 10 ms idle)",
+            ["body", "bytes", "prepare", "without signing", "signing", "add_auth alone", "openai prepare"], rows))
+        parts.append("")
+    if inproc.get("decoding"):
+        rows = [[name, str(r["messages"]), str(r["bytes"]), fmt_ms(r["us_per_message"], 2)]
+                for name, r in inproc["decoding"].items()]
+        parts.append(render_table("Stream decoding per message, in-process, one message per read (us; median of "
+                                  f"{(inproc.get('calls') or 0) // 10:,} streams; eventstream = Bedrock's binary "
+                                  "framing, sse = the same stream as OpenAI SSE)",
+                                  ["framing", "messages", "bytes/message", "us/message"], rows))
         parts.append("")
 
     targets = res.get("targets") or evaluate_targets(res)
@@ -1226,7 +1277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-delay-ms", type=int, default=20, help="delay between timed-stream chunks (default 20)")
     p.add_argument("--loadgen", choices=("auto", "wrk", "gevent"), default="auto",
                    help="throughput load generator (auto: wrk when installed)")
-    p.add_argument("--only", default="startup,throughput,latency,streams,hold",
+    p.add_argument("--only", default="startup,throughput,latency,streams,hold,inprocess",
                    help="comma-separated sections to run (default: all)")
     p.add_argument("--config", default="config-mock.toml", help="proxy config (default config-mock.toml)")
     p.add_argument("--peer-cmd", help="command starting a peer proxy; {port}, {mock_url}, {mock_openai_url} "
@@ -1275,6 +1326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk is not installed (apt-get install wrk), or use --loadgen gevent", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="interchange-bench-"))
+    base_config = Path(args.config) if os.path.isabs(args.config) else REPO / args.config
+    args.proxy_config = str(bench_bedrock.write_config(base_config, workdir / "proxy-config.toml"))
     res: dict[str, Any] = {
         "version": JSON_VERSION, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
         "settings": {"duration_s": args.duration, "repeats": args.repeats, "concurrency": args.concurrency,
@@ -1286,7 +1339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "latency": "gevent raw-socket client (open loop, fixed rate)",
                     "streams": "gevent raw-socket client (+ in-process tap for relay timing)"},
         "peer": {"name": args.peer_name if args.peer_cmd else QUOTED_PEER["name"], "measured": bool(args.peer_cmd)},
-        "throughput": {}, "latency": {}, "streams": {}, "hold": {}, "startup": {}, "targets": [],
+        "throughput": {}, "latency": {}, "streams": {}, "hold": {}, "startup": {}, "inprocess": {}, "targets": [],
     }
     res["loadgen"]["summary"] = (f"throughput: {res['loadgen']['throughput']}; latency, streams and held "
                                  "streams: gevent raw-socket client; each in its own process")
@@ -1311,7 +1364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if proxy is not None:
                 proxy.stop()
                 servers.remove(proxy)
-            proxy = Server("proxy", [sys.executable, "-m", "app", "serve", "--config", args.config, "--port", "0"],
+            proxy = Server("proxy", [sys.executable, "-m", "app", "serve", "--config", args.proxy_config,
+                                     "--port", "0"],
                            workdir / "proxy.log", env=proxy_env)
             servers.append(proxy)
             proxy.wait_listening()
@@ -1354,6 +1408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             res["startup"]["proxy"]["rss_after_load_mib"] = ProcStats(proxy.pid).rss_mib()
             if peer is not None:
                 res["startup"]["peer"]["rss_after_load_mib"] = ProcStats(peer.pid).rss_mib()
+        for s in reversed(servers):
+            s.stop()  # the in-process figures are taken on a quiet machine
+        if "inprocess" in sections:
+            _inprocess(args, res, log)
     finally:
         for s in reversed(servers):
             s.stop()
@@ -1394,6 +1452,7 @@ def _paths(with_peer: bool) -> list[BenchPath]:
              BenchPath("proxy", "openai", "openai"), BenchPath("proxy", "anthropic", "anthropic"),
              BenchPath("proxy", "gemini", "gemini"),
              BenchPath("proxy", "anthropic", "openai"), BenchPath("proxy", "openai", "gemini"),
+             BenchPath("direct", "bedrock", "bedrock"), BenchPath("proxy", "openai", "bedrock"),
              BenchPath("tcprelay", "openai", "openai")]
     if with_peer:
         paths += [BenchPath("peer", "openai", "openai"), BenchPath("peer", "anthropic", "openai")]
@@ -1424,7 +1483,8 @@ def _host(url: str) -> str:
 def _throughput(t: Targets, paths: list[BenchPath], args, res: dict, wrk: str | None, log) -> None:
     mock_stats = ProcStats(t.mock.pid)
     for kind, stream in (("nonstream", False), ("stream", True)):
-        chosen = paths if not stream else [p for p in paths if p.target == "direct" or p.backend == "openai"]
+        chosen = paths if not stream else [p for p in paths
+                                           if p.target == "direct" or p.backend in ("openai", "bedrock")]
         runs: dict[str, list[dict]] = {p.name: [] for p in chosen}
         for rep in range(args.repeats):
             for path in chosen:
@@ -1535,7 +1595,8 @@ def _streams(t: Targets, args, res: dict, log, servers: list[Server], proxy_env:
     paths = [BenchPath("direct", "openai", "openai"), BenchPath("direct", "anthropic", "anthropic"),
              BenchPath("direct", "gemini", "gemini"),
              BenchPath("proxy", "openai", "openai"), BenchPath("proxy", "anthropic", "openai"),
-             BenchPath("proxy", "openai", "gemini"), BenchPath("tcprelay", "openai", "openai")]
+             BenchPath("proxy", "openai", "gemini"), BenchPath("direct", "bedrock", "bedrock"),
+             BenchPath("proxy", "openai", "bedrock"), BenchPath("tcprelay", "openai", "openai")]
     if t.peer is not None:
         paths += [BenchPath("peer", "openai", "openai"), BenchPath("peer", "anthropic", "openai")]
     runs: dict[str, list[dict]] = {p.name: [] for p in paths}
@@ -1574,7 +1635,7 @@ def _streams(t: Targets, args, res: dict, log, servers: list[Server], proxy_env:
     # Relay delay: a second proxy whose upstream is a tap in the load generator.
     tap_port = free_port()
     mock_host, mock_port = host_port(t.mock.url)
-    tapped = Server("proxy (tapped)", [sys.executable, "-m", "app", "serve", "--config", args.config,
+    tapped = Server("proxy (tapped)", [sys.executable, "-m", "app", "serve", "--config", args.proxy_config,
                                        "--port", "0"], t.workdir / "proxy-tap.log",
                     env={**proxy_env, "MOCK_URL": f"http://127.0.0.1:{tap_port}"})
     servers.append(tapped)
@@ -1588,7 +1649,8 @@ def _streams(t: Targets, args, res: dict, log, servers: list[Server], proxy_env:
                    ("tcprelay", BenchPath("tcprelay", "openai", "openai")),
                    ("proxy", BenchPath("proxy", "openai", "openai")),
                    ("proxy", BenchPath("proxy", "anthropic", "openai")),
-                   ("proxy", BenchPath("proxy", "openai", "gemini"))]
+                   ("proxy", BenchPath("proxy", "openai", "gemini")),
+                   ("proxy", BenchPath("proxy", "openai", "bedrock"))]
     relay_runs: dict[str, list[dict]] = {p.name: [] for _, p in relay_paths}
     for rep in range(args.repeats):
         for target, path in relay_paths:
@@ -1658,6 +1720,40 @@ def _hold(t: Targets, args, res: dict, log) -> None:
                 {k: r[k] for k in ("ok", "failed", "peak_inflight", "peak_rss_mib", "open_s", "total_s")}
                 for r in runs],
         }
+
+
+def _inprocess(args, res: dict, log) -> None:
+    """Bedrock's own per-request and per-message costs, timed in this process
+    (bench_bedrock): signing over the bench's request body and over a ~16 KiB
+    conversation, back to back and each call after 10 ms idle (as at a
+    moderate rate); decoding the bench_stream messages, beside SSE for the same
+    stream in OpenAI's shape."""
+    from app.config import load_config
+    from app.jsonutil import dumps
+    from app.providers import provider_class
+    from app.upstream.framing import encode_sse
+
+    config = load_config(args.proxy_config)
+    providers = {"bedrock": config.backends[bench_bedrock.BACKEND]}
+    if "openai" in config.backends:
+        providers["openai"] = config.backends["openai"]
+    providers = {name: provider_class(b.kind)(b) for name, b in providers.items()}
+    calls = 2000 if args.quick else 10000
+    bodies = {"bench request": bench_bedrock.converse_body(PROMPT, 64),
+              "conversation": bench_bedrock.conversation_body()}
+    signing = bench_bedrock.signing_cost(providers, bodies, calls=calls)
+    signing.update(bench_bedrock.signing_cost(providers, {"bench request, 10 ms idle": bodies["bench request"]},
+                                              calls=calls // 20, idle_s=0.01))
+    scenarios = stream_scenarios(args.stream_chunks, args.stream_delay_ms, "in-process decoding")
+    messages = bench_bedrock.eventstream_messages(scenarios["bedrock"]["stream"])
+    sse = [encode_sse(f["data"] if isinstance(f["data"], str) else dumps(f["data"]))
+           for f in scenarios["openai"]["stream"]]
+    decoding = bench_bedrock.decoding_cost(messages, sse, calls=calls // 10)
+    res["inprocess"] = {"calls": calls, "signing": signing, "decoding": decoding}
+    for name, r in signing.items():
+        log(f"signing {name} ({r['body_bytes']:,} B): {r['signing_us']:.1f} us of {r['prepare_us']:.1f} us prepare")
+    for name, r in decoding.items():
+        log(f"decoding {name}: {r['us_per_message']:.2f} us/message")
 
 
 # ---------------------------------------------------------------- plot

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mocks.scenarios import ScenarioLibrary
-from scripts import bench
+from scripts import bench, bench_bedrock
 from scripts.bench import BenchPath
 
 
@@ -115,13 +115,119 @@ def test_requests_are_complete_http(client, path):
         assert headers["anthropic-version"] and doc["max_tokens"] > 0
 
 
+def test_the_bedrock_path_is_measured_against_a_direct_converse_client():
+    path = BenchPath("proxy", "openai", "bedrock")
+    assert path in bench._paths(with_peer=False) and path.baseline in bench._paths(with_peer=False)
+    assert path.baseline.name == "direct bedrock"
+    assert path.same_protocol not in bench._paths(with_peer=True)  # no Bedrock frontend: no same-protocol row
+
+
+@pytest.mark.parametrize("stream,action,accept", [(False, "converse", "application/json"),
+                                                  (True, "converse-stream", "application/vnd.amazon.eventstream")])
+def test_direct_bedrock_requests_are_signed_as_the_mock_checks(stream, action, accept):
+    from werkzeug.datastructures import Headers
+
+    from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+    from mocks.sigv4 import SigV4Error, verify
+
+    req = bench.http_request(BenchPath("direct", "bedrock", "bedrock"), "127.0.0.1:9", stream=stream,
+                             scenario="bench_stream")
+    assert req["path"] == f"/model/anthropic.claude-3-sonnet-20240229-v1%3A0/{action}"
+    head, _, body = bench.raw_request(req).partition(b"\r\n\r\n")
+    headers = Headers([tuple(line.split(": ", 1)) for line in head.decode().split("\r\n")[1:]])
+    assert headers["Accept"] == accept and headers["X-Mock-Scenario"] == "bench_stream"
+    secrets = {ACCESS_KEY_ID: SECRET_ACCESS_KEY}
+    assert verify("POST", req["path"], headers, body, service="bedrock", secrets=secrets) == "us-east-1"
+    with pytest.raises(SigV4Error):
+        verify("POST", req["path"], headers, body.replace(b"hello", b"hellO"), service="bedrock", secrets=secrets)
+
+
+def test_the_direct_converse_body_is_the_one_the_proxy_sends():
+    """The baseline asks the mock for the same work as the proxied path."""
+    from app.protocols import bedrock_converse, openai_chat
+    from app.protocols.base import Target
+
+    openai = bench.http_request(BenchPath("proxy", "openai", "bedrock"), "127.0.0.1:9", stream=False)
+    converted = bedrock_converse.build_body(openai_chat.parse_request(json.loads(openai["body"])),
+                                            Target(bench_bedrock.BACKEND, bench_bedrock.MODEL_ID))
+    direct = bench.http_request(BenchPath("direct", "bedrock", "bedrock"), "127.0.0.1:9", stream=False)
+    assert json.loads(direct["body"]) == converted
+
+
+def test_the_bench_config_adds_its_own_bedrock_backend(tmp_path):
+    from app.config import load_config
+
+    out = bench_bedrock.write_config(bench.REPO / "config-mock.toml", tmp_path / "proxy.toml")
+    config = load_config(out)
+    backend = config.backends[bench_bedrock.BACKEND]
+    assert backend.kind == "bedrock_converse" and backend.settings["region"] == "us-east-1"
+    assert backend.model_mapping == {bench_bedrock.MODEL: bench_bedrock.MODEL_ID}
+    assert {"openai", "anthropic", "gemini"} <= set(config.backends)  # the run's config is all there
+    with pytest.raises(ValueError, match="already defines backends.bench-bedrock"):
+        bench_bedrock.write_config(out, tmp_path / "again.toml")
+
+
+# ------------------------------------------------------------ in-process costs
+
+
+def _providers(tmp_path) -> dict:
+    from app.config import load_config
+    from app.providers import provider_class
+
+    config = load_config(bench_bedrock.write_config(bench.REPO / "config-mock.toml", tmp_path / "proxy.toml"))
+    return {name: provider_class(config.backends[backend].kind)(config.backends[backend])
+            for name, backend in (("bedrock", bench_bedrock.BACKEND), ("openai", "openai"))}
+
+
+def test_signing_cost_times_the_provider_with_and_without_add_auth(tmp_path):
+    from botocore.auth import SigV4Auth
+
+    from app.jsonutil import dumps
+
+    original = SigV4Auth.add_auth
+    bodies = {"small": bench_bedrock.converse_body("hi", 8), "conversation": bench_bedrock.conversation_body()}
+    out = bench_bedrock.signing_cost(_providers(tmp_path), bodies, calls=bench_bedrock.ROUNDS)
+    assert SigV4Auth.add_auth is original  # the no-op and the timer are gone again
+    assert list(out) == ["small", "conversation"]
+    for name, row in out.items():
+        assert set(row) == {"body_bytes", "prepare_us", "unsigned_us", "signing_us", "add_auth_us",
+                            "openai_prepare_us"}
+        assert row["body_bytes"] == len(dumps(bodies[name]))
+        assert row["signing_us"] == row["prepare_us"] - row["unsigned_us"]
+    assert 15_000 < out["conversation"]["body_bytes"] < 20_000  # "~16 KiB", as the docs say
+
+
+def test_eventstream_messages_decode_to_the_scenario_events():
+    from app.upstream.eventstream import EventStreamFramer
+
+    events = bench.stream_scenarios(3, 5, "x")["bedrock"]["stream"]
+    messages = bench_bedrock.eventstream_messages(events)
+    framer = EventStreamFramer()
+    frames = [f for m in messages for f in framer.feed(m)]
+    assert [f.event for f in frames] == ["messageStart", "contentBlockDelta", "contentBlockDelta",
+                                         "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+    assert [json.loads(f.data)["delta"]["text"] for f in frames if f.event == "contentBlockDelta"] == \
+        [bench.token(i) for i in (1, 2, 3)]
+    assert all(130 <= len(m) <= 260 for m in messages)  # the size of real Bedrock messages
+
+
+def test_decoding_cost_decodes_every_message():
+    events = bench.stream_scenarios(3, 5, "x")["bedrock"]["stream"]
+    messages = bench_bedrock.eventstream_messages(events)
+    out = bench_bedrock.decoding_cost(messages, [b"data: {}\n\n"] * 4, calls=bench_bedrock.ROUNDS)
+    assert {k: (v["messages"], v["bytes"]) for k, v in out.items()} == {
+        "eventstream": (7, sum(map(len, messages)) // 7), "sse": (4, 10)}
+    with pytest.raises(RuntimeError, match="1 of 2 messages decoded"):
+        bench_bedrock.decoding_cost(messages[:1] + [b""], [], calls=1)
+
+
 # ------------------------------------------------------------ generated scenarios
 
 
 def test_generated_scenarios_load_in_the_mock(tmp_path):
     root = bench.write_scenario_root(tmp_path, stream_chunks=5, stream_delay_ms=7, hold_chunks=3, hold_delay_ms=11)
     library = ScenarioLibrary(root)  # the mock's own shape checks
-    for provider in ("openai", "anthropic", "gemini"):
+    for provider in ("openai", "anthropic", "gemini", "bedrock"):
         stream = library.get(provider, "bench_stream")
         assert stream is not None and stream.expect["text"] == "".join(bench.token(i) for i in range(1, 6))
         delayed = [f for f in stream.stream if f.delay_ms]
@@ -156,6 +262,17 @@ def test_stream_completion_checks():
     assert bench._stream_ok("openai", 200, b'data: {"x":1}\n\n') == (False, "incomplete stream")
     assert bench._stream_ok("anthropic", 200, b"event: error\ndata: {}\n\n")[0] is False
     assert bench._stream_ok("gemini", 502, b"") == (False, "HTTP 502")
+
+
+def test_stream_completion_checks_read_the_binary_event_stream():
+    from mocks.eventstream import encode_event, encode_exception
+
+    stop = encode_event("messageStop", b'{"stopReason":"end_turn"}')
+    end = encode_event("metadata", b'{"usage":{"inputTokens":1,"outputTokens":2,"totalTokens":3}}')
+    throttled = encode_exception("throttlingException", b'{"message":"Too many requests"}')
+    assert bench._stream_ok("bedrock", 200, stop + end) == (True, "")
+    assert bench._stream_ok("bedrock", 200, stop) == (False, "incomplete stream")
+    assert bench._stream_ok("bedrock", 200, stop + throttled) == (False, "error event")
 
 
 # ------------------------------------------------------------ results -> report, JSON
@@ -223,6 +340,21 @@ def test_report_prints_tables_with_ratios():
     assert "Latency, non-streamed, fixed rate 400 req/s" in text
     assert "Targets" in text and "MISSED" not in text
     assert "quoted" in text  # no peer was run: the peer figures are labelled as quoted
+
+
+def test_report_prints_the_in_process_costs():
+    res = _result()
+    res["inprocess"] = {"calls": 10000, "signing": {"bench request": {
+        "body_bytes": 121, "prepare_us": 65.4, "unsigned_us": 7.1, "signing_us": 58.3, "add_auth_us": 57.9,
+        "openai_prepare_us": 3.2}},
+        "decoding": {"eventstream": {"messages": 16, "bytes": 189, "us_per_message": 17.79},
+                     "sse": {"messages": 16, "bytes": 214, "us_per_message": 3.73}}}
+    lines = bench.report_text(res).splitlines()
+    assert "Bedrock: SigV4 signing per request, in-process (us; median of 10,000 calls, each timed; 500 after 10 ms idle)" in lines
+    row = next(line for line in lines if line.startswith("bench request"))
+    assert row.split() == ["bench", "request", "121", "65.4", "7.1", "58.3", "57.9", "3.2"]
+    assert next(line for line in lines if line.startswith("eventstream")).split() == ["eventstream", "16", "189",
+                                                                                      "17.79"]
 
 
 def test_result_json_shape():
