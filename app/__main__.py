@@ -1,4 +1,8 @@
-"""CLI: interchange serve | mock | matrix | bench | check-config.
+"""CLI: interchange serve | mock | check-config.
+
+The test harness (the matrix, the benchmark, the real-clients run) drives the
+bundled mock and its fixtures, so it runs from a source checkout:
+`python -m scripts.matrix`, `python -m scripts.bench` (see the README).
 
 gevent's monkey patching must come before anything imports socket/ssl, so
 each server command patches first and imports its app afterwards.
@@ -34,16 +38,6 @@ def _check_config(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _matrix(args: argparse.Namespace, rest: list[str]) -> int:
-    from scripts.matrix import main as matrix_main
-    return matrix_main(rest)
-
-
-def _bench(args: argparse.Namespace, rest: list[str]) -> int:
-    from scripts.bench import main as bench_main
-    return bench_main(rest)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="interchange", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,16 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check-config", help="validate a config file")
     p.add_argument("file")
 
-    sub.add_parser("matrix", help="run the cross-protocol matrix (options: matrix --help)", add_help=False)
-    sub.add_parser("bench", help="run the benchmarks (options: bench --help)", add_help=False)
-
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "matrix":
-        return _matrix(args, rest)
-    if args.command == "bench":
-        return _bench(args, rest)
-    if rest:
-        parser.error("unrecognized arguments: " + " ".join(rest))
+    args = parser.parse_args(argv)
     return {"serve": _serve, "mock": _mock, "check-config": _check_config}[args.command](args)
 
 

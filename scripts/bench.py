@@ -1,9 +1,9 @@
 """Benchmarks: Interchange side by side with a direct call to the mock (the
 limit) and, optionally, a peer proxy (LiteLLM or any other), in one run.
 
-    python -m app bench                 # full run (~15 min on 2 cores, ~20 with a peer), table + reports/bench.{json,png}
-    python -m app bench --quick         # short run (~5 min)
-    python -m app bench --peer-name LiteLLM --peer-cmd "litellm --config docs/bench-litellm.yaml --port {port} --num_workers 1"
+    python -m scripts.bench             # full run (~15 min on 2 cores, ~20 with a peer), table + reports/bench.{json,png}
+    python -m scripts.bench --quick     # short run (~5 min)
+    python -m scripts.bench --peer-name LiteLLM --peer-cmd "litellm --config docs/bench-litellm.yaml --port {port} --num_workers 1"
 
 What runs (every server a subprocess on a free loopback port):
   mock    the bundled mock provider (mocks/), fixtures copied to a temp dir
@@ -1258,7 +1258,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interchange bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short run (shorter, fewer repeats, 500 held streams)")
     p.add_argument("--duration", type=float, help="seconds per measurement (default 4; quick 1.5)")

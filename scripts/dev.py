@@ -6,7 +6,7 @@
 
 and the benchmark:
 
-    python3 scripts/dev.py bench  # install (+ the bench extras), run `python -m app bench` (extra args go to it)
+    python3 scripts/dev.py bench  # install (+ the bench extras), run `python -m scripts.bench` (extra args go to it)
 
 Each creates `.venv` and installs the project into it (again only when
 pyproject.toml changed or more extras are needed). Standard library only: this runs before anything
@@ -83,7 +83,7 @@ def demo(args: list[str]) -> int:
     try:
         wait_healthy(mock_url, procs[0])
         wait_healthy(proxy_url, procs[1])
-        code = subprocess.call([str(PY), "-m", "app", "matrix", "--proxy-url", proxy_url,
+        code = subprocess.call([str(PY), "-m", "scripts.matrix", "--proxy-url", proxy_url,
                                 "--mock-url", mock_url, *args], cwd=REPO)
         print(f"\nThe proxy is up at {proxy_url} (mock providers at {mock_url}). Try:\n"
               f"  curl -s {proxy_url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
@@ -112,7 +112,7 @@ def test(args: list[str]) -> int:
 
 def bench(args: list[str]) -> int:
     ensure_installed(("test", "serve", "bench"))
-    return subprocess.call([str(PY), "-m", "app", "bench", *args], cwd=REPO)
+    return subprocess.call([str(PY), "-m", "scripts.bench", *args], cwd=REPO)
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ Rows: each backend's first mapped model, plus each registry model on it (`[model
 capabilities may narrow the backend's. A cell is n/a only where those declared capabilities
 rule it out.
 
-    python -m app matrix --help
+    python -m scripts.matrix --help
 """
 from __future__ import annotations
 

@@ -11,4 +11,4 @@ else
 fi
 # No cd: relative --config/--json paths stay relative to where the user stands.
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -m app matrix "$@"
+exec "$python" -m scripts.matrix "$@"

@@ -1,6 +1,6 @@
 """The benchmark's pure pieces (statistics, ratios, tables, JSON shape, the
 generated scenarios, the load generator's HTTP reading) without starting any
-server: the benchmark itself is `python -m app bench`, never part of the suite."""
+server: the benchmark itself is `python -m scripts.bench`, never part of the suite."""
 from __future__ import annotations
 
 import json
