@@ -363,6 +363,19 @@ EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "
 MIN_THINKING_BUDGET = 1024  # the smallest budget Claude takes, wherever it is served (Anthropic, Bedrock, Vertex)
 
 
+def thinking_budget(reasoning: Reasoning | None) -> int | None:
+    """Reasoning intent -> a Claude thinking budget (budget_tokens), or None for no thinking."""
+    if reasoning is None or reasoning.effort == "none" or reasoning.budget_tokens == 0:
+        return None
+    if reasoning.budget_tokens is not None:
+        budget = reasoning.budget_tokens
+    elif reasoning.effort is not None or reasoning.include_thoughts:
+        budget = EFFORT_BUDGETS.get(reasoning.effort or "medium", EFFORT_BUDGETS["medium"])
+    else:
+        return None
+    return max(budget, MIN_THINKING_BUDGET)
+
+
 def parse_arguments(arguments: str) -> dict:
     """Tool-call argument text -> object. Empty text is `{}` (OpenAI sends "" for no-arg calls)."""
     if not arguments or not arguments.strip():

@@ -1018,7 +1018,7 @@ def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
     if not turns:
         raise invalid("at least one user or assistant message is required", param="messages")
 
-    budget = _thinking_budget(req.reasoning)
+    budget = ir.thinking_budget(req.reasoning)
     if budget is not None and not _history_allows_thinking(turns):
         budget = None  # the API would refuse the request; answering without thinking is the lesser loss
     thinking = budget is not None
@@ -1222,19 +1222,6 @@ def _image_from_data_url(url: str, at: str) -> ir.Image:
     if encoding != "base64" or not data:
         raise invalid("image data URLs must be base64-encoded", param=at)
     return ir.Image(data=data, media_type=media_type)
-
-
-def _thinking_budget(reasoning: ir.Reasoning | None) -> int | None:
-    """Reasoning intent -> budget_tokens, or None for no thinking."""
-    if reasoning is None or reasoning.effort == "none" or reasoning.budget_tokens == 0:
-        return None
-    if reasoning.budget_tokens is not None:
-        budget = reasoning.budget_tokens
-    elif reasoning.effort is not None or reasoning.include_thoughts:
-        budget = ir.EFFORT_BUDGETS.get(reasoning.effort or "medium", ir.EFFORT_BUDGETS["medium"])
-    else:
-        return None
-    return max(budget, MIN_THINKING_BUDGET)
 
 
 def _history_allows_thinking(turns: list[dict]) -> bool:

@@ -121,7 +121,7 @@ def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
     if not turns:
         raise invalid("at least one user or assistant message is required", param="messages")
 
-    budget = _thinking_budget(req.reasoning) if claude else None
+    budget = ir.thinking_budget(req.reasoning) if claude else None
     if budget is not None and not _history_allows_thinking(turns):
         budget = None  # the model would refuse the request; answering without thinking is the lesser loss
     thinking = budget is not None
@@ -281,19 +281,6 @@ def _image_block(image: ir.Image, at: str) -> dict:
         raise invalid(f"image media type {media_type!r} is not supported by Bedrock "
                       "(image/png, image/jpeg, image/gif, image/webp)", param=at)
     return {"image": {"format": image_format, "source": {"bytes": data}}}
-
-
-def _thinking_budget(reasoning: ir.Reasoning | None) -> int | None:
-    """Reasoning intent -> Claude's budget_tokens, or None for no thinking."""
-    if reasoning is None or reasoning.effort == "none" or reasoning.budget_tokens == 0:
-        return None
-    if reasoning.budget_tokens is not None:
-        budget = reasoning.budget_tokens
-    elif reasoning.effort is not None or reasoning.include_thoughts:
-        budget = ir.EFFORT_BUDGETS.get(reasoning.effort or "medium", ir.EFFORT_BUDGETS["medium"])
-    else:
-        return None
-    return max(budget, ir.MIN_THINKING_BUDGET)
 
 
 def _history_allows_thinking(turns: list[dict]) -> bool:
