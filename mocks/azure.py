@@ -54,28 +54,7 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     def validate(self, call: Call) -> None:
         deployment = call.notes.get("deployment")
-        version = call.query.get("api-version")
-        if deployment is not None:  # the classic form: the path names the deployment, `model` is optional
-            if version is None:
-                raise azure_error(404, "404", "Resource not found")
-            if version not in API_VERSIONS:
-                raise azure_error(400, "BadRequest", "API version not supported")
-        else:  # the v1 form: the body's `model` names the deployment
-            if version is not None and version not in V1_API_VERSIONS:
-                raise azure_error(400, "BadRequest", "API version not supported")
-            deployment = call.body.get("model")
-            if not isinstance(deployment, str) or not deployment:
-                super().validate(call)  # OpenAI's own error for a missing or mistyped model
-        if deployment not in DEPLOYMENTS:
-            raise _deployment_not_found()
-        # The rest is OpenAI's validation, of the model the deployment runs;
-        # replies name that model, as Azure's do.
-        body = call.body
-        call.body = {**body, "model": DEPLOYMENTS[deployment]}
-        try:
-            super().validate(call)
-        finally:
-            call.body = body
+        validate_azure(call, super().validate, API_VERSIONS, deployment_in_path=deployment)
 
     def select_body(self, body: Any, call: Call) -> Any:
         if not isinstance(body, dict) or "choices" not in body:
@@ -90,6 +69,38 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     def not_found(self, call: Call) -> ApiError:
         return azure_error(404, "404", "Resource not found")
+
+
+def validate_azure(call: Call, wire_validate: Callable[[Call], None], dated_versions: frozenset[str], *,
+                   deployment_in_path: str | None = None, dated_form: bool | None = None) -> None:
+    """Azure's own rules, then the wire's (`wire_validate`), of the model the deployment runs.
+
+    The dated form (a deployment in the path, or Responses' classic `/openai/responses`) needs
+    an `api-version` from `dated_versions` (missing: Azure's 404); the v1 form takes none (or
+    `preview`/`latest`) and names the deployment in the body's `model`. Replies name the
+    deployment's model, as Azure's do."""
+    version = call.query.get("api-version")
+    dated = deployment_in_path is not None if dated_form is None else dated_form
+    if dated:
+        if version is None:
+            raise azure_error(404, "404", "Resource not found")
+        if version not in dated_versions:
+            raise azure_error(400, "BadRequest", "API version not supported")
+    elif version is not None and version not in V1_API_VERSIONS:
+        raise azure_error(400, "BadRequest", "API version not supported")
+    deployment = deployment_in_path
+    if deployment is None:
+        deployment = call.body.get("model")
+        if not isinstance(deployment, str) or not deployment:
+            wire_validate(call)  # the wire's own error for a missing or mistyped model
+    if deployment not in DEPLOYMENTS:
+        raise _deployment_not_found()
+    body = call.body
+    call.body = {**body, "model": DEPLOYMENTS[deployment]}
+    try:
+        wire_validate(call)
+    finally:
+        call.body = body
 
 
 def _deployment_not_found() -> ApiError:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mocks.azure import DEPLOYMENTS, V1_API_VERSIONS, _deployment_not_found, azure_error
+from mocks.azure import validate_azure
 from mocks.azure import AzureOpenAIProvider
 from mocks.openai import (REASONING_EFFORTS, TOOL_NAME, OpenAIProvider, _check_range, _present, invalid,
                           is_reasoning_model, known_model, missing, model_not_found, type_error, unknown_parameter)
@@ -455,22 +455,5 @@ class AzureResponsesProvider(ResponsesProvider):
     not_found = AzureOpenAIProvider.not_found
 
     def validate(self, call: Call) -> None:
-        version = call.query.get("api-version")
-        if call.notes.get("form") == "classic":
-            if version is None:
-                raise azure_error(404, "404", "Resource not found")
-            if version not in AZURE_RESPONSES_VERSIONS:
-                raise azure_error(400, "BadRequest", "API version not supported")
-        elif version is not None and version not in V1_API_VERSIONS:
-            raise azure_error(400, "BadRequest", "API version not supported")
-        deployment = call.body.get("model")
-        if not isinstance(deployment, str) or not deployment:
-            super().validate(call)  # OpenAI's own error for a missing or mistyped model
-        if deployment not in DEPLOYMENTS:
-            raise _deployment_not_found()
-        body = call.body
-        call.body = {**body, "model": DEPLOYMENTS[deployment]}
-        try:
-            super().validate(call)
-        finally:
-            call.body = body
+        validate_azure(call, super().validate, AZURE_RESPONSES_VERSIONS,
+                       dated_form=call.notes.get("form") == "classic")
