@@ -14,7 +14,7 @@ Azure's auth and api-version rules (protocols §2.8).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from mocks.openai import MODELS, OpenAIProvider
 from mocks.provider import Call
