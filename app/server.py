@@ -33,9 +33,13 @@ log = logging.getLogger("interchange.server")
 OPENAI = protocol_module("openai")
 ANTHROPIC = protocol_module("anthropic")
 GEMINI = protocol_module("gemini")
+RESPONSES = protocol_module("openai_responses")
 
 # Protocol-mode prefixes: /{protocol}/{instance}/... pins the backend instance.
 _PROTOCOL_PREFIX = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}
+# (prefix, path after it) -> frontend, for the non-Gemini pinned routes.
+_PINNED_PATHS = {("openai", "v1/chat/completions"): OPENAI, ("openai", "v1/responses"): RESPONSES,
+                 ("anthropic", "v1/messages"): ANTHROPIC}
 
 
 def create_app(config: Config, default_backend: str | None = None) -> Flask:
@@ -78,6 +82,12 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     @app.post("/chat/completions")
     def openai_chat() -> Response:
         return generate(OPENAI)
+
+    # ------------------------------------------------------ OpenAI Responses
+    @app.post("/v1/responses")
+    @app.post("/responses")
+    def openai_responses() -> Response:
+        return generate(RESPONSES)
 
     # ---------------------------------------------------- Anthropic Messages
     @app.post("/v1/messages")
@@ -129,7 +139,8 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
                                 client_link=environ.get(CONNECTION_KEY), **kw)
         return _wsgi_reply(reply, start_response)
 
-    exact = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI, "/v1/messages": ANTHROPIC}
+    exact = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI, "/v1/messages": ANTHROPIC,
+             "/v1/responses": RESPONSES, "/responses": RESPONSES}
     flask_app = app.wsgi_app
 
     def wsgi_app(environ, start_response):
@@ -179,19 +190,15 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
 
     # ------------------------------------------------ protocol-mode (pinned)
     @app.post("/<protocol>/<instance>/v1/chat/completions")
+    @app.post("/<protocol>/<instance>/v1/responses")
     @app.post("/<protocol>/<instance>/v1/messages")
     @app.post("/<protocol>/<instance>/v1beta/models/<path:model_action>")
     @app.post("/<protocol>/<instance>/v1/models/<path:model_action>")
     def pinned(protocol: str, instance: str, model_action: str | None = None) -> Response:
-        frontend = _PROTOCOL_PREFIX.get(protocol)
-        path = request.path.split("/", 3)[3]
-        expected = {"openai": "v1/chat/completions", "anthropic": "v1/messages"}.get(protocol)
-        if frontend is None or (model_action is None and path != expected) or \
-                (model_action is not None and protocol != "gemini"):
-            return _not_found()
         if model_action is not None:
-            return gemini_generate(model_action, pinned=instance)
-        return generate(frontend, instance)
+            return gemini_generate(model_action, pinned=instance) if protocol == "gemini" else _not_found()
+        frontend = _PINNED_PATHS.get((protocol, request.path.split("/", 3)[3]))
+        return _not_found() if frontend is None else generate(frontend, instance)
 
     # ---------------------------------------------------------------- errors
     @app.errorhandler(404)

@@ -14,6 +14,7 @@ MODULES = {
     "anthropic": "app.protocols.anthropic",
     "gemini": "app.protocols.gemini",
     "bedrock_converse": "app.protocols.bedrock_converse",
+    "openai_responses": "app.protocols.openai_responses",
 }
 
 # The backend half every module has; the frontend half, when a module has one.

@@ -11,7 +11,7 @@ import requests
 
 from app.protocols import MODULES, protocol_module
 from app.providers import KINDS
-from tests.client_requests import client_request
+from tests.client_requests import PROTOCOL_FAMILY, client_request
 from tests.conftest import ServerProcess
 from tests.hostile_upstream import MODES, HostileUpstream
 
@@ -77,7 +77,7 @@ CELLS = list(itertools.product(FRONTENDS, KEYS, (False, True), MODES))
                          ids=[f"{f}-{b}-{'stream' if s else 'plain'}-{m}" for f, b, s, m in CELLS])
 def test_no_key_reaches_the_client(hostile, frontend, backend, stream, mode):
     # Plain routes by model name, and protocol mode pinning the backend by URL.
-    for prefix in ("", f"/{frontend}/hb-{backend}"):
+    for prefix in ("", f"/{PROTOCOL_FAMILY.get(frontend, frontend)}/hb-{backend}"):
         path, headers, body = client_request(frontend, MODELS[backend], stream, prefix)
         r = requests.post(hostile.url + path, json=body, headers={**headers, "X-Hostile": mode}, timeout=20)
         raw = r.content.decode("utf-8", "replace")
