@@ -215,6 +215,36 @@ def test_only_generation_calls_count_and_the_provider_follows_the_kind():
         ["upstream provider: expected 'azure_openai' got 'openai'"]
 
 
+GENERATION_CALLS = [
+    "/v1/chat/completions", "/openai/deployments/gpt-4o/chat/completions", "/openai/v1/chat/completions",
+    "/v1/responses", "/openai/v1/responses", "/v1/messages", "/v1beta/models/gemini-2.5-flash:generateContent",
+    "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+    "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+    "/model/amazon.nova-pro-v1%3A0/converse", "/model/amazon.nova-pro-v1%3A0/converse-stream",
+]
+OTHER_CALLS = [("POST", "/token"), ("GET", "/v1/models"), ("POST", "/v1/messages/count_tokens"),
+               ("POST", "/v1beta/models/gemini-2.5-flash:countTokens"), ("GET", "/v1/responses/resp_1"),
+               ("DELETE", "/v1/responses/resp_1"), ("GET", "/v1/chat/completions")]
+
+
+@pytest.mark.parametrize("path", GENERATION_CALLS)
+def test_a_post_to_a_generation_endpoint_is_a_generation_call(path):
+    assert matrix.is_generation_call({"method": "POST", "path": path})
+
+
+@pytest.mark.parametrize("method,path", OTHER_CALLS)
+def test_anything_else_the_proxy_calls_is_not_counted(method, path):
+    assert not matrix.is_generation_call({"method": method, "path": path})
+
+
+def test_a_cell_without_its_generation_call_names_every_call_the_mock_saw():
+    token_fetch = {"provider": None, "method": "POST", "path": "/token"}
+    assert matrix.check_upstream([token_fetch], CONFIG.backends["vertex"], "gemini-2.5-flash",
+                                 matrix.CAPABILITIES["text"]) == \
+        ["mock saw 0 generation requests, expected exactly 1 (all calls: None POST /token)"]
+
+
 def test_help_explains_the_options_and_exit_status(capsys):
     with pytest.raises(SystemExit) as exit_info:
         matrix.main(["--help"])
