@@ -35,7 +35,7 @@ WEATHER_QUESTION = "What's the weather in Paris?"
 WEATHER_ARGS = {"location": "Paris"}
 WEATHER_RESULT = "18°C and sunny"
 STOP_WORD = "four"
-SMALL_MAX_TOKENS = 5
+SMALL_MAX_TOKENS = 16  # the least max_output_tokens the Responses API accepts
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:

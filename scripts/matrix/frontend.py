@@ -34,6 +34,7 @@ class Frontend:
     call_id: str | None = None  # id this client gives the history tool call (None: the protocol has none)
     finish_reasons: Mapping[str, str] = {}  # wire value -> normalized finish
     error_kinds: Mapping[str, str] = {}  # wire error type -> normalized kind
+    unsupported: Mapping[str, str] = {}  # capability name -> why the protocol cannot ask for it (n/a)
 
     def request(self, conv: Conversation, model: str) -> HttpRequest:
         raise NotImplementedError

@@ -73,7 +73,7 @@ class Matrix:
     def run_cell(self, frontend: Frontend, backend: BackendConfig, capability: Capability,
                  model: ModelEntry | None = None) -> Cell:
         cell = Cell(frontend.name, backend.name, capability.name, "n/a", model=model.name if model else None)
-        cell.reason = not_applicable(backend, capability, model)
+        cell.reason = frontend.unsupported.get(capability.name) or not_applicable(backend, capability, model)
         if cell.reason:
             return cell
         exchange: list[str] = []
