@@ -50,7 +50,11 @@ def backend_rows(config: Config, backend: BackendConfig) -> list[ModelEntry | No
 
 def not_applicable(backend: BackendConfig, capability: Capability, model: ModelEntry | None = None) -> str | None:
     """Why the backend (or the registry model on it) cannot serve the capability, or None
-    when it can. Only declared capabilities count; declaring none ("auto") can do anything."""
+    when it can: the backend's wire may lack it (UPSTREAM_KINDS); else only declared
+    capabilities count, and declaring none ("auto") can do anything."""
+    kind = UPSTREAM_KINDS.get(backend.kind)
+    if kind is not None and capability.name in kind.unsupported:
+        return f"backend '{backend.name}' ({backend.kind}): {kind.unsupported[capability.name]}"
     if model is not None and model.capabilities:
         if capability.needs <= model.capabilities:
             return None

@@ -13,6 +13,8 @@ import pytest
 import requests
 
 from app.config import load_config
+from app.protocols import openai_chat, openai_responses
+from app.protocols.base import Target
 from scripts import matrix
 from scripts.matrix.run import Matrix
 from tests.conftest import REPO
@@ -266,6 +268,41 @@ def test_upstream_bedrock_blocks_are_read_for_meaning():
         "format": "png", "source": {"bytes": base64.b64encode(matrix.RED_SQUARE_PNG).decode()}}}]}]}
     view = matrix.BedrockUpstream().view(image, path, {})
     assert view.turns[0].parts[1] == matrix.Image("image/png", matrix.RED_SQUARE_PNG) and view.problems == []
+
+
+RESPONSES_BACKEND = dataclasses.replace(CONFIG.backends["openai"], name="responses", kind="openai_responses")
+AZURE_RESPONSES_BACKEND = dataclasses.replace(CONFIG.backends["azure"], name="az-responses", kind="azure_responses")
+SENDABLE = [c for c in matrix.CAPABILITIES.values()
+            if c.name not in matrix.UPSTREAM_KINDS["openai_responses"].unsupported]
+
+
+@pytest.mark.parametrize("capability", SENDABLE, ids=[c.name for c in SENDABLE])
+def test_the_responses_reader_reads_what_the_proxy_writes_for_every_capability(capability):
+    """A Chat client's request, through the IR and the Responses writer, compares clean."""
+    req = openai_chat.parse_request(matrix.FRONTENDS["openai"].request(capability.conversation, "gpt-4o").body)
+    body = openai_responses.build_body(req, Target("responses", "gpt-4o"))
+    entry = {"provider": "openai_responses", "scenario": f"openai_responses/{capability.scenario}",
+             "method": "POST", "path": "/v1/responses", "query": {}, "body": body}
+    assert matrix.check_upstream([entry], RESPONSES_BACKEND, "gpt-4o", capability) == []
+    azure = {**entry, "provider": "azure_openai_responses", "path": "/openai/responses"}
+    assert matrix.check_upstream([azure], AZURE_RESPONSES_BACKEND, "gpt-4o", capability) == \
+        ["Azure /openai/responses without api-version"]
+    assert matrix.check_upstream([{**azure, "path": "/openai/v1/responses"}], AZURE_RESPONSES_BACKEND, "gpt-4o",
+                                 capability) == []
+
+
+def test_a_responses_backend_has_no_stop_sequences_so_that_cell_is_na_with_the_reason():
+    assert matrix.not_applicable(RESPONSES_BACKEND, matrix.CAPABILITIES["stop_sequence"]) == \
+        "backend 'responses' (openai_responses): the Responses API has no stop sequences " \
+        "(the proxy refuses `stop` with a 400)"
+
+
+def test_the_responses_reader_flags_chat_fields_and_nested_tools():
+    body = {"model": "gpt-4o", "input": [{"role": "user", "content": "Say hello."}], "messages": [],
+            "tools": [{"type": "function", "function": {"name": "f"}}]}
+    view = matrix.UPSTREAM_KINDS["openai_responses"].reader.view(body, "/v1/responses", {})
+    assert view.problems == ["Responses body carries 'messages'",
+                             "tool ['function', 'type'] is not a flat Responses function tool"]
 
 
 def test_only_generation_calls_count_and_the_provider_follows_the_kind():
