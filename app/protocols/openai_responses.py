@@ -63,7 +63,6 @@ _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARIES = ("auto", "concise", "detailed")
 _VERBOSITY = ("low", "medium", "high")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAX_CALL_ID = 64
 MIN_OUTPUT_TOKENS = 16  # the API's minimum max_output_tokens
 # Chat Completions fields a Responses request must not carry (the real API refuses them).
 _CHAT_ONLY = {"messages": "input", "max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
@@ -212,7 +211,10 @@ def _parse_reasoning(value: Any) -> ir.Reasoning | None:
     if effort is None and summary is None:
         return None
     # A summary level has no IR form beyond "show the reasoning": writers ask for "auto".
-    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None)
+    # A summary alone (Codex's default for models it does not know) asks for no reasoning,
+    # only to see it when there is some: a backend without thinking serves it without.
+    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None,
+                        optional=effort is None)
 
 
 def _parse_text(value: Any) -> ir.ResponseFormat | None:
@@ -431,9 +433,10 @@ class _InputBuilder:
 
 def _call_id(item: dict, where: str) -> str:
     call_id = item.get("call_id")
-    if not isinstance(call_id, str) or not 1 <= len(call_id) <= _MAX_CALL_ID:
-        raise errors.invalid(f"'{where}.call_id' is required and must be a string of 1 to 64 characters.",
-                             f"{where}.call_id")
+    # No length cap (OpenAI's is 64): the ids are the ones this proxy issued, and a Gemini
+    # call's id carries its thought signature (hazard 25); a Responses writer shortens them.
+    if not isinstance(call_id, str) or not call_id:
+        raise errors.invalid(f"'{where}.call_id' is required and must be a non-empty string.", f"{where}.call_id")
     return call_id
 
 
