@@ -366,8 +366,14 @@ def _is_json(text: str) -> bool:
 
 
 def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
-    """Drop what the client asked for only optionally (adaptive thinking) when
-    the chosen backend or model cannot do it; the router refused the rest."""
+    """Drop what the client asked for only optionally (adaptive thinking, another
+    protocol's droppable hosted tools such as Responses `web_search`) when the
+    chosen backend or model cannot do it; the router refused the rest."""
+    tools = ir.tools_for(route.backend.protocol, req.tools)
+    if len(tools) != len(req.tools):
+        # Nothing left to choose from or to call in parallel: those settings go too.
+        req = dataclasses.replace(req, tools=tools, **({} if tools else {"tool_choice": None,
+                                                                          "parallel_tool_calls": None}))
     reasoning = req.reasoning
     if reasoning is None or not reasoning.optional:
         return req
