@@ -122,7 +122,6 @@ class Pipeline:
         backend_cfg = route.backend
         provider = self.providers[backend_cfg.name]
         backend = protocol_module(provider.wire)
-        req = _tools_for_wire(req, provider.wire)
         target, forwarded = self.target_for(route, headers)
         # Same wire, same protocol: the client's body goes on (whoever the provider is).
         same = backend is frontend and backend_cfg.passthrough and req.raw is not None
@@ -367,8 +366,14 @@ def _is_json(text: str) -> bool:
 
 
 def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
-    """Drop what the client asked for only optionally (adaptive thinking) when
-    the chosen backend or model cannot do it; the router refused the rest."""
+    """Drop what the client asked for only optionally (adaptive thinking, another
+    protocol's droppable hosted tools such as Responses `web_search`) when the
+    chosen backend or model cannot do it; the router refused the rest."""
+    tools = ir.tools_for(route.backend.protocol, req.tools)
+    if len(tools) != len(req.tools):
+        # Nothing left to choose from or to call in parallel: those settings go too.
+        req = dataclasses.replace(req, tools=tools, **({} if tools else {"tool_choice": None,
+                                                                          "parallel_tool_calls": None}))
     reasoning = req.reasoning
     if reasoning is None or not reasoning.optional:
         return req
@@ -376,14 +381,6 @@ def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
     if route.backend.has(frozenset({"thinking"})) and (caps is None or "thinking" in caps):
         return req
     return dataclasses.replace(req, reasoning=None)
-
-
-def _tools_for_wire(req: ir.Request, wire: str) -> ir.Request:
-    """The request without the hosted tools another wire's client can do without
-    (`ir.tools_for`: Responses web_search, tool_search); every other foreign tool stays
-    for the writer to refuse, naming it."""
-    tools = ir.tools_for(wire, req.tools)
-    return req if tools is req.tools else dataclasses.replace(req, tools=tools)
 
 
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:

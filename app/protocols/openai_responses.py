@@ -211,7 +211,10 @@ def _parse_reasoning(value: Any) -> ir.Reasoning | None:
     if effort is None and summary is None:
         return None
     # A summary level has no IR form beyond "show the reasoning": writers ask for "auto".
-    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None)
+    # A summary alone (Codex's default for models it does not know) asks for no reasoning,
+    # only to see it when there is some: a backend without thinking serves it without.
+    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None,
+                        optional=effort is None)
 
 
 def _parse_text(value: Any) -> ir.ResponseFormat | None:
@@ -430,8 +433,8 @@ class _InputBuilder:
 
 def _call_id(item: dict, where: str) -> str:
     call_id = item.get("call_id")
-    # Any length: the ids this proxy hands out (a Gemini call's, carrying its thought
-    # signature) come back here; a writer to OpenAI shortens them (wire_call_id).
+    # No length cap (OpenAI's is 64): the ids are the ones this proxy issued, and a Gemini
+    # call's id carries its thought signature (hazard 25); a Responses writer shortens them.
     if not isinstance(call_id, str) or not call_id:
         raise errors.invalid(f"'{where}.call_id' is required and must be a non-empty string.", f"{where}.call_id")
     return call_id
