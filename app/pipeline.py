@@ -130,6 +130,7 @@ class Pipeline:
         backend_cfg = route.backend
         provider = self.providers[backend_cfg.name]
         backend = protocol_module(provider.wire)
+        req = _tools_for_wire(req, provider.wire)
         target, forwarded = self.target_for(route, headers)
         # Same wire, same protocol: the client's body goes on (whoever the provider is).
         same = backend is frontend and backend_cfg.passthrough and req.raw is not None
@@ -467,6 +468,14 @@ def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
     if route.backend.has(frozenset({"thinking"})) and (caps is None or "thinking" in caps):
         return req
     return dataclasses.replace(req, reasoning=None)
+
+
+def _tools_for_wire(req: ir.Request, wire: str) -> ir.Request:
+    """The request without the hosted tools another wire's client can do without
+    (`ir.tools_for`: Responses web_search, tool_search); every other foreign tool stays
+    for the writer to refuse, naming it."""
+    tools = ir.tools_for(wire, req.tools)
+    return req if tools is req.tools else dataclasses.replace(req, tools=tools)
 
 
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:

@@ -21,8 +21,8 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
   calls are restored to `{namespace, name}` by looking the flattened name up
   in the request's tools (never by splitting strings).
 - Hosted tools ride as `ir.Opaque` tools: sent unchanged to a Responses
-  backend. `web_search*` and `tool_search` are droppable (other backends leave
-  them out via `ir.tools_for`: the client works without them); every other
+  backend. `web_search*` and `tool_search` are droppable (the pipeline leaves
+  them out for other wires, `ir.tools_for`: the client works without them); every other
   hosted tool (file_search, mcp, code_interpreter, ...) is refused by other
   writers with a 400 naming `tools[i]`.
 - Reasoning items become `ir.Thinking` (summary text, `encrypted_content` as the
@@ -64,7 +64,6 @@ _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARIES = ("auto", "concise", "detailed")
 _VERBOSITY = ("low", "medium", "high")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAX_CALL_ID = 64
 MIN_OUTPUT_TOKENS = 16  # the API's minimum max_output_tokens
 # Chat Completions fields a Responses request must not carry (the real API refuses them).
 _CHAT_ONLY = {"messages": "input", "max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
@@ -457,9 +456,10 @@ class _InputBuilder:
 
 def _call_id(item: dict, where: str) -> str:
     call_id = item.get("call_id")
-    if not isinstance(call_id, str) or not 1 <= len(call_id) <= _MAX_CALL_ID:
-        raise errors.invalid(f"'{where}.call_id' is required and must be a string of 1 to 64 characters.",
-                             f"{where}.call_id")
+    # Any length: the ids this proxy hands out (a Gemini call's, carrying its thought
+    # signature) come back here; a writer to OpenAI shortens them (wire_call_id).
+    if not isinstance(call_id, str) or not call_id:
+        raise errors.invalid(f"'{where}.call_id' is required and must be a non-empty string.", f"{where}.call_id")
     return call_id
 
 
@@ -1189,9 +1189,8 @@ def build_body(req: ir.Request, target: Target) -> dict:
     if req.n != 1:
         raise errors.invalid("This model returns one answer per request: 'n' must be 1.", "n")
     body: dict[str, Any] = {"model": target.model, "input": _wire_input(req)}
-    tools = ir.tools_for(PROTOCOL, req.tools)
-    if tools:
-        body["tools"] = [_wire_tool(t) for t in tools]
+    if req.tools:
+        body["tools"] = [_wire_tool(t) for t in req.tools]
         if req.tool_choice is not None:
             body["tool_choice"] = _wire_tool_choice(req.tool_choice, _tools_by_name(req))
         if req.parallel_tool_calls is not None:
