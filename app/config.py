@@ -55,6 +55,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StateConfig:
+    """`[state]`: the store shared by every worker (app/state.py). `url` (redis://host:port/db)
+    selects Redis; otherwise SQLite at `path` (default: app.state.default_path())."""
+    url: str | None = None
+    path: str | None = None
+    ttl_seconds: float = 30 * 24 * 3600.0  # as long as OpenAI keeps a stored response
+    max_entries: int = 100_000  # per namespace; the oldest-written go first
+
+
+@dataclass(frozen=True, slots=True)
 class BackendConfig:
     name: str
     protocol: str  # the wire protocol it speaks (app/protocols), from its kind
@@ -129,6 +139,7 @@ class Config:
     backends: Mapping[str, BackendConfig]
     models: Mapping[str, ModelEntry]
     source: str = ""
+    state: StateConfig = StateConfig()
 
 
 # ------------------------------------------------------------------ loading
@@ -187,8 +198,9 @@ def _load(path: Path) -> tuple[Config | None, list[str]]:
 
 
 def _build(data: dict, path: Path, problems: list[str]) -> Config:
-    _unknown(data, {"server", "backends", "models"}, "", problems)
+    _unknown(data, {"server", "backends", "models", "state"}, "", problems)
     server = _server(_table(data.get("server", {}), "server", problems), problems)
+    state = _state(_table(data.get("state", {}), "state", problems), problems)
     backends: dict[str, BackendConfig] = {}
     for name, raw in _table(data.get("backends", {}), "backends", problems).items():
         b = _backend(name, _table(raw, f"backends.{name}", problems), problems)
@@ -210,7 +222,7 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
                         f" (defined: {', '.join(sorted(backends)) or 'none'})")
     if not backends:
         problems.append("backends: at least one backend is required")
-    return Config(server=server, backends=backends, models=models, source=str(path))
+    return Config(server=server, backends=backends, models=models, source=str(path), state=state)
 
 
 def _models_yaml(path: Path, problems: list[str]) -> dict:
@@ -250,6 +262,34 @@ def _server(raw: Mapping, problems: list[str]) -> ServerConfig:
         problems.append(f"server.port: {kw['port']} is not a TCP port")
         del kw["port"]
     return ServerConfig(**kw)
+
+
+def _state(raw: Mapping, problems: list[str]) -> StateConfig:
+    _unknown(raw, {"url", "path", "ttl_seconds", "max_entries"}, "state", problems)
+    kw: dict[str, Any] = {}
+    for key in ("url", "path"):
+        if key in raw:
+            v = _typed(raw[key], str, f"state.{key}", problems)
+            if v is not None:
+                kw[key] = _interpolate(v, problems, f"state.{key}")
+    url = kw.get("url")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append("state.url: must be a redis://host:port/db, rediss:// or unix:// URL")
+    if url and kw.get("path"):
+        problems.append("state.path: cannot be set together with state.url (one store: Redis or SQLite)")
+    if "ttl_seconds" in raw:
+        v = raw["ttl_seconds"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            problems.append("state.ttl_seconds: must be a positive number (seconds)")
+        else:
+            kw["ttl_seconds"] = float(v)
+    if "max_entries" in raw:
+        v = raw["max_entries"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            problems.append("state.max_entries: must be a positive integer")
+        else:
+            kw["max_entries"] = v
+    return StateConfig(**kw)
 
 
 def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | None:

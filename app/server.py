@@ -89,6 +89,29 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
     def openai_responses() -> Response:
         return generate(RESPONSES)
 
+    # ------------------------------------- stored Responses (app/state.py)
+    @app.get("/v1/responses/<response_id>")
+    @app.get("/responses/<response_id>")
+    def get_response(response_id: str) -> Response:
+        try:
+            body = pipeline.stored_response(response_id)
+        except ProxyError as e:
+            return respond(pipeline.error_reply(RESPONSES, e))
+        if body is None:
+            return respond(pipeline.error_reply(RESPONSES, _no_response(response_id)))
+        return Response(body, mimetype="application/json")
+
+    @app.delete("/v1/responses/<response_id>")
+    @app.delete("/responses/<response_id>")
+    def delete_response(response_id: str) -> Response:
+        try:
+            deleted = pipeline.delete_response(response_id)
+        except ProxyError as e:
+            return respond(pipeline.error_reply(RESPONSES, e))
+        if not deleted:
+            return respond(pipeline.error_reply(RESPONSES, _no_response(response_id)))
+        return _json({"id": response_id, "object": "response", "deleted": True})
+
     # ---------------------------------------------------- Anthropic Messages
     @app.post("/v1/messages")
     def anthropic_messages() -> Response:
@@ -293,6 +316,11 @@ def _frontend_for_path(path: str) -> ModuleType:
 
 def _too_large(limit: int) -> ProxyError:
     return ProxyError(ErrorKind.request_too_large, f"Request body exceeds the {limit} byte limit.")
+
+
+def _no_response(response_id: str) -> ProxyError:
+    """OpenAI's 404 for a response id it does not hold (never stored, deleted or expired)."""
+    return ProxyError(ErrorKind.not_found, f"Response with id '{log_field(response_id)}' not found.")
 
 
 def _json(obj: object, status: int = 200) -> Response:

@@ -36,6 +36,7 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
@@ -153,6 +154,31 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         store=_optional(body, "store", bool, "a boolean"),
         raw=body,
     )
+
+
+def input_items(body: Mapping[str, Any]) -> list:
+    """The request's `input` as a list of items (a plain string is one user message)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}] if value.strip() else []
+    return list(value) if isinstance(value, list) else []
+
+
+def continue_request(req: ir.Request, history: list) -> ir.Request:
+    """`req` (which names a previous_response_id) with that response's history,
+    as stored items, ahead of its own input. Instructions are the request's
+    own: a previous response's are not carried over (as on the API). The raw
+    body becomes the whole conversation, without the id, so a Responses
+    backend that never saw the id gets everything too."""
+    raw = req.raw or {}
+    items = history + input_items(raw)
+    messages = _parse_input(items, False, req.tools)
+    instructions = raw.get("instructions")
+    if isinstance(instructions, str) and instructions.strip():
+        messages = (ir.Message("system", (ir.Text(instructions),)),) + messages
+    body = {k: v for k, v in raw.items() if k != "previous_response_id"}
+    body["input"] = items
+    return dataclasses.replace(req, messages=messages, raw=body)
 
 
 # ---------------------------------------------------------- field checks
@@ -765,6 +791,9 @@ class _OpenItem:
         self.announced = False  # output_item.added sent
 
 
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
+
+
 class StreamFormatter:
     """IR events -> Responses SSE events for one client stream.
 
@@ -785,6 +814,8 @@ class StreamFormatter:
         self._ir_kind: str | None = None  # kind of the open IR part
         self._done = False
         self._show = _shows_summary(req)
+        # The terminal response object the client got (completed or incomplete), for the state store.
+        self.final: dict | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -809,6 +840,9 @@ class StreamFormatter:
         """Same-protocol passthrough of one upstream event; a `[DONE]` some servers add is dropped."""
         if frame.data.strip() == "[DONE]":
             return b""
+        if frame.event in _FINAL_EVENTS or (frame.event in (None, "raw") and (
+                '"response.completed"' in frame.data or '"response.incomplete"' in frame.data)):
+            self._keep_final(frame.data)
         event = frame.event if frame.event not in (None, "raw") else None
         if "\n" not in frame.data:
             return encode_sse(frame.data, event)
@@ -817,6 +851,14 @@ class StreamFormatter:
 
     def finish(self) -> bytes:
         return b""  # the terminal event comes from MessageStop / StreamError
+
+    def _keep_final(self, data: str) -> None:
+        try:
+            event = loads(data)
+        except ValueError:
+            return
+        if isinstance(event, dict) and event.get("type") in _FINAL_EVENTS and isinstance(event.get("response"), dict):
+            self.final = event["response"]
 
     # ---------------------------------------------------------------- events
 
@@ -1000,6 +1042,7 @@ class StreamFormatter:
         self._done = True
         snapshot = self._snapshot("incomplete" if incomplete else "completed", output=self._output,
                                   usage=_usage_to_wire(event.usage), incomplete=incomplete)
+        self.final = snapshot
         self._emit(out, {"type": "response.incomplete" if incomplete else "response.completed",
                          "response": snapshot})
 

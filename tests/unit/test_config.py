@@ -200,3 +200,23 @@ def test_client_connection_timeouts(tmp_path):
         "server.head_timeout: must be a positive number (seconds)",
         "server.keepalive_timeout: must be a positive number (seconds)",
     ]
+
+
+def test_state_section(tmp_path):
+    c = load_config(write(tmp_path, GOOD + '\n[state]\nurl = "redis://10.0.0.5:6379/2"\nttl_seconds = 3600\n'
+                                           'max_entries = 50\n'))
+    assert (c.state.url, c.state.path, c.state.ttl_seconds, c.state.max_entries) == (
+        "redis://10.0.0.5:6379/2", None, 3600.0, 50)
+    default = load_config(write(tmp_path, GOOD)).state
+    assert (default.url, default.path, default.ttl_seconds, default.max_entries) == (None, None, 2592000.0, 100000)
+
+
+def test_state_problems_are_named_by_key(tmp_path):
+    bad = GOOD + '\n[state]\nurl = "http://redis:6379"\npath = "/tmp/x.db"\nttl_seconds = 0\nmax_entries = true\nsize = 1\n'
+    assert [p for p in check_config_file(write(tmp_path, bad)) if p.startswith("state")] == [
+        "state.size: unknown key (allowed: max_entries, path, ttl_seconds, url)",
+        "state.url: must be a redis://host:port/db, rediss:// or unix:// URL",
+        "state.path: cannot be set together with state.url (one store: Redis or SQLite)",
+        "state.ttl_seconds: must be a positive number (seconds)",
+        "state.max_entries: must be a positive integer",
+    ]
