@@ -81,6 +81,7 @@ class BackendConfig:
     catch_all: bool = False  # may serve model names nobody maps (capability routing)
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol-specific
     settings: Mapping[str, Any] = field(default_factory=dict)  # the provider kind's own keys (region, project, ...)
+    missing_env: str | None = None  # built from the environment (app/env_config.py) without this variable
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
     _key_problem: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -94,17 +95,19 @@ class BackendConfig:
         # Resolve the key once at load; a missing one is kept as the message to
         # raise per request, so the other backends still serve.
         key, problem = None, None
-        if self.api_key_env:
+        if self.missing_env:
+            problem = f"{self.missing_env} not set in environment"
+        elif self.api_key_env:
             key = os.environ.get(self.api_key_env) or None
             if key is None:
-                problem = f"backend '{self.name}': environment variable {self.api_key_env} is not set"
+                problem = f"{self.api_key_env} not set in environment"  # the router seed's wording
         elif self.api_key is None:
             problem = f"backend '{self.name}' has no api_key or api_key_env configured"
         else:
             missing: list[str] = []
             key = _interpolate(self.api_key, missing)
             if missing:
-                key, problem = None, f"backend '{self.name}': environment variable {missing[0]} is not set"
+                key, problem = None, f"{missing[0]} not set in environment"
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_key_problem", problem)
 
@@ -231,19 +234,19 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
     return Config(server=server, backends=backends, models=models, source=str(path))
 
 
-def _models_yaml(path: Path, problems: list[str]) -> dict:
+def _models_yaml(path: Path, problems: list[str], key: str = "server.models_file") -> dict:
     """The multi-backend router's `models.yaml`: `models: {name: {backend, api_model, ...}}`."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
-        problems.append(f"server.models_file: cannot read {path} ({e.strerror})")
+        problems.append(f"{key}: cannot read {path} ({e.strerror})")
         return {}
     except yaml.YAMLError as e:
-        problems.append(f"server.models_file: {path} is not valid YAML: {e}")
+        problems.append(f"{key}: {path} is not valid YAML: {e}")
         return {}
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
-        problems.append(f"server.models_file: {path} has no 'models' mapping")
+        problems.append(f"{key}: {path} has no 'models' mapping")
         return {}
     return models
 
