@@ -113,7 +113,10 @@ class Pipeline:
             value = headers.get(name)
             if value is not None:
                 forwarded[name] = value
-        return Target(backend=backend.name, model=route.upstream_model, options=backend.options), forwarded
+        options = backend.options
+        if route.entry is not None and route.entry.wire_options:  # the model's own (Responses verbosity, truncation)
+            options = {**options, **route.entry.wire_options}
+        return Target(backend=backend.name, model=route.upstream_model, options=options), forwarded
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
@@ -476,15 +479,18 @@ def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
 
 
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:
-    """Registry entries may set defaults the client left out (max_tokens, effort, temperature)."""
+    """Registry entries may set defaults the client left out (max_tokens, effort and
+    summary level, temperature); the wire-only ones (verbosity, truncation) go to the
+    writer as target options (target_for)."""
     e = route.entry
     if e is None:
         return req
     changes: dict[str, object] = {}
     if req.max_tokens is None and e.max_tokens is not None:
         changes["max_tokens"] = e.max_tokens
-    if req.reasoning is None and e.reasoning_effort is not None:
-        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort)
+    if req.reasoning is None and (e.reasoning_effort is not None or e.summary_level is not None):
+        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort, summary=e.summary_level,
+                                            include_thoughts=True if e.summary_level is not None else None)
     if req.temperature is None and e.temperature is not None:
         changes["temperature"] = e.temperature
     return dataclasses.replace(req, **changes) if changes else req

@@ -1210,7 +1210,7 @@ def build_body(req: ir.Request, target: Target) -> dict:
     if effort is not None:
         reasoning["effort"] = effort
     if req.reasoning is not None and req.reasoning.include_thoughts:
-        reasoning["summary"] = "auto"
+        reasoning["summary"] = req.reasoning.summary or "auto"
     if reasoning:
         body["reasoning"] = reasoning
     if req.response_format is not None and req.response_format.type != "text":
@@ -1223,6 +1223,7 @@ def build_body(req: ir.Request, target: Target) -> dict:
             if fmt.strict is not None:
                 spec["strict"] = fmt.strict
             body["text"] = {"format": spec}
+    _apply_options(body, target)
     # The proxy keeps no state at the provider unless the client asked for it; reasoning
     # then round-trips as encrypted content.
     body["store"] = bool(req.store)
@@ -1239,7 +1240,21 @@ def passthrough_body(req: ir.Request, target: Target) -> dict:
         return build_body(req, target)
     body = dict(req.raw)
     body["model"] = target.model
+    _apply_options(body, target)
     return body
+
+
+def _apply_options(body: dict, target: Target) -> None:
+    """The backend's or model's `verbosity` and `truncation` (config), where the body sets none."""
+    options = target.options
+    verbosity = options.get("verbosity")
+    if verbosity is not None:
+        text = body.get("text")
+        if not isinstance(text, dict) or "verbosity" not in text:
+            body["text"] = {**(text if isinstance(text, dict) else {}), "verbosity": verbosity}
+    truncation = options.get("truncation")
+    if truncation is not None:
+        body.setdefault("truncation", truncation)
 
 
 # ====================================================================

@@ -73,7 +73,7 @@ def test_missing_key_is_a_configuration_error_naming_the_variable(tmp_path, monk
 def test_check_config_reports_missing_keys(tmp_path, monkeypatch):
     monkeypatch.delenv("INTERCHANGE_TEST_MISSING_KEY", raising=False)
     assert check_config_file(write(tmp_path, GOOD)) == [
-        "backends.an.api_key_env: backend 'an': environment variable INTERCHANGE_TEST_MISSING_KEY is not set"]
+        "backends.an.api_key_env: INTERCHANGE_TEST_MISSING_KEY not set in environment"]
 
 
 def test_the_api_key_never_shows_in_repr(tmp_path):
