@@ -21,7 +21,6 @@ from scripts.matrix.reply import Reply, ToolCall, clip, differ
 from scripts.matrix.upstream import ToolDef, UpstreamView
 
 
-
 class FixtureError(Exception):
     pass
 

@@ -8,7 +8,6 @@ from scripts.matrix.capabilities import Conversation
 from scripts.matrix.reply import HttpRequest, Reply, clip
 
 
-
 def _usage(input_tokens: Any, output_tokens: Any, reasoning: Any = None) -> dict[str, int | None]:
     return {"input": input_tokens, "output": output_tokens, "reasoning": reasoning}
 

@@ -20,7 +20,6 @@ from scripts.matrix.kinds import UPSTREAM_KINDS
 from scripts.matrix.reply import Reply, clip, decode, differ, headers_text
 
 
-
 @dataclass
 class Cell:
     frontend: str
