@@ -18,6 +18,9 @@ class UpstreamKind:
     scenarios: str  # scenarios/<folder>
     reader: Any  # an *Upstream with view(body, path, query) -> UpstreamView
     unsupported: Mapping[str, str] = field(default_factory=dict)  # capability -> why the wire cannot carry it
+    # Reasoning text comes back only when the client asked to see it (a Responses summary),
+    # not whenever thinking is on: a client that cannot ask (Chat) gets none.
+    thoughts_on_request: bool = False
 
 
 # The proxy refuses `stop` for a Responses backend (app/protocols/openai_responses.build_body).
@@ -32,8 +35,9 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "vertex_gemini": UpstreamKind("vertex_gemini", "gemini", VertexGeminiUpstream()),
     "vertex_anthropic": UpstreamKind("vertex_anthropic", "anthropic", VertexAnthropicUpstream()),
     "bedrock_converse": UpstreamKind("bedrock", "bedrock", BedrockUpstream()),
-    "openai_responses": UpstreamKind("openai_responses", "openai_responses", ResponsesUpstream(), _NO_STOP),
-    "azure_responses": UpstreamKind("azure_openai_responses", "openai_responses", AzureResponsesUpstream(), _NO_STOP),
+    "openai_responses": UpstreamKind("openai_responses", "openai_responses", ResponsesUpstream(), _NO_STOP, True),
+    "azure_responses": UpstreamKind("azure_openai_responses", "openai_responses", AzureResponsesUpstream(), _NO_STOP,
+                                    True),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at
