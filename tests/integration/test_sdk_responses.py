@@ -231,3 +231,15 @@ def test_codex_custom_tool_round_trip(oa, stack, backend, stream):
     assert json.loads(call.input) == {"location": "Paris"}  # the mock answers without the wrapper: as is
     sent = json.dumps(last_upstream_body(stack, backend))
     assert '"input"' in sent and "files__read" in sent and "namespace" not in sent
+
+
+@pytest.mark.parametrize("backend", ["anthropic", "bedrock"])
+def test_responses_pinned_to_an_instance(stack, backend):
+    """Protocol mode: /openai/{instance}/v1/responses is served by that instance."""
+    pinned = openai.OpenAI(base_url=f"{stack.proxy_url}/openai/{backend}/v1", api_key="client-key",
+                           max_retries=0, timeout=20)
+    requests.delete(stack.mock_url + "/_mock/requests", timeout=5).raise_for_status()
+    r = pinned.responses.create(model=MODELS[backend], input="Hi")
+    assert r.output_text == TEXT and r.model == MODELS[backend]
+    entries = requests.get(stack.mock_url + "/_mock/requests", timeout=5).json()
+    assert [e["provider"] for e in entries] == [MOCK_PROVIDER[backend]]
