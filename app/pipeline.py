@@ -36,10 +36,14 @@ from app.protocols.base import Target
 from app.providers import provider_class
 from app.providers.base import Call, Provider
 from app.routing import Route, Router
+from app.state import RESPONSES as STORED_RESPONSES, LazyStore
 from app.upstream.framing import Frame, framer
 from app.upstream.http import ClientLink, UpstreamClient, iter_body, read_body
 
 log = logging.getLogger("interchange.pipeline")
+
+# The one frontend whose requests use the state store (previous_response_id, store).
+RESPONSES = protocol_module("openai_responses")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class Pipeline:
             name: provider_class(b.kind)(b) for name, b in config.backends.items()}
         for provider in self.providers.values():
             protocol_module(provider.wire)  # imported and its shape checked now
+        self.state = LazyStore(config.state)  # opened by the first request that needs it
 
     # ------------------------------------------------------------ entry
 
@@ -108,13 +113,19 @@ class Pipeline:
             value = headers.get(name)
             if value is not None:
                 forwarded[name] = value
-        return Target(backend=backend.name, model=route.upstream_model, options=backend.options), forwarded
+        options = backend.options
+        if route.entry is not None and route.entry.wire_options:  # the model's own (Responses verbosity, truncation)
+            options = {**options, **route.entry.wire_options}
+        return Target(backend=backend.name, model=route.upstream_model, options=options), forwarded
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
                 pinned: str | None, stream_content_type: str, outcome: dict[str, str],
                 client_link: ClientLink | None = None) -> Reply:
         req = self.parse(frontend, body, url_model, url_stream)
+        unknown_previous = False  # previous_response_id names nothing this proxy stored
+        if req.previous_response_id is not None:
+            req, unknown_previous = self._continue(req)
         outcome["reason"] = "failed"
         route = self.router.route(req.model, req.capabilities(), pinned)
         outcome["backend"], outcome["reason"] = route.backend.name, route.reason
@@ -122,10 +133,13 @@ class Pipeline:
         backend_cfg = route.backend
         provider = self.providers[backend_cfg.name]
         backend = protocol_module(provider.wire)
-        req = _tools_for_wire(req, provider.wire)
         target, forwarded = self.target_for(route, headers)
         # Same wire, same protocol: the client's body goes on (whoever the provider is).
         same = backend is frontend and backend_cfg.passthrough and req.raw is not None
+        if unknown_previous and not same:
+            # Only a Responses backend, reached with the client's own body, may know the id.
+            raise previous_not_found(req.previous_response_id)
+        keep = self._keeper(req, secrets_of(provider)) if frontend is RESPONSES and req.store is not False else None
         if req.n > 1 and not same:
             raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
                           f"({backend_cfg.protocol}); only n=1.", param="n")
@@ -136,14 +150,64 @@ class Pipeline:
         if resp.status_code >= 400:
             raise self._upstream_error(backend, backend_cfg, secrets, resp)
         if not req.stream:
-            return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets)
+            return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets, keep)
         chunks = iter_body(resp, backend_cfg)
         first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
         formatter = frontend.StreamFormatter(req, **wire_options)
         stream = _Relay(req, backend, formatter, same, target, secrets, framer(provider.framing),
                         self.metrics).run(first, chunks)
+        if keep is not None:
+            stream = _keep_after(stream, formatter, keep)
         return Reply(200, {"Content-Type": stream_content_type, "Cache-Control": "no-cache",
                            "X-Accel-Buffering": "no"}, stream)
+
+    # ------------------------------------------------------------ stored responses
+
+    def _continue(self, req: ir.Request) -> tuple[ir.Request, bool]:
+        """The request with its previous response's conversation ahead of its input;
+        (req, True) unchanged when the id is not in the store."""
+        record = self._stored(req.previous_response_id)
+        if record is None:
+            return req, True
+        history = list(record["context"]) + list(record["response"].get("output") or [])
+        return RESPONSES.continue_request(req, history), False
+
+    def _stored(self, response_id: str) -> dict | None:
+        try:
+            data = self.state.get().get(STORED_RESPONSES, response_id)
+        except Exception as e:
+            log.warning("state store: cannot read (%s)", type(e).__name__)
+            raise ProxyError(ErrorKind.overloaded, "The response store is unavailable; try again.") from None
+        return None if data is None else loads(data)
+
+    def stored_response(self, response_id: str) -> bytes | None:
+        """GET /v1/responses/{id}: the response object as the client got it, or None."""
+        record = self._stored(response_id)
+        return None if record is None else dumps(record["response"])
+
+    def delete_response(self, response_id: str) -> bool:
+        """DELETE /v1/responses/{id}: whether there was one to delete."""
+        try:
+            return self.state.get().delete(STORED_RESPONSES, response_id)
+        except Exception as e:
+            log.warning("state store: cannot delete (%s)", type(e).__name__)
+            raise ProxyError(ErrorKind.overloaded, "The response store is unavailable; try again.") from None
+
+    def _keeper(self, req: ir.Request, secrets: tuple[str, ...]) -> Callable[[object, bytes], None]:
+        """Stores a finished response (its JSON, as sent) with the input it answered.
+        A store that fails is logged: the client already has its answer."""
+        context = dumps(RESPONSES.input_items(req.raw or {}))
+        store = self.state
+
+        def keep(response_id: object, response: bytes) -> None:
+            if not isinstance(response_id, str) or not response_id:
+                return
+            try:
+                store.get().put(STORED_RESPONSES, response_id,
+                                b'{"context":' + context + b',"response":' + redact_bytes(response, secrets) + b"}")
+            except Exception as e:
+                log.warning("state store: response not stored (%s)", type(e).__name__)
+        return keep
 
     def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
                         resp) -> ProxyError:
@@ -158,7 +222,8 @@ class Pipeline:
         return upstream_error_for_client(err, cfg.name, secrets, resp.status_code)
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
-                  req: ir.Request, resp, same: bool, target: Target, secrets: tuple[str, ...]) -> Reply:
+                  req: ir.Request, resp, same: bool, target: Target, secrets: tuple[str, ...],
+                  keep: Callable[[object, bytes], None] | None = None) -> Reply:
         body = read_body(resp, cfg)
         try:
             parsed = backend.parse_response(body, req)
@@ -172,12 +237,17 @@ class Pipeline:
             # The reply goes on as the upstream wrote it (fidelity), now that it is known to be one.
             rewrite = ModelRewriter(backend.RESPONSE_MODEL_FIELD, target.model, req.model)
             text = redact_bytes(rewrite(body.decode("utf-8", "replace")).encode(), secrets)
+            if keep is not None:
+                keep(_response_id(text), text)
             return Reply(200, {"Content-Type": "application/json"}, text)
         if parsed.finish_reason is ir.FinishReason.error:
             raise model_failure(parsed.raw_finish_reason, cfg.name)
         parsed = dataclasses.replace(parsed, model=req.model)
-        return Reply(200, {"Content-Type": "application/json"},
-                     redact_bytes(dumps(frontend.format_response(parsed, req)), secrets))
+        reply = frontend.format_response(parsed, req)
+        text = redact_bytes(dumps(reply), secrets)
+        if keep is not None:
+            keep(reply.get("id"), text)
+        return Reply(200, {"Content-Type": "application/json"}, text)
 
 
 def secrets_of(provider: Provider) -> tuple[str, ...]:
@@ -226,6 +296,30 @@ def decode_body(body: bytes) -> dict:
     if not isinstance(data, dict):
         raise invalid("The request body must be a JSON object.")
     return data
+
+
+def previous_not_found(response_id: str) -> ProxyError:
+    """The Responses API's answer to a previous_response_id it does not hold (or no longer)."""
+    return invalid(f"Previous response with id '{response_id}' not found.", param="previous_response_id",
+                   code="previous_response_not_found")
+
+
+def _keep_after(stream: Iterator[bytes], formatter, keep: Callable[[object, bytes], None]) -> Iterator[bytes]:
+    """The stream, then its final response stored: after the last byte was handed to
+    the server, and before the connection ends (so a client that goes on when the
+    stream ends finds it). A stream cut short or failed is not stored."""
+    yield from stream
+    final = formatter.final
+    if final is not None:
+        keep(final.get("id"), dumps(final))
+
+
+def _response_id(body: bytes) -> object:
+    try:
+        doc = loads(body)
+    except ValueError:
+        return None
+    return doc.get("id") if isinstance(doc, dict) else None
 
 
 def model_failure(raw_reason: str | None, backend: str) -> ProxyError:
@@ -367,8 +461,14 @@ def _is_json(text: str) -> bool:
 
 
 def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
-    """Drop what the client asked for only optionally (adaptive thinking) when
-    the chosen backend or model cannot do it; the router refused the rest."""
+    """Drop what the client asked for only optionally (adaptive thinking, another
+    protocol's droppable hosted tools such as Responses `web_search`) when the
+    chosen backend or model cannot do it; the router refused the rest."""
+    tools = ir.tools_for(route.backend.protocol, req.tools)
+    if len(tools) != len(req.tools):
+        # Nothing left to choose from or to call in parallel: those settings go too.
+        req = dataclasses.replace(req, tools=tools, **({} if tools else {"tool_choice": None,
+                                                                          "parallel_tool_calls": None}))
     reasoning = req.reasoning
     if reasoning is None or not reasoning.optional:
         return req
@@ -378,24 +478,19 @@ def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
     return dataclasses.replace(req, reasoning=None)
 
 
-def _tools_for_wire(req: ir.Request, wire: str) -> ir.Request:
-    """The request without the hosted tools another wire's client can do without
-    (`ir.tools_for`: Responses web_search, tool_search); every other foreign tool stays
-    for the writer to refuse, naming it."""
-    tools = ir.tools_for(wire, req.tools)
-    return req if tools is req.tools else dataclasses.replace(req, tools=tools)
-
-
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:
-    """Registry entries may set defaults the client left out (max_tokens, effort, temperature)."""
+    """Registry entries may set defaults the client left out (max_tokens, effort and
+    summary level, temperature); the wire-only ones (verbosity, truncation) go to the
+    writer as target options (target_for)."""
     e = route.entry
     if e is None:
         return req
     changes: dict[str, object] = {}
     if req.max_tokens is None and e.max_tokens is not None:
         changes["max_tokens"] = e.max_tokens
-    if req.reasoning is None and e.reasoning_effort is not None:
-        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort)
+    if req.reasoning is None and (e.reasoning_effort is not None or e.summary_level is not None):
+        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort, summary=e.summary_level,
+                                            include_thoughts=True if e.summary_level is not None else None)
     if req.temperature is None and e.temperature is not None:
         changes["temperature"] = e.temperature
     return dataclasses.replace(req, **changes) if changes else req

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from types import ModuleType
 
@@ -20,6 +21,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from app import routes
 from app.config import Config, ConfigError, load_config
+from app.env_config import env_config
 from app.errors import ErrorKind, ProxyError
 from app.http_handler import CONNECTION_KEY, handler_class
 from app.jsonutil import dumps
@@ -27,16 +29,19 @@ from app.logfields import log_field
 from app.pipeline import Pipeline, Reply
 from app.protocols import protocol_module
 from app.routing import Router
+from app.service_auth import ServiceKey
 from app.tokens import count_tokens_reply
 
 log = logging.getLogger("interchange.server")
 
 OPENAI = protocol_module("openai")
 ANTHROPIC = protocol_module("anthropic")
+RESPONSES = protocol_module("openai_responses")
 
 
-
-def create_app(config: Config, default_backend: str | None = None) -> Flask:
+def create_app(config: Config, default_backend: str | None = None,
+               service_key: str | None = None) -> Flask:
+    """`service_key` (default: the SERVICE_API_KEY variable) is the key clients must send (app/service_auth.py)."""
     router = Router(config, default_backend)
     pipeline = Pipeline(config, router)
     app = Flask("interchange")
@@ -70,6 +75,30 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
             return body
         return respond(pipeline.handle(frontend, body, request.headers, pinned=pinned,
                                        client_link=request.environ.get(CONNECTION_KEY), **kw))
+
+    # ------------------------------------- stored Responses (app/state.py)
+    # Plain Flask rules still, not yet in app/routes.py's table.
+    @app.get("/v1/responses/<response_id>")
+    @app.get("/responses/<response_id>")
+    def get_response(response_id: str) -> Response:
+        try:
+            body = pipeline.stored_response(response_id)
+        except ProxyError as e:
+            return respond(pipeline.error_reply(RESPONSES, e))
+        if body is None:
+            return respond(pipeline.error_reply(RESPONSES, _no_response(response_id)))
+        return Response(body, mimetype="application/json")
+
+    @app.delete("/v1/responses/<response_id>")
+    @app.delete("/responses/<response_id>")
+    def delete_response(response_id: str) -> Response:
+        try:
+            deleted = pipeline.delete_response(response_id)
+        except ProxyError as e:
+            return respond(pipeline.error_reply(RESPONSES, e))
+        if not deleted:
+            return respond(pipeline.error_reply(RESPONSES, _no_response(response_id)))
+        return _json({"id": response_id, "object": "response", "deleted": True})
 
     # ------------------------------------------------------------ the views
     # One per routes action: each only says where the model and stream flag
@@ -170,7 +199,18 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
                 return e(environ, start_response)
         return flask_app(environ, start_response)
 
-    app.wsgi_app = wsgi_app
+    key = service_key if service_key is not None else os.environ.get("SERVICE_API_KEY")
+    service = ServiceKey(key) if key else None
+
+    def guarded_app(environ, start_response):
+        if service.admits(environ):
+            return wsgi_app(environ, start_response)
+        frontend = protocol_module(routes.protocol_for_path(environ.get("PATH_INFO", "")))
+        return _wsgi_reply(pipeline.error_reply(frontend, ProxyError(
+            ErrorKind.authentication, "Missing or invalid API key for this proxy (its SERVICE_API_KEY): send "
+            "it as Authorization: Bearer <key>.", code="invalid_api_key")), start_response)
+
+    app.wsgi_app = wsgi_app if service is None else guarded_app
 
     # ---------------------------------------------------------------- errors
     @app.errorhandler(404)
@@ -234,6 +274,11 @@ def _too_large(limit: int) -> ProxyError:
     return ProxyError(ErrorKind.request_too_large, f"Request body exceeds the {limit} byte limit.")
 
 
+def _no_response(response_id: str) -> ProxyError:
+    """OpenAI's 404 for a response id it does not hold (never stored, deleted or expired)."""
+    return ProxyError(ErrorKind.not_found, f"Response with id '{log_field(response_id)}' not found.")
+
+
 def _json(obj: object, status: int = 200) -> Response:
     return Response(dumps(obj), status=status, mimetype="application/json")
 
@@ -243,13 +288,14 @@ def _json(obj: object, status: int = 200) -> Response:
 LISTEN_BACKLOG = 4096
 
 
-def serve(config_path: str, host: str | None = None, port: int | None = None,
+def serve(config_path: str | None, host: str | None = None, port: int | None = None,
           backend: str | None = None) -> int:
-    """Run the proxy on gevent's WSGI server (the caller has monkey-patched)."""
+    """Run the proxy on gevent's WSGI server (the caller has monkey-patched). With
+    no config file: the router's models.yaml and backends from the environment."""
     from gevent.pywsgi import WSGIServer
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path) if config_path is not None else env_config()
     except ConfigError as e:
         for p in e.problems:
             print(f"config error: {p}", file=sys.stderr)
@@ -274,7 +320,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     server.start()
     bound_host, bound_port = server.address[:2]
     print(f"Interchange listening on http://{bound_host}:{bound_port} "
-          f"(config {config_path}, backends: {', '.join(sorted(config.backends))})", flush=True)
+          f"(config {config.source}, backends: {', '.join(sorted(config.backends))})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

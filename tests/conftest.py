@@ -2,9 +2,13 @@
 start our servers (mock, proxy) as subprocesses on ephemeral ports."""
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
+import socket
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -44,6 +48,9 @@ def stream_events(parser, chunks: list[bytes]) -> list:
 
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
+# Proxies started by tests keep their default state store (app/state.py) here, not in ~.
+_DATA_HOME = tempfile.mkdtemp(prefix="interchange-test-data-")
+atexit.register(shutil.rmtree, _DATA_HOME, True)
 
 
 class ServerProcess:
@@ -54,7 +61,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", *args, "--port", "0"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "XDG_DATA_HOME": _DATA_HOME, **(env or {})},
         )
         self.lines: list[str] = []
         deadline = time.monotonic() + timeout
@@ -89,3 +96,41 @@ class ServerProcess:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def free_port() -> int:
+    """A loopback port free right now (for servers that cannot bind port 0 and say which)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on an ephemeral loopback port, in a tmp dir, for the session.
+    `python3 scripts/dev.py test` installs the Debian package when it is missing."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; scripts/dev.py test installs it)")
+    workdir = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+                             "--save", "", "--appendonly", "no"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("redis-server did not start: " + proc.stdout.read().decode(errors="replace"))
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("redis-server did not listen within 10 s")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -36,6 +36,7 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
@@ -155,6 +156,31 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
     )
 
 
+def input_items(body: Mapping[str, Any]) -> list:
+    """The request's `input` as a list of items (a plain string is one user message)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}] if value.strip() else []
+    return list(value) if isinstance(value, list) else []
+
+
+def continue_request(req: ir.Request, history: list) -> ir.Request:
+    """`req` (which names a previous_response_id) with that response's history,
+    as stored items, ahead of its own input. Instructions are the request's
+    own: a previous response's are not carried over (as on the API). The raw
+    body becomes the whole conversation, without the id, so a Responses
+    backend that never saw the id gets everything too."""
+    raw = req.raw or {}
+    items = history + input_items(raw)
+    messages = _parse_input(items, False, req.tools)
+    instructions = raw.get("instructions")
+    if isinstance(instructions, str) and instructions.strip():
+        messages = (ir.Message("system", (ir.Text(instructions),)),) + messages
+    body = {k: v for k, v in raw.items() if k != "previous_response_id"}
+    body["input"] = items
+    return dataclasses.replace(req, messages=messages, raw=body)
+
+
 # ---------------------------------------------------------- field checks
 
 
@@ -211,7 +237,10 @@ def _parse_reasoning(value: Any) -> ir.Reasoning | None:
     if effort is None and summary is None:
         return None
     # A summary level has no IR form beyond "show the reasoning": writers ask for "auto".
-    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None)
+    # A summary alone (Codex's default for models it does not know) asks for no reasoning,
+    # only to see it when there is some: a backend without thinking serves it without.
+    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None,
+                        optional=effort is None)
 
 
 def _parse_text(value: Any) -> ir.ResponseFormat | None:
@@ -430,8 +459,8 @@ class _InputBuilder:
 
 def _call_id(item: dict, where: str) -> str:
     call_id = item.get("call_id")
-    # Any length: the ids this proxy hands out (a Gemini call's, carrying its thought
-    # signature) come back here; a writer to OpenAI shortens them (wire_call_id).
+    # No length cap (OpenAI's is 64): the ids are the ones this proxy issued, and a Gemini
+    # call's id carries its thought signature (hazard 25); a Responses writer shortens them.
     if not isinstance(call_id, str) or not call_id:
         raise errors.invalid(f"'{where}.call_id' is required and must be a non-empty string.", f"{where}.call_id")
     return call_id
@@ -762,6 +791,9 @@ class _OpenItem:
         self.announced = False  # output_item.added sent
 
 
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
+
+
 class StreamFormatter:
     """IR events -> Responses SSE events for one client stream.
 
@@ -782,6 +814,8 @@ class StreamFormatter:
         self._ir_kind: str | None = None  # kind of the open IR part
         self._done = False
         self._show = _shows_summary(req)
+        # The terminal response object the client got (completed or incomplete), for the state store.
+        self.final: dict | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -806,6 +840,9 @@ class StreamFormatter:
         """Same-protocol passthrough of one upstream event; a `[DONE]` some servers add is dropped."""
         if frame.data.strip() == "[DONE]":
             return b""
+        if frame.event in _FINAL_EVENTS or (frame.event in (None, "raw") and (
+                '"response.completed"' in frame.data or '"response.incomplete"' in frame.data)):
+            self._keep_final(frame.data)
         event = frame.event if frame.event not in (None, "raw") else None
         if "\n" not in frame.data:
             return encode_sse(frame.data, event)
@@ -814,6 +851,14 @@ class StreamFormatter:
 
     def finish(self) -> bytes:
         return b""  # the terminal event comes from MessageStop / StreamError
+
+    def _keep_final(self, data: str) -> None:
+        try:
+            event = loads(data)
+        except ValueError:
+            return
+        if isinstance(event, dict) and event.get("type") in _FINAL_EVENTS and isinstance(event.get("response"), dict):
+            self.final = event["response"]
 
     # ---------------------------------------------------------------- events
 
@@ -997,6 +1042,7 @@ class StreamFormatter:
         self._done = True
         snapshot = self._snapshot("incomplete" if incomplete else "completed", output=self._output,
                                   usage=_usage_to_wire(event.usage), incomplete=incomplete)
+        self.final = snapshot
         self._emit(out, {"type": "response.incomplete" if incomplete else "response.completed",
                          "response": snapshot})
 
@@ -1164,7 +1210,7 @@ def build_body(req: ir.Request, target: Target) -> dict:
     if effort is not None:
         reasoning["effort"] = effort
     if req.reasoning is not None and req.reasoning.include_thoughts:
-        reasoning["summary"] = "auto"
+        reasoning["summary"] = req.reasoning.summary or "auto"
     if reasoning:
         body["reasoning"] = reasoning
     if req.response_format is not None and req.response_format.type != "text":
@@ -1177,6 +1223,7 @@ def build_body(req: ir.Request, target: Target) -> dict:
             if fmt.strict is not None:
                 spec["strict"] = fmt.strict
             body["text"] = {"format": spec}
+    _apply_options(body, target)
     # The proxy keeps no state at the provider unless the client asked for it; reasoning
     # then round-trips as encrypted content.
     body["store"] = bool(req.store)
@@ -1193,7 +1240,21 @@ def passthrough_body(req: ir.Request, target: Target) -> dict:
         return build_body(req, target)
     body = dict(req.raw)
     body["model"] = target.model
+    _apply_options(body, target)
     return body
+
+
+def _apply_options(body: dict, target: Target) -> None:
+    """The backend's or model's `verbosity` and `truncation` (config), where the body sets none."""
+    options = target.options
+    verbosity = options.get("verbosity")
+    if verbosity is not None:
+        text = body.get("text")
+        if not isinstance(text, dict) or "verbosity" not in text:
+            body["text"] = {**(text if isinstance(text, dict) else {}), "verbosity": verbosity}
+    truncation = options.get("truncation")
+    if truncation is not None:
+        body.setdefault("truncation", truncation)
 
 
 # ====================================================================

@@ -73,7 +73,7 @@ def test_missing_key_is_a_configuration_error_naming_the_variable(tmp_path, monk
 def test_check_config_reports_missing_keys(tmp_path, monkeypatch):
     monkeypatch.delenv("INTERCHANGE_TEST_MISSING_KEY", raising=False)
     assert check_config_file(write(tmp_path, GOOD)) == [
-        "backends.an.api_key_env: backend 'an': environment variable INTERCHANGE_TEST_MISSING_KEY is not set"]
+        "backends.an.api_key_env: INTERCHANGE_TEST_MISSING_KEY not set in environment"]
 
 
 def test_the_api_key_never_shows_in_repr(tmp_path):
@@ -106,10 +106,10 @@ def test_every_problem_is_named_by_key(tmp_path):
         "max_body_bytes, models_file, port)",
         "server.port: must be an integer",
         "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini, azure_openai, "
-        "vertex_gemini, vertex_anthropic, bedrock_converse)",
+        "vertex_gemini, vertex_anthropic, bedrock_converse, openai_responses, azure_responses)",
         "backends.a.url: must start with http:// or https:// (got 'ftp://x')",
         "backends.b.kind: required (one of openai, anthropic, gemini, azure_openai, vertex_gemini, "
-        "vertex_anthropic, bedrock_converse)",
+        "vertex_anthropic, bedrock_converse, openai_responses, azure_responses)",
         "backends.b.capabilities: unknown capability 'telepathy' (known: text, tools, streaming, vision, thinking, json)",
         "backends.b.timeout: must be a positive number (seconds)",
         "models.m.backend: unknown backend 'nope' (defined: none)",
@@ -199,4 +199,24 @@ def test_client_connection_timeouts(tmp_path):
     assert check_config_file(write(tmp_path, '[server]\nhead_timeout = 0\nkeepalive_timeout = "1"\n' + base)) == [
         "server.head_timeout: must be a positive number (seconds)",
         "server.keepalive_timeout: must be a positive number (seconds)",
+    ]
+
+
+def test_state_section(tmp_path):
+    c = load_config(write(tmp_path, GOOD + '\n[state]\nurl = "redis://10.0.0.5:6379/2"\nttl_seconds = 3600\n'
+                                           'max_entries = 50\n'))
+    assert (c.state.url, c.state.path, c.state.ttl_seconds, c.state.max_entries) == (
+        "redis://10.0.0.5:6379/2", None, 3600.0, 50)
+    default = load_config(write(tmp_path, GOOD)).state
+    assert (default.url, default.path, default.ttl_seconds, default.max_entries) == (None, None, 2592000.0, 100000)
+
+
+def test_state_problems_are_named_by_key(tmp_path):
+    bad = GOOD + '\n[state]\nurl = "http://redis:6379"\npath = "/tmp/x.db"\nttl_seconds = 0\nmax_entries = true\nsize = 1\n'
+    assert [p for p in check_config_file(write(tmp_path, bad)) if p.startswith("state")] == [
+        "state.size: unknown key (allowed: max_entries, path, ttl_seconds, url)",
+        "state.url: must be a redis://host:port/db, rediss:// or unix:// URL",
+        "state.path: cannot be set together with state.url (one store: Redis or SQLite)",
+        "state.ttl_seconds: must be a positive number (seconds)",
+        "state.max_entries: must be a positive integer",
     ]
