@@ -19,6 +19,7 @@ from werkzeug.routing import PathConverter
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_content_length, get_input_stream
 
+from app import routes
 from app.config import Config, ConfigError, load_config
 from app.env_config import env_config
 from app.errors import ErrorKind, ProxyError
@@ -35,14 +36,7 @@ log = logging.getLogger("interchange.server")
 
 OPENAI = protocol_module("openai")
 ANTHROPIC = protocol_module("anthropic")
-GEMINI = protocol_module("gemini")
 RESPONSES = protocol_module("openai_responses")
-
-# Protocol-mode prefixes: /{protocol}/{instance}/... pins the backend instance.
-_PROTOCOL_PREFIX = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}
-# (prefix, path after it) -> frontend, for the non-Gemini pinned routes.
-_PINNED_PATHS = {("openai", "v1/chat/completions"): OPENAI, ("openai", "v1/responses"): RESPONSES,
-                 ("anthropic", "v1/messages"): ANTHROPIC}
 
 
 def create_app(config: Config, default_backend: str | None = None,
@@ -82,19 +76,8 @@ def create_app(config: Config, default_backend: str | None = None,
         return respond(pipeline.handle(frontend, body, request.headers, pinned=pinned,
                                        client_link=request.environ.get(CONNECTION_KEY), **kw))
 
-    # ---------------------------------------------------------- OpenAI Chat
-    @app.post("/v1/chat/completions")
-    @app.post("/chat/completions")
-    def openai_chat() -> Response:
-        return generate(OPENAI)
-
-    # ------------------------------------------------------ OpenAI Responses
-    @app.post("/v1/responses")
-    @app.post("/responses")
-    def openai_responses() -> Response:
-        return generate(RESPONSES)
-
     # ------------------------------------- stored Responses (app/state.py)
+    # Plain Flask rules still, not yet in app/routes.py's table.
     @app.get("/v1/responses/<response_id>")
     @app.get("/responses/<response_id>")
     def get_response(response_id: str) -> Response:
@@ -117,39 +100,58 @@ def create_app(config: Config, default_backend: str | None = None,
             return respond(pipeline.error_reply(RESPONSES, _no_response(response_id)))
         return _json({"id": response_id, "object": "response", "deleted": True})
 
-    # ---------------------------------------------------- Anthropic Messages
-    @app.post("/v1/messages")
-    def anthropic_messages() -> Response:
-        return generate(ANTHROPIC)
+    # ------------------------------------------------------------ the views
+    # One per routes action: each only says where the model and stream flag
+    # come from; `instance` is the protocol-mode prefix's backend instance.
+    def generate_view(frontend: ModuleType, instance: str | None = None) -> Response:
+        return generate(frontend, instance)
 
-    @app.post("/v1/messages/count_tokens")
-    def anthropic_count_tokens() -> Response:
-        body = body_or_error(ANTHROPIC)
-        if isinstance(body, Response):
-            return body
-        return respond(count_tokens_reply(pipeline, ANTHROPIC, body, request.headers))
-
-    # ---------------------------------------------------------------- Gemini
-    # Both API versions: the google-genai SDK defaults to v1, older clients to v1beta.
-    @app.post("/v1beta/models/<path:model_action>")
-    @app.post("/v1/models/<path:model_action>")
-    def gemini_generate(model_action: str, pinned: str | None = None) -> Response:
-        model, _, action = model_action.rpartition(":")
-        model = model.removeprefix("models/")
-        if action == "generateContent":
-            return generate(GEMINI, pinned, url_model=model, url_stream=False)
-        if action == "streamGenerateContent":
+    def model_action_view(frontend: ModuleType, model_action: str, instance: str | None = None) -> Response:
+        model, action = routes.split_model_action(model_action)
+        stream = routes.GEMINI_GENERATE_METHODS.get(action)
+        if stream is False:
+            return generate(frontend, instance, url_model=model, url_stream=False)
+        if stream:
             sse = request.args.get("alt") == "sse"
-            return generate(GEMINI, pinned, url_model=model, url_stream=True, wire_options={"sse": sse},
+            return generate(frontend, instance, url_model=model, url_stream=True, wire_options={"sse": sse},
                             stream_content_type="text/event-stream" if sse else "application/json")
         if action == "countTokens":
-            body = body_or_error(GEMINI)
+            body = body_or_error(frontend)
             if isinstance(body, Response):
                 return body
-            return respond(count_tokens_reply(pipeline, GEMINI, body, request.headers, url_model=model))
-        return respond(pipeline.error_reply(GEMINI, ProxyError(
+            return respond(count_tokens_reply(pipeline, frontend, body, request.headers, url_model=model))
+        return respond(pipeline.error_reply(frontend, ProxyError(
             ErrorKind.not_found, f"Method '{action or model_action}' is not supported; use generateContent, "
             "streamGenerateContent or countTokens.")))
+
+    def count_tokens_view(frontend: ModuleType) -> Response:
+        body = body_or_error(frontend)
+        if isinstance(body, Response):
+            return body
+        return respond(count_tokens_reply(pipeline, frontend, body, request.headers))
+
+    def models_view(frontend: ModuleType) -> Response:
+        models = router.models()
+        if frontend is OPENAI and "anthropic-version" in request.headers:
+            return _json(ANTHROPIC.format_models(models))
+        return _json(frontend.format_models(models))
+
+    def metrics_view(_frontend: ModuleType) -> Response:
+        body, content_type = pipeline.metrics.render()
+        return Response(body, mimetype=None, content_type=content_type)
+
+    def health_view(_frontend: ModuleType) -> Response:
+        return _json({"status": "ok", "backends": sorted(config.backends)})
+
+    views = {routes.GENERATE: generate_view, routes.MODEL_ACTION: model_action_view,
+             routes.COUNT_TOKENS: count_tokens_view, routes.MODELS: models_view,
+             routes.METRICS: metrics_view, routes.HEALTH: health_view}
+    for ep in routes.ENDPOINTS:
+        view = functools.partial(views[ep.action], protocol_module(ep.protocol))
+        app.add_url_rule(ep.rule, f"{ep.action} {ep.rule}", view, methods=ep.methods)
+        if ep.pinned_as is not None:
+            rule = routes.pinned_rule(ep)
+            app.add_url_rule(rule, f"{ep.action} {rule}", view, methods=ep.methods)
 
     # ------------------------------------------------ the hot endpoints' fast path
     # The generation endpoints are answered before Flask's routing, request
@@ -167,8 +169,9 @@ def create_app(config: Config, default_backend: str | None = None,
                                 client_link=environ.get(CONNECTION_KEY), **kw)
         return _wsgi_reply(reply, start_response)
 
-    exact = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI, "/v1/messages": ANTHROPIC,
-             "/v1/responses": RESPONSES, "/responses": RESPONSES}
+    exact = {path: protocol_module(p) for path, p in routes.exact_generation_paths().items()}
+    model_paths = tuple((prefix, protocol_module(p)) for prefix, p in routes.model_action_prefixes().items())
+    model_prefixes = tuple(prefix for prefix, _ in model_paths)
     flask_app = app.wsgi_app
 
     def wsgi_app(environ, start_response):
@@ -178,14 +181,18 @@ def create_app(config: Config, default_backend: str | None = None,
                 frontend = exact.get(path)
                 if frontend is not None:
                     return fast_generate(frontend, environ, start_response)
-                if path.startswith(_GEMINI_PREFIXES):
-                    action = _fast_gemini_action(path)
+                if path.startswith(model_prefixes):
+                    for prefix, frontend in model_paths:
+                        if path.startswith(prefix):
+                            break
+                    action = routes.fast_model_action(path[len(prefix):])
                     if action is not None:
                         model, stream = action
                         if not stream:
-                            return fast_generate(GEMINI, environ, start_response, url_model=model, url_stream=False)
+                            return fast_generate(frontend, environ, start_response, url_model=model,
+                                                 url_stream=False)
                         sse = _query_arg(environ, "alt") == "sse"
-                        return fast_generate(GEMINI, environ, start_response, url_model=model, url_stream=True,
+                        return fast_generate(frontend, environ, start_response, url_model=model, url_stream=True,
                                              wire_options={"sse": sse},
                                              stream_content_type="text/event-stream" if sse else "application/json")
             except HTTPException as e:  # an unreadable body: what Flask would have answered
@@ -198,46 +205,12 @@ def create_app(config: Config, default_backend: str | None = None,
     def guarded_app(environ, start_response):
         if service.admits(environ):
             return wsgi_app(environ, start_response)
-        frontend = _frontend_for_path(environ.get("PATH_INFO", ""))
+        frontend = protocol_module(routes.protocol_for_path(environ.get("PATH_INFO", "")))
         return _wsgi_reply(pipeline.error_reply(frontend, ProxyError(
             ErrorKind.authentication, "Missing or invalid API key for this proxy (its SERVICE_API_KEY): send "
             "it as Authorization: Bearer <key>.", code="invalid_api_key")), start_response)
 
     app.wsgi_app = wsgi_app if service is None else guarded_app
-
-    # ---------------------------------------------------------- model lists
-    @app.get("/v1/models")
-    @app.get("/models")
-    def list_models() -> Response:
-        models = router.models()
-        if "anthropic-version" in request.headers:
-            return _json(ANTHROPIC.format_models(models))
-        return _json(OPENAI.format_models(models))
-
-    @app.get("/v1beta/models")
-    def list_gemini_models() -> Response:
-        return _json(GEMINI.format_models(router.models()))
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        body, content_type = pipeline.metrics.render()
-        return Response(body, mimetype=None, content_type=content_type)
-
-    @app.get("/health")
-    def health() -> Response:
-        return _json({"status": "ok", "backends": sorted(config.backends)})
-
-    # ------------------------------------------------ protocol-mode (pinned)
-    @app.post("/<protocol>/<instance>/v1/chat/completions")
-    @app.post("/<protocol>/<instance>/v1/responses")
-    @app.post("/<protocol>/<instance>/v1/messages")
-    @app.post("/<protocol>/<instance>/v1beta/models/<path:model_action>")
-    @app.post("/<protocol>/<instance>/v1/models/<path:model_action>")
-    def pinned(protocol: str, instance: str, model_action: str | None = None) -> Response:
-        if model_action is not None:
-            return gemini_generate(model_action, pinned=instance) if protocol == "gemini" else _not_found()
-        frontend = _PINNED_PATHS.get((protocol, request.path.split("/", 3)[3]))
-        return _not_found() if frontend is None else generate(frontend, instance)
 
     # ---------------------------------------------------------------- errors
     @app.errorhandler(404)
@@ -246,7 +219,7 @@ def create_app(config: Config, default_backend: str | None = None,
 
     @app.errorhandler(405)
     def not_allowed(e) -> Response:
-        frontend = _frontend_for_path(request.path)
+        frontend = protocol_module(routes.protocol_for_path(request.path))
         reply = pipeline.error_reply(frontend, ProxyError(
             ErrorKind.invalid_request, f"Method {request.method} is not allowed on {request.path}.",
             status=405))
@@ -256,7 +229,7 @@ def create_app(config: Config, default_backend: str | None = None,
         return Response(reply.body, status=405, headers={**reply.headers, "Allow": allow})
 
     def _not_found() -> Response:
-        frontend = _frontend_for_path(request.path)
+        frontend = protocol_module(routes.protocol_for_path(request.path))
         return respond(pipeline.error_reply(frontend, ProxyError(
             ErrorKind.not_found, f"Unknown path {log_field(request.method)} {log_field(request.path)}.")))
 
@@ -268,24 +241,6 @@ class _AnyPath(PathConverter):
     in the URL may hold any character, and parse_request answers with a 400
     naming `model` rather than the path being an unknown one."""
     regex = r"[^/][\s\S]*?"
-
-
-_GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
-_GEMINI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}
-
-
-def _fast_gemini_action(path: str) -> tuple[str, bool] | None:
-    """(model, stream) for a Gemini generate path the fast path can take as the
-    Flask rule `<path:model_action>` would; None sends it to Flask (other
-    actions, odd paths that werkzeug would redirect or decode)."""
-    if not path.isascii() or "//" in path:
-        return None
-    model_action = path[path.index("/models/") + 8:]
-    model, _, action = model_action.rpartition(":")
-    stream = _GEMINI_ACTIONS.get(action)
-    if stream is None or not model or model.endswith("/"):
-        return None
-    return model.removeprefix("models/"), stream
 
 
 def _query_arg(environ, name: str) -> str | None:
@@ -313,21 +268,6 @@ def _wsgi_reply(reply: Reply, start_response):
 @functools.lru_cache(maxsize=None)
 def _status_line(code: int) -> str:
     return Response(status=code).status
-
-
-def _frontend_for_path(path: str) -> ModuleType:
-    """The protocol a client on `path` speaks, for errors on paths we do not
-    serve: the protocol-mode prefix, else the API's own path shape; case does
-    not matter (`/V1/MESSAGES` is an Anthropic client's mistake)."""
-    path = path.lower()
-    prefixed = _PROTOCOL_PREFIX.get(path.split("/", 2)[1] if path.count("/") >= 2 else "")
-    if prefixed is not None:
-        return prefixed
-    if "/v1beta/" in path or ":generatecontent" in path or ":streamgeneratecontent" in path:
-        return GEMINI
-    if "/messages" in path:
-        return ANTHROPIC
-    return OPENAI
 
 
 def _too_large(limit: int) -> ProxyError:

@@ -16,12 +16,13 @@ TEXT = "Hello! I'm a mock assistant. How can I help you today?"
 # One model per backend in config-mock.toml (nova-pro: Bedrock's non-Claude family).
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash",
           "azure": "azure-gpt-4o", "vertex": "vertex-gemini-2.5-pro",
-          "vertex-anthropic": "vertex-claude-sonnet-4-5", "bedrock": "claude-3-sonnet", "nova-pro": "nova-pro"}
+          "vertex-anthropic": "vertex-claude-sonnet-4-5", "bedrock": "claude-3-sonnet", "nova-pro": "nova-pro",
+          "azure-responses": "azure-gpt-5"}
 BACKENDS = list(MODELS)
 # Backends whose wire returns reasoning text (OpenAI and Azure Chat return none to summarise).
 REASONING_MODELS = {"anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash",
                     "vertex": "vertex-gemini-2.5-pro", "vertex-anthropic": "vertex-claude-sonnet-4-5",
-                    "bedrock": "claude-3-sonnet"}
+                    "bedrock": "claude-3-sonnet", "azure-responses": "azure-gpt-5"}
 WEATHER_SCHEMA = {"type": "object", "properties": {"location": {"type": "string", "description": "City name"}},
                   "required": ["location"]}
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Get the current weather",
@@ -29,7 +30,7 @@ TOOLS = [{"type": "function", "name": "get_weather", "description": "Get the cur
 # The mock's wire per backend, for reading back what the proxy sent (GET /_mock/requests).
 MOCK_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "azure": "azure_openai",
                  "vertex": "vertex_gemini", "vertex-anthropic": "vertex_anthropic", "bedrock": "bedrock",
-                 "nova-pro": "bedrock"}
+                 "nova-pro": "bedrock", "azure-responses": "azure_openai_responses"}
 
 
 def scenario(name: str) -> dict[str, str]:
@@ -84,7 +85,8 @@ def test_responses_text(oa, backend):
     assert [item.type for item in r.output] == ["message"]
     assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
     assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
-    assert r.metadata == {"ticket": "7"}
+    if backend != "azure-responses":  # same wire: the mock's fixture reply is relayed as is, echoing nothing
+        assert r.metadata == {"ticket": "7"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -147,7 +149,8 @@ def test_responses_json_schema(oa, stack, backend):
         return
     r = oa.responses.create(model=MODELS[backend], input="Where?", text={"format": fmt, "verbosity": "low"})
     assert r.status == "completed" and r.output_text
-    assert r.text.format.type == "json_schema"
+    if backend != "azure-responses":  # same wire: the mock's fixture reply is relayed as is, echoing nothing
+        assert r.text.format.type == "json_schema"
     sent = json.dumps(last_upstream_body(stack, backend))
     assert '"city"' in sent  # the schema went upstream
 
@@ -188,7 +191,7 @@ def test_responses_typed_errors(oa, backend):
 # ------------------------------------------------------------- hosted tools
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b not in ("openai", "azure")] + ["openai"])
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "azure-responses"])
 def test_responses_droppable_hosted_tools_left_out(oa, stack, backend):
     """web_search and a client-executed tool_search are dropped for a backend that is not a
     Responses one (the client works without them); the function tool still goes."""
@@ -231,3 +234,40 @@ def test_codex_custom_tool_round_trip(oa, stack, backend, stream):
     assert json.loads(call.input) == {"location": "Paris"}  # the mock answers without the wrapper: as is
     sent = json.dumps(last_upstream_body(stack, backend))
     assert '"input"' in sent and "files__read" in sent and "namespace" not in sent
+
+
+@pytest.mark.parametrize("backend", ["anthropic", "bedrock"])
+def test_responses_pinned_to_an_instance(stack, backend):
+    """Protocol mode: /openai/{instance}/v1/responses is served by that instance."""
+    pinned = openai.OpenAI(base_url=f"{stack.proxy_url}/openai/{backend}/v1", api_key="client-key",
+                           max_retries=0, timeout=20)
+    requests.delete(stack.mock_url + "/_mock/requests", timeout=5).raise_for_status()
+    r = pinned.responses.create(model=MODELS[backend], input="Hi")
+    assert r.output_text == TEXT and r.model == MODELS[backend]
+    entries = requests.get(stack.mock_url + "/_mock/requests", timeout=5).json()
+    assert [e["provider"] for e in entries] == [MOCK_PROVIDER[backend]]
+
+
+# ------------------------------------------------------- same wire: passthrough
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_responses_to_a_responses_backend_passes_the_body_through(oa, stack, stream):
+    """Responses client -> Responses backend (azure-responses): the client's body goes on
+    with only the model rewritten to the deployment, hosted tools and Codex's tools
+    included, and the reply comes back under the client's model name."""
+    body = {"model": "azure-gpt-5", "input": [{"role": "user", "content": "Weather in Paris?"}],
+            "instructions": "Be brief.", "tools": [*TOOLS, APPLY_PATCH, NAMESPACE, {"type": "web_search"}],
+            "tool_choice": "auto", "parallel_tool_calls": False, "metadata": {"ticket": "7"},
+            "store": False, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k1",
+            "text": {"verbosity": "low"}, "stream": stream}
+    requests.delete(stack.mock_url + "/_mock/requests", timeout=5).raise_for_status()
+    reply = requests.post(stack.proxy_url + "/v1/responses", json=body, timeout=20)
+    assert reply.status_code == 200, reply.text
+    (entry,) = requests.get(stack.mock_url + "/_mock/requests", timeout=5).json()
+    assert entry["provider"] == "azure_openai_responses"
+    assert entry["body"] == {**body, "model": "gpt-5"}
+    if stream:
+        assert '"model":"azure-gpt-5"' in reply.text.replace(" ", "") and '"gpt-5"' not in reply.text
+    else:
+        assert reply.json()["model"] == "azure-gpt-5"
