@@ -27,7 +27,14 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
   writers with a 400 naming `tools[i]`.
 - Reasoning items become `ir.Thinking` (summary text, `encrypted_content` as the
   signature, provider this protocol); encrypted content goes back only to a
-  Responses backend, and to clients only when it came from one.
+  Responses backend, and to clients only when it came from one. OpenAI and
+  Azure are one family here, deliberately: the blob's format is the same on
+  both, and what really binds it is the account that made it (an OpenAI
+  organisation, an Azure resource), which no wire-level tag could tell apart
+  either (two Azure resources differ as much as Azure and OpenAI). The proxy
+  routes a client model name to one backend, so a conversation's reasoning
+  goes back where it was made; a blob moved elsewhere is the provider's 400,
+  relayed to the client as an invalid request.
 - Streams carry `event:` lines equal to the JSON `type`, a `sequence_number`
   on every event, every `.done` event, and end with the terminal event
   (`response.completed` / `.incomplete` / `.failed`), never `[DONE]`

@@ -239,6 +239,9 @@ def stack(tmp_path_factory):
             key = "invalid" if suffix == "-refused" else "azure-proxy-key-0123456789"
             blocks += f'\n[backends.{name}]\nkind = "{kind}"\nurl = "{url}"\napi_key = "{key}"\n{extra}' \
                       f'[backends.{name}.model_mapping]\n"az-{name}" = "{deployment}"\n'
+    for name, key in (("openai-responses", "sk-proxy-key-0123456789"), ("openai-responses-refused", "invalid")):
+        blocks += f'\n[backends.{name}]\nkind = "openai_responses"\nurl = "{mock.url}"\napi_key = "{key}"\n' \
+                  f'[backends.{name}.model_mapping]\n"oa-{name}" = "gpt-4o"\n'
     try:
         proxy = proxy_for(tmp, blocks)
     except Exception:
@@ -397,10 +400,29 @@ def test_azure_refused_key_is_a_502_naming_the_backend(stack, frontend, prefix):
         assert r.json()["error"]["code"] == "upstream_authentication_error"
 
 
+# ------------------------------------------------------------------ OpenAI Responses: a bare host gets /v1
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_openai_responses_kind(stack, frontend, stream):
+    assert_text(post(stack["proxy"], frontend, "oa-openai-responses", stream), stream)
+    last = requests_at_mock(stack, "openai_responses")[-1]
+    assert (last["path"], last["headers"].get("authorization")) == ("/v1/responses", "Bearer [REDACTED]")
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_openai_responses_refused_key_is_a_502_naming_the_backend(stack, frontend):
+    r = post(stack["proxy"], frontend, "oa-openai-responses-refused")
+    assert r.status_code == 502, r.text
+    assert "Backend 'openai-responses-refused' rejected the proxy's credentials (upstream HTTP 401)" in \
+        error_message(frontend, r.json())
+
+
 def test_no_credential_reaches_the_log(stack):
     log = stack["proxy"].output()
     assert "upstream error" in log  # the refusals above were logged...
     for secret in (SECRET_ACCESS_KEY, WRONG_SECRET, SESSION_TOKEN, REFUSED_TOKEN, "azure-proxy-key-0123456789",
+                   "sk-proxy-key-0123456789",
                    "ya29.mock-",
                    *key_material(stack["other_key"])):
         assert secret not in log  # ...without any credential

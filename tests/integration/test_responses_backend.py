@@ -207,3 +207,62 @@ def test_response_incomplete_is_a_length_finish(stack):
                  {"X-Mock-Scenario": "max_tokens"})
         assert r.status_code == 200, r.text
         assert '"finish_reason":"length"' in r.text.replace(" ", "")
+
+
+def streamed_turn(frontend: str) -> tuple[str, dict, dict]:
+    path, headers, body = turn(frontend)
+    if frontend == "gemini":
+        return path.replace(":generateContent", ":streamGenerateContent?alt=sse"), headers, body
+    return path, headers, {**body, "stream": True}
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_streamed_tool_call(stack, frontend):
+    path, headers, body = streamed_turn(frontend)
+    r = post(stack, path, body, headers)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream"), r.text
+    assert last_upstream(stack)["stream"] is True
+    events = [json.loads(line[6:]) for line in r.text.splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    text = json.dumps(events)
+    assert "get_weather" in text and "error" not in [e.get("type") for e in events], text
+    # The arguments arrive whole, however the client's protocol splits them.
+    if frontend == "openai":
+        args = "".join(tc["function"].get("arguments", "") for e in events for c in e["choices"]
+                       for tc in c["delta"].get("tool_calls", ()))
+        assert json.loads(args) == {"location": "Paris"}
+        assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    elif frontend == "anthropic":
+        args = "".join(e["delta"]["partial_json"] for e in events
+                       if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta")
+        assert json.loads(args) == {"location": "Paris"}
+        assert [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"] == ["tool_use"]
+    elif frontend == "openai_responses":
+        (done,) = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+        assert json.loads(done["arguments"]) == {"location": "Paris"}
+        assert events[-1]["type"] == "response.completed"
+    else:
+        calls = [p["functionCall"] for e in events for p in e["candidates"][0]["content"]["parts"]
+                 if "functionCall" in p]
+        assert [(c["name"], c["args"]) for c in calls] == [("get_weather", {"location": "Paris"})]
+
+
+@pytest.mark.parametrize("frontend, path, headers, body", [
+    ("gemini", f"/v1beta/models/{MODEL}:generateContent", {}, {
+        "contents": [{"role": "user", "parts": [{"text": "Weather?"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseSchema": WEATHER}}),
+    ("openai_responses", "/v1/responses", {}, {
+        "model": MODEL, "input": "Weather?",
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": WEATHER, "strict": False}}}),
+    ("openai", "/v1/chat/completions", {}, {
+        "model": MODEL, "messages": [{"role": "user", "content": "Weather?"}],
+        "response_format": {"type": "json_object"}}),
+])
+def test_structured_output_is_text_format(stack, frontend, path, headers, body):
+    r = post(stack, path, body, headers)
+    assert r.status_code == 200, r.text
+    fmt = last_upstream(stack)["body"]["text"]["format"]
+    if body.get("response_format") == {"type": "json_object"}:
+        assert fmt == {"type": "json_object"}
+    else:
+        assert fmt["type"] == "json_schema" and fmt["schema"]["properties"] == WEATHER["properties"]

@@ -22,6 +22,7 @@ from app.protocols import openai_responses as r
 from app.protocols.base import Target
 from app.upstream.framing import Frame
 from tests.conftest import every_split, stream_events
+from tests.upstream_call import Upstream, built
 
 CREATED = 1760000000
 TARGET = Target(backend="azure", model="gpt-5-deploy")
@@ -619,6 +620,27 @@ def test_build_text_body():
         "input": [{"type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
                   {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]}],
         "max_output_tokens": 50, "temperature": 0.2, "store": False}
+
+
+@pytest.mark.parametrize("kind, base_url, auth, url", [
+    ("openai_responses", "https://api.openai.test/v1", {"Authorization": "Bearer sk-up-1"},
+     "https://api.openai.test/v1/responses"),
+    ("azure_responses", "https://res.openai.azure.test", {"api-key": "sk-up-1"},
+     "https://res.openai.azure.test/openai/responses?api-version=2025-04-01-preview"),
+    ("azure_responses", "https://res.openai.azure.test/openai/v1", {"api-key": "sk-up-1"},
+     "https://res.openai.azure.test/openai/v1/responses"),
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_whole_upstream_call_of_each_responses_kind(kind, base_url, auth, url, stream):
+    up = Upstream(backend="b", base_url=base_url, model="gpt-5-deploy", api_key="sk-up-1", kind=kind,
+                  headers={"X-Trace": "t-1", "Authorization": "Bearer client-key"})
+    call = built(r, ir_req([user("Hi")], stream=stream), up)
+    assert (call.method, call.url, call.stream) == ("POST", url, stream)
+    assert call.headers == {"Content-Type": "application/json", "X-Trace": "t-1", **auth}
+    assert json.loads(call.body) == {
+        "model": "gpt-5-deploy", "input": [{"type": "message", "role": "user",
+                                            "content": [{"type": "input_text", "text": "Hi"}]}],
+        "store": False, **({"stream": True} if stream else {})}
 
 
 def test_build_tool_loop_body_pairs_calls_and_outputs_as_siblings():
