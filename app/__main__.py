@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the proxy")
-    p.add_argument("--config", default="config-mock.toml")
+    p.add_argument("--config", default=None,
+                   help="config file (default: none; MODEL_CONFIG_PATH's models.yaml, backends from the environment)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--backend", default=None, help="default backend when no route matches")

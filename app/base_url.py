@@ -7,6 +7,7 @@ facts (../shared/protocols/chat-openai-anthropic-gemini.md), so every such form 
 | protocol  | requests go to                        | the base keeps                    | written forms accepted |
 |-----------|---------------------------------------|-----------------------------------|------------------------|
 | openai    | {base}/chat/completions               | the API version (`/v1`, or an OpenAI-compatible server's own prefix: `/api/v1`, `/openai/v1`, `/v1beta/openai`) | bare host (`/v1` added), `…/v1`, `…/chat/completions` |
+| openai_responses | {base}/responses               | as openai                         | bare host (`/v1` added), `…/v1`, `…/responses` |
 | anthropic | {base}/v1/messages                    | host and any gateway prefix       | bare host, `…/v1`, `…/v1/messages` |
 | gemini    | {base}/v1beta/models/{model}:{method} | host and any gateway prefix       | bare host, `…/v1beta` or `…/v1`, `…/v1beta/models/{model}[:method]` (the model comes from model_mapping) |
 """
@@ -20,7 +21,7 @@ from app.errors import redact_url
 _GEMINI_VERSION = "v1beta"  # the version the Gemini request builder speaks
 _GEMINI_TAIL = re.compile(r"/(v1beta|v1alpha|v1)(?:/models(?:/[^/]*)?)?$|/models(?:/[^/]*)?$")
 _ANTHROPIC_TAIL = re.compile(r"/v1(?:/messages)?$")
-_OPENAI_TAIL = "/chat/completions"
+_OPENAI_TAILS = {"openai": "/chat/completions", "openai_responses": "/responses"}  # protocol -> endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,8 @@ def normalise_base_url(protocol: str, url: str) -> BaseUrl:
     host, slash, path = rest.partition("/")
     path = (slash + path).rstrip("/")
     origin = f"{scheme}://{host}"
-    if protocol == "openai":
-        base, why = _openai(path)
+    if protocol in _OPENAI_TAILS:
+        base, why = _openai(path, _OPENAI_TAILS[protocol])
     elif protocol == "anthropic":
         base, why = _anthropic(path)
     elif protocol == "gemini":
@@ -56,15 +57,15 @@ def normalise_base_url(protocol: str, url: str) -> BaseUrl:
     return BaseUrl(base, f"{redact_url(written)} understood as base {redact_url(base)} ({why})")
 
 
-def _openai(path: str) -> tuple[str, str | None]:
-    if path.endswith(_OPENAI_TAIL):
-        path = path[: -len(_OPENAI_TAIL)]
-        why = "the endpoint path is dropped: requests go to {base}/chat/completions"
+def _openai(path: str, tail: str) -> tuple[str, str | None]:
+    if path.endswith(tail):
+        path = path[: -len(tail)]
+        why = "the endpoint path is dropped: requests go to {base}" + tail
         if not path:
             return "/v1", why + "; a bare host gets the API version /v1"
         return path, why
     if not path:
-        return "/v1", "a bare host gets the API version /v1: requests go to {base}/chat/completions"
+        return "/v1", "a bare host gets the API version /v1: requests go to {base}" + tail
     return path, None
 
 

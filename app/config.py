@@ -30,7 +30,15 @@ _SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level"
                 "keepalive_timeout"}
 _BACKEND_KEYS = {"kind", "protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
                  "connect_timeout", "model_mapping", "forward_headers", "passthrough", "catch_all", "options"}
-_MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities"}
+_MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities",
+               "deployment_name", "summary_level", "verbosity_level", "truncation_strategy"}
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+# The multi-backend router's per-model Responses options (seed 002): only the
+# Responses wire can say them, so a model on another wire is refused at load.
+_RESPONSES_ONLY = {"summary_level": ("auto", "detailed", "concise"), "verbosity_level": ("low", "medium", "high"),
+                   "truncation_strategy": ("auto", "disabled")}
+_DEPLOYMENT_KINDS = ("azure_openai", "azure_responses")  # kinds whose model id is an Azure deployment
+ANTHROPIC_DEFAULT_MAX_TOKENS = 8192  # the router's default for a registry model on the Anthropic wire
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -83,6 +91,7 @@ class BackendConfig:
     catch_all: bool = False  # may serve model names nobody maps (capability routing)
     options: Mapping[str, Any] = field(default_factory=dict)  # protocol-specific
     settings: Mapping[str, Any] = field(default_factory=dict)  # the provider kind's own keys (region, project, ...)
+    missing_env: str | None = None  # built from the environment (app/env_config.py) without this variable
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
     _key_problem: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -96,17 +105,19 @@ class BackendConfig:
         # Resolve the key once at load; a missing one is kept as the message to
         # raise per request, so the other backends still serve.
         key, problem = None, None
-        if self.api_key_env:
+        if self.missing_env:
+            problem = f"{self.missing_env} not set in environment"
+        elif self.api_key_env:
             key = os.environ.get(self.api_key_env) or None
             if key is None:
-                problem = f"backend '{self.name}': environment variable {self.api_key_env} is not set"
+                problem = f"{self.api_key_env} not set in environment"  # the router seed's wording
         elif self.api_key is None:
             problem = f"backend '{self.name}' has no api_key or api_key_env configured"
         else:
             missing: list[str] = []
             key = _interpolate(self.api_key, missing)
             if missing:
-                key, problem = None, f"backend '{self.name}': environment variable {missing[0]} is not set"
+                key, problem = None, f"{missing[0]} not set in environment"
         object.__setattr__(self, "_key", key)
         object.__setattr__(self, "_key_problem", problem)
 
@@ -131,6 +142,16 @@ class ModelEntry:
     reasoning_effort: str | None = None
     temperature: float | None = None
     capabilities: frozenset[str] | None = None  # narrows the backend's, when given
+    deployment_name: str | None = None  # Azure: the deployment called (default: api_model)
+    summary_level: str | None = None  # Responses reasoning.summary (auto|detailed|concise)
+    # The wire options this model sets for its backend's writer (Responses
+    # `verbosity`, `truncation`), merged over the backend's `options`.
+    wire_options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def upstream_model(self) -> str:
+        """The provider model id requests go to: the Azure deployment when one is named."""
+        return self.deployment_name or self.api_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,19 +246,19 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
     return Config(server=server, backends=backends, models=models, source=str(path), state=state)
 
 
-def _models_yaml(path: Path, problems: list[str]) -> dict:
+def _models_yaml(path: Path, problems: list[str], key: str = "server.models_file") -> dict:
     """The multi-backend router's `models.yaml`: `models: {name: {backend, api_model, ...}}`."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
-        problems.append(f"server.models_file: cannot read {path} ({e.strerror})")
+        problems.append(f"{key}: cannot read {path} ({e.strerror})")
         return {}
     except yaml.YAMLError as e:
-        problems.append(f"server.models_file: {path} is not valid YAML: {e}")
+        problems.append(f"{key}: {path} is not valid YAML: {e}")
         return {}
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
-        problems.append(f"server.models_file: {path} has no 'models' mapping")
+        problems.append(f"{key}: {path} has no 'models' mapping")
         return {}
     return models
 
@@ -404,7 +425,7 @@ def _model(name: str, raw: Mapping, backends: Mapping[str, BackendConfig],
     if max_tokens is not None and max_tokens <= 0:
         problems.append(f"{key}.max_tokens: must be positive")
         max_tokens = None
-    effort = _typed(raw.get("reasoning_effort"), str, f"{key}.reasoning_effort", problems)
+    effort = _choice(raw, "reasoning_effort", REASONING_EFFORTS, key, problems)
     temperature = raw.get("temperature")
     if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))):
         problems.append(f"{key}.temperature: must be a number")
@@ -412,9 +433,33 @@ def _model(name: str, raw: Mapping, backends: Mapping[str, BackendConfig],
     caps = None
     if "capabilities" in raw:
         caps = _capabilities(raw["capabilities"], f"{key}.capabilities", problems)
+    b = backends[backend]
+    responses = {k: _choice(raw, k, choices, key, problems) for k, choices in _RESPONSES_ONLY.items()}
+    for k, v in responses.items():
+        if v is not None and b.protocol != "openai_responses":
+            problems.append(f"{key}.{k}: backend '{backend}' speaks {b.protocol}, which has no such setting "
+                            f"(only an OpenAI Responses backend has)")
+    deployment = _typed(raw.get("deployment_name"), str, f"{key}.deployment_name", problems) or None
+    if deployment is not None and b.kind not in _DEPLOYMENT_KINDS:
+        problems.append(f"{key}.deployment_name: backend '{backend}' is a {b.kind} backend, which has no "
+                        f"deployments (only {', '.join(_DEPLOYMENT_KINDS)} have)")
+    if max_tokens is None and b.protocol == "anthropic":
+        max_tokens = ANTHROPIC_DEFAULT_MAX_TOKENS
+    wire_options = {wire_key: responses[k] for k, wire_key in (("verbosity_level", "verbosity"),
+                                                               ("truncation_strategy", "truncation"))
+                    if responses[k] is not None}
     return ModelEntry(name=name, backend=backend, api_model=api_model, max_tokens=max_tokens,
                       reasoning_effort=effort, temperature=None if temperature is None else float(temperature),
-                      capabilities=caps)
+                      capabilities=caps, deployment_name=deployment, summary_level=responses["summary_level"],
+                      wire_options=wire_options)
+
+
+def _choice(raw: Mapping, name: str, choices: tuple[str, ...], key: str, problems: list[str]) -> str | None:
+    value = raw.get(name)
+    if value is not None and value not in choices:
+        problems.append(f"{key}.{name}: must be one of {', '.join(choices)} (got {value!r})")
+        return None
+    return value
 
 
 # ------------------------------------------------------------------ helpers

@@ -146,6 +146,7 @@ class Reasoning:
     effort: str | None = None  # none|minimal|low|medium|high|xhigh|max
     budget_tokens: int | None = None
     include_thoughts: bool | None = None
+    summary: str | None = None  # Responses reasoning summary level (auto|detailed|concise); None: auto
     # The client leaves thinking to the model (Anthropic's `adaptive`): a backend
     # without thinking serves the request without it instead of refusing it.
     optional: bool = False

@@ -113,7 +113,10 @@ class Pipeline:
             value = headers.get(name)
             if value is not None:
                 forwarded[name] = value
-        return Target(backend=backend.name, model=route.upstream_model, options=backend.options), forwarded
+        options = backend.options
+        if route.entry is not None and route.entry.wire_options:  # the model's own (Responses verbosity, truncation)
+            options = {**options, **route.entry.wire_options}
+        return Target(backend=backend.name, model=route.upstream_model, options=options), forwarded
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
@@ -130,7 +133,6 @@ class Pipeline:
         backend_cfg = route.backend
         provider = self.providers[backend_cfg.name]
         backend = protocol_module(provider.wire)
-        req = _tools_for_wire(req, provider.wire)
         target, forwarded = self.target_for(route, headers)
         # Same wire, same protocol: the client's body goes on (whoever the provider is).
         same = backend is frontend and backend_cfg.passthrough and req.raw is not None
@@ -459,8 +461,14 @@ def _is_json(text: str) -> bool:
 
 
 def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
-    """Drop what the client asked for only optionally (adaptive thinking) when
-    the chosen backend or model cannot do it; the router refused the rest."""
+    """Drop what the client asked for only optionally (adaptive thinking, another
+    protocol's droppable hosted tools such as Responses `web_search`) when the
+    chosen backend or model cannot do it; the router refused the rest."""
+    tools = ir.tools_for(route.backend.protocol, req.tools)
+    if len(tools) != len(req.tools):
+        # Nothing left to choose from or to call in parallel: those settings go too.
+        req = dataclasses.replace(req, tools=tools, **({} if tools else {"tool_choice": None,
+                                                                          "parallel_tool_calls": None}))
     reasoning = req.reasoning
     if reasoning is None or not reasoning.optional:
         return req
@@ -470,24 +478,19 @@ def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
     return dataclasses.replace(req, reasoning=None)
 
 
-def _tools_for_wire(req: ir.Request, wire: str) -> ir.Request:
-    """The request without the hosted tools another wire's client can do without
-    (`ir.tools_for`: Responses web_search, tool_search); every other foreign tool stays
-    for the writer to refuse, naming it."""
-    tools = ir.tools_for(wire, req.tools)
-    return req if tools is req.tools else dataclasses.replace(req, tools=tools)
-
-
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:
-    """Registry entries may set defaults the client left out (max_tokens, effort, temperature)."""
+    """Registry entries may set defaults the client left out (max_tokens, effort and
+    summary level, temperature); the wire-only ones (verbosity, truncation) go to the
+    writer as target options (target_for)."""
     e = route.entry
     if e is None:
         return req
     changes: dict[str, object] = {}
     if req.max_tokens is None and e.max_tokens is not None:
         changes["max_tokens"] = e.max_tokens
-    if req.reasoning is None and e.reasoning_effort is not None:
-        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort)
+    if req.reasoning is None and (e.reasoning_effort is not None or e.summary_level is not None):
+        changes["reasoning"] = ir.Reasoning(effort=e.reasoning_effort, summary=e.summary_level,
+                                            include_thoughts=True if e.summary_level is not None else None)
     if req.temperature is None and e.temperature is not None:
         changes["temperature"] = e.temperature
     return dataclasses.replace(req, **changes) if changes else req

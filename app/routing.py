@@ -48,7 +48,7 @@ class Router:
         backends = self.config.backends
         for entry in self.config.models.values():
             self._by_model.setdefault(entry.name, []).append(
-                _Candidate(backends[entry.backend], entry.api_model, entry))
+                _Candidate(backends[entry.backend], entry.upstream_model, entry))
         for b in sorted(backends.values(), key=lambda b: -b.priority):
             for client_name, provider_id in b.model_mapping.items():
                 self._by_model.setdefault(client_name, []).append(_Candidate(b, provider_id))
@@ -101,16 +101,16 @@ class Router:
     def _failed(self, model: str, why: str | None = None) -> ProxyError:
         names = ", ".join(m.id for m in self.models())
         log.info("route model=%s reason=failed", log_field(model))
-        message = f"The model `{log_field(model)}` does not exist or is not served by this proxy."
-        if why:
-            message = f"{why}. " + message
-        return ProxyError(ErrorKind.not_found, f"{message} Available models: {names or 'none'}.",
-                          param="model", code="model_not_found")
+        # The multi-backend router's wording (seed 002), which its clients match on.
+        what = why or f"Model '{log_field(model)}' is not configured"
+        message = f"{what}. Available models: {names or 'none'}"
+        return ProxyError(ErrorKind.not_found, message, param="model", code="model_not_found")
 
     def models(self) -> list[ModelInfo]:
-        """Every client-facing model name, for the models-list endpoints."""
+        """Every client-facing model name, for the models-list endpoints: the registry's
+        in its file's order, then the backends' model_mapping names."""
         return [ModelInfo(id=name, backend=cands[0].backend.name, protocol=cands[0].backend.protocol)
-                for name, cands in sorted(self._by_model.items())]
+                for name, cands in self._by_model.items()]
 
     def backend_named(self, name: str) -> BackendConfig | None:
         return self.config.backends.get(name)

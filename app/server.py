@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from types import ModuleType
 
@@ -19,6 +20,7 @@ from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from app.config import Config, ConfigError, load_config
+from app.env_config import env_config
 from app.errors import ErrorKind, ProxyError
 from app.http_handler import CONNECTION_KEY, handler_class
 from app.jsonutil import dumps
@@ -26,6 +28,7 @@ from app.logfields import log_field
 from app.pipeline import Pipeline, Reply
 from app.protocols import protocol_module
 from app.routing import Router
+from app.service_auth import ServiceKey
 from app.tokens import count_tokens_reply
 
 log = logging.getLogger("interchange.server")
@@ -42,7 +45,9 @@ _PINNED_PATHS = {("openai", "v1/chat/completions"): OPENAI, ("openai", "v1/respo
                  ("anthropic", "v1/messages"): ANTHROPIC}
 
 
-def create_app(config: Config, default_backend: str | None = None) -> Flask:
+def create_app(config: Config, default_backend: str | None = None,
+               service_key: str | None = None) -> Flask:
+    """`service_key` (default: the SERVICE_API_KEY variable) is the key clients must send (app/service_auth.py)."""
     router = Router(config, default_backend)
     pipeline = Pipeline(config, router)
     app = Flask("interchange")
@@ -187,7 +192,18 @@ def create_app(config: Config, default_backend: str | None = None) -> Flask:
                 return e(environ, start_response)
         return flask_app(environ, start_response)
 
-    app.wsgi_app = wsgi_app
+    key = service_key if service_key is not None else os.environ.get("SERVICE_API_KEY")
+    service = ServiceKey(key) if key else None
+
+    def guarded_app(environ, start_response):
+        if service.admits(environ):
+            return wsgi_app(environ, start_response)
+        frontend = _frontend_for_path(environ.get("PATH_INFO", ""))
+        return _wsgi_reply(pipeline.error_reply(frontend, ProxyError(
+            ErrorKind.authentication, "Missing or invalid API key for this proxy (its SERVICE_API_KEY): send "
+            "it as Authorization: Bearer <key>.", code="invalid_api_key")), start_response)
+
+    app.wsgi_app = wsgi_app if service is None else guarded_app
 
     # ---------------------------------------------------------- model lists
     @app.get("/v1/models")
@@ -332,13 +348,14 @@ def _json(obj: object, status: int = 200) -> Response:
 LISTEN_BACKLOG = 4096
 
 
-def serve(config_path: str, host: str | None = None, port: int | None = None,
+def serve(config_path: str | None, host: str | None = None, port: int | None = None,
           backend: str | None = None) -> int:
-    """Run the proxy on gevent's WSGI server (the caller has monkey-patched)."""
+    """Run the proxy on gevent's WSGI server (the caller has monkey-patched). With
+    no config file: the router's models.yaml and backends from the environment."""
     from gevent.pywsgi import WSGIServer
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path) if config_path is not None else env_config()
     except ConfigError as e:
         for p in e.problems:
             print(f"config error: {p}", file=sys.stderr)
@@ -363,7 +380,7 @@ def serve(config_path: str, host: str | None = None, port: int | None = None,
     server.start()
     bound_host, bound_port = server.address[:2]
     print(f"Interchange listening on http://{bound_host}:{bound_port} "
-          f"(config {config_path}, backends: {', '.join(sorted(config.backends))})", flush=True)
+          f"(config {config.source}, backends: {', '.join(sorted(config.backends))})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Bedrock in the benchmark (scripts/bench.py): the backend block the bench's
+"""Bedrock in the benchmark (scripts/bench/): the backend block the bench's
 proxy gets, the direct client's signed Converse requests, and in-process
 micro-benchmarks of what a Bedrock call costs beyond the others: SigV4 signing
 per request and event-stream decoding per message.

@@ -1,6 +1,6 @@
 """Real agent CLIs through the proxy: each client x each configured backend must finish a tool loop.
 
-For every client (Claude Code, Gemini CLI; Codex once the proxy serves /v1/responses) the runner
+For every client (Claude Code, Gemini CLI, Codex) the runner
 installs the pinned npm package into a cache outside the repository, writes a scenario folder in
 which the mock's `function_calling` reply calls one of *that client's own* tools (a harmless read
 of a file in a throwaway work folder), starts the mock on it and a proxy in front (ephemeral
@@ -55,7 +55,6 @@ class Client:
     version: str  # pinned: the version the issue and ../shared/protocols/real-clients.md describe
     binary: str
     tool: str
-    needs_path: str | None = None  # a proxy route the client cannot work without
     # Capabilities every request of the CLI asks for (its default settings): a backend that does
     # not declare one refuses it at routing, so the cell is n/a, with that reason.
     asks_for: frozenset[str] = frozenset()
@@ -129,7 +128,9 @@ class GeminiCli(Client):
 
 class Codex(Client):
     # Codex speaks only the Responses API (POST {base_url}/responses); a custom provider in
-    # $CODEX_HOME/config.toml points it at the proxy.
+    # $CODEX_HOME/config.toml points it at the proxy (HTTP, no websockets, no retries so a
+    # failure shows at once), with update checks, analytics, feedback and OpenTelemetry off
+    # (keys read by 0.171.0: strings of its binary).
     def tool_arguments(self, file: Path) -> dict[str, Any]:
         return {"cmd": f"cat {file}"}
 
@@ -139,7 +140,9 @@ class Codex(Client):
         (codex_home / "config.toml").write_text(
             f'model = "{model}"\nmodel_provider = "interchange"\ncheck_for_update_on_startup = false\n\n'
             f'[model_providers.interchange]\nname = "Interchange"\nbase_url = "{proxy_url}/v1"\n'
-            f'env_key = "INTERCHANGE_API_KEY"\nwire_api = "responses"\n\n[analytics]\nenabled = false\n')
+            f'env_key = "INTERCHANGE_API_KEY"\nwire_api = "responses"\nsupports_websockets = false\n'
+            f'request_max_retries = 0\nstream_max_retries = 0\n\n'
+            f'[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n[otel]\nexporter = "none"\n')
         return {"CODEX_HOME": str(codex_home), "INTERCHANGE_API_KEY": "real-clients-test-key"}
 
     def argv(self, binary: Path, model: str) -> list[str]:
@@ -169,7 +172,7 @@ CLIENTS: dict[str, Client] = {c.key: c for c in (
     ClaudeCode("claude-code", "Claude Code", "@anthropic-ai/claude-code", "2.1.197", "claude", "Read"),
     GeminiCli("gemini-cli", "Gemini CLI", "@google/gemini-cli", "0.61.0", "gemini", "read_file",
               asks_for=frozenset({"thinking"})),
-    Codex("codex", "Codex", "@openai/codex", "0.171.0", "codex", "exec_command", needs_path="/v1/responses"),
+    Codex("codex", "Codex", "@openai/codex", "0.171.0", "codex", "exec_command"),
 )}
 
 
@@ -375,31 +378,15 @@ def _models(config: Config) -> list[tuple[BackendConfig, str]]:
     return [(b, next(iter(b.model_mapping))) for b in config.backends.values() if b.model_mapping]
 
 
-def _serves(proxy_url: str, path: str) -> bool:
-    """False when the proxy has no such route (404); any other answer means the route exists."""
-    try:
-        return requests.post(proxy_url + path, json={}, timeout=10).status_code != 404
-    except requests.RequestException:
-        return False
-
-
 def run_real_clients(config_path: Path, clients: Sequence[str] = tuple(CLIENTS), latest: bool = False,
                      cache: Path = CACHE, progress: Any = None) -> list[Cell]:
     """Every client x backend cell. Raises InstallError / StartupError when the run cannot start."""
     config = load_config(config_path)
     models = _models(config)
-    chosen = [CLIENTS[k] for k in clients]
+    runnable = [CLIENTS[k] for k in clients]
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="interchange-real-clients-") as tmp:
         scratch = Path(tmp)
-        with Servers(config_path, mock_port=0, proxy_port=0) as (proxy_url, _):
-            runnable = []
-            for c in chosen:
-                if c.needs_path and not _serves(proxy_url, c.needs_path):
-                    cells += [Cell(c.key, c.version, b.name, b.protocol, m, "n/a", f"needs {c.needs_path}")
-                              for b, m in models]
-                else:
-                    runnable.append(c)
         versions = {c.key: resolve_version(c, latest) for c in runnable}
         with ThreadPoolExecutor(max(1, len(runnable))) as pool:
             binaries = dict(zip(versions, pool.map(lambda c: install(c, versions[c.key], cache), runnable)))
@@ -415,7 +402,7 @@ def run_real_clients(config_path: Path, clients: Sequence[str] = tuple(CLIENTS),
                 for b, m in models:
                     if not b.has(c.asks_for):
                         missing = ", ".join(sorted(c.asks_for - b.capabilities))
-                        # The same words as needs_path's: the CLI needs what the backend does not declare.
+                        # The CLI needs what the backend does not declare.
                         cells.append(Cell(c.key, versions[c.key], b.name, b.protocol, m, "n/a", f"needs {missing}"))
                         continue
                     cell = run_cell(c, versions[c.key], binaries[c.key], b, m, proxy_url, mock_url, library,

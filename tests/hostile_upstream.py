@@ -1,5 +1,5 @@
-"""A hostile upstream: speaks just enough OpenAI Chat, Anthropic Messages,
-Gemini and Bedrock Converse to be routed to — at their own paths and at Azure's
+"""A hostile upstream: speaks just enough OpenAI Chat, OpenAI Responses, Anthropic
+Messages, Gemini and Bedrock Converse to be routed to — at their own paths and at Azure's
 (`/openai/deployments/…`, `/openai/v1/…`), Vertex's (`…/publishers/google/…:generateContent`,
 `…/publishers/anthropic/…:rawPredict`) and Bedrock's (`/model/{id}/converse`, its
 JSON errors with `x-amzn-ErrorType`, its binary event stream) — and echoes the
@@ -41,6 +41,8 @@ def received_key(headers, query: dict) -> str:
 def protocol_of(path: str) -> str:
     if path.endswith("/chat/completions"):
         return "openai"
+    if path.endswith("/responses"):
+        return "openai_responses"
     if path.endswith(("/messages", ":rawPredict", ":streamRawPredict")):
         return "anthropic"
     if path.endswith((":generateContent", ":streamGenerateContent")):
@@ -57,7 +59,7 @@ _BEDROCK_ERRORS = {400: "ValidationException", 401: "UnrecognizedClientException
 
 def error_body(protocol: str, key: str, status: int) -> dict:
     text = f"Invalid request with key {key} (also known as {masked(key)})"
-    if protocol == "openai":
+    if protocol in ("openai", "openai_responses"):
         return {"error": {"message": text, "type": f"invalid_{key}", "param": f"param {key}", "code": f"c_{key}"}}
     if protocol == "anthropic":
         return {"type": "error", "error": {"type": "invalid_request_error", "message": text}}
@@ -75,6 +77,8 @@ def content_reply(protocol: str, key: str, model: str) -> dict:
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": text}}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+    if protocol == "openai_responses":
+        return _response_object(model, "completed", [_message_item(text)])
     if protocol == "anthropic":
         return {"id": "msg_h", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
@@ -86,6 +90,17 @@ def content_reply(protocol: str, key: str, model: str) -> dict:
                             "index": 0}],
             "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8},
             "modelVersion": model}
+
+
+def _message_item(text: str) -> dict:
+    return {"id": "msg_h", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def _response_object(model: str, status: str, output: list, error: dict | None = None) -> dict:
+    usage = {"input_tokens": 3, "output_tokens": 5, "total_tokens": 8} if status == "completed" else None
+    return {"id": "resp_h", "object": "response", "created_at": 1, "status": status, "model": model,
+            "output": output, "error": error, "incomplete_details": None, "usage": usage}
 
 
 def eventstream_frames(key: str, mode: str) -> list[bytes]:
@@ -122,6 +137,31 @@ def sse_frames(protocol: str, key: str, model: str, mode: str) -> list[str]:
             return frames + [f"data: {json.dumps({'error': {'message': error_text, 'type': 'server_error', 'code': key}})}\n\n"]
         end = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         return frames + [f"data: {json.dumps(end)}\n\n", "data: [DONE]\n\n"]
+    if protocol == "openai_responses":
+        def event(data: dict) -> str:
+            return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n"
+        item = {**_message_item(""), "status": "in_progress", "content": []}
+        frames = [event({"type": "response.created", "sequence_number": 0,
+                         "response": _response_object(model, "in_progress", [])}),
+                  event({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+                         "item": item}),
+                  event({"type": "response.content_part.added", "sequence_number": 2, "output_index": 0,
+                         "item_id": "msg_h", "content_index": 0,
+                         "part": {"type": "output_text", "text": "", "annotations": []}}),
+                  event({"type": "response.output_text.delta", "sequence_number": 3, "output_index": 0,
+                         "item_id": "msg_h", "content_index": 0, "delta": text})]
+        if mode == "stream_error":
+            failed = _response_object(model, "failed", [], {"code": key, "message": error_text})
+            return frames + [event({"type": "response.failed", "sequence_number": 4, "response": failed})]
+        done = _message_item(text)
+        return frames + [event({"type": "response.output_text.done", "sequence_number": 4, "output_index": 0,
+                                "item_id": "msg_h", "content_index": 0, "text": text}),
+                         event({"type": "response.content_part.done", "sequence_number": 5, "output_index": 0,
+                                "item_id": "msg_h", "content_index": 0, "part": done["content"][0]}),
+                         event({"type": "response.output_item.done", "sequence_number": 6, "output_index": 0,
+                                "item": done}),
+                         event({"type": "response.completed", "sequence_number": 7,
+                                "response": _response_object(model, "completed", [done])})]
     if protocol == "anthropic":
         def event(name: str, data: dict) -> str:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n"

@@ -37,7 +37,7 @@ def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False, n
 
 def kind_blocks(mock_url: str, sa: Path) -> str:
     """The issue's four backends (azure, vertex, vertex-anthropic, bedrock) at the mock, with
-    the client model names the issue gives them."""
+    the client model names the issue gives them, and Azure's Responses (v1 form)."""
     return f"""
 [backends.azure]
 kind = "azure_openai"
@@ -45,6 +45,13 @@ url = "{mock_url}"
 api_key = "azure-proxy-key-0123456789"
 [backends.azure.model_mapping]
 "azure-gpt-4o" = "gpt-4o"
+
+[backends.azure-responses]
+kind = "azure_responses"
+url = "{mock_url}/openai/v1"
+api_key = "azure-proxy-key-0123456789"
+[backends.azure-responses.model_mapping]
+"azure-responses-gpt-4o" = "gpt-4o"
 
 [backends.vertex]
 kind = "vertex_gemini"

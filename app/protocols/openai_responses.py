@@ -237,7 +237,10 @@ def _parse_reasoning(value: Any) -> ir.Reasoning | None:
     if effort is None and summary is None:
         return None
     # A summary level has no IR form beyond "show the reasoning": writers ask for "auto".
-    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None)
+    # A summary alone (Codex's default for models it does not know) asks for no reasoning,
+    # only to see it when there is some: a backend without thinking serves it without.
+    return ir.Reasoning(effort=effort, include_thoughts=True if summary is not None else None,
+                        optional=effort is None)
 
 
 def _parse_text(value: Any) -> ir.ResponseFormat | None:
@@ -456,8 +459,8 @@ class _InputBuilder:
 
 def _call_id(item: dict, where: str) -> str:
     call_id = item.get("call_id")
-    # Any length: the ids this proxy hands out (a Gemini call's, carrying its thought
-    # signature) come back here; a writer to OpenAI shortens them (wire_call_id).
+    # No length cap (OpenAI's is 64): the ids are the ones this proxy issued, and a Gemini
+    # call's id carries its thought signature (hazard 25); a Responses writer shortens them.
     if not isinstance(call_id, str) or not call_id:
         raise errors.invalid(f"'{where}.call_id' is required and must be a non-empty string.", f"{where}.call_id")
     return call_id
@@ -1207,7 +1210,7 @@ def build_body(req: ir.Request, target: Target) -> dict:
     if effort is not None:
         reasoning["effort"] = effort
     if req.reasoning is not None and req.reasoning.include_thoughts:
-        reasoning["summary"] = "auto"
+        reasoning["summary"] = req.reasoning.summary or "auto"
     if reasoning:
         body["reasoning"] = reasoning
     if req.response_format is not None and req.response_format.type != "text":
@@ -1220,6 +1223,7 @@ def build_body(req: ir.Request, target: Target) -> dict:
             if fmt.strict is not None:
                 spec["strict"] = fmt.strict
             body["text"] = {"format": spec}
+    _apply_options(body, target)
     # The proxy keeps no state at the provider unless the client asked for it; reasoning
     # then round-trips as encrypted content.
     body["store"] = bool(req.store)
@@ -1236,7 +1240,21 @@ def passthrough_body(req: ir.Request, target: Target) -> dict:
         return build_body(req, target)
     body = dict(req.raw)
     body["model"] = target.model
+    _apply_options(body, target)
     return body
+
+
+def _apply_options(body: dict, target: Target) -> None:
+    """The backend's or model's `verbosity` and `truncation` (config), where the body sets none."""
+    options = target.options
+    verbosity = options.get("verbosity")
+    if verbosity is not None:
+        text = body.get("text")
+        if not isinstance(text, dict) or "verbosity" not in text:
+            body["text"] = {**(text if isinstance(text, dict) else {}), "verbosity": verbosity}
+    truncation = options.get("truncation")
+    if truncation is not None:
+        body.setdefault("truncation", truncation)
 
 
 # ====================================================================

@@ -11,15 +11,16 @@ import inspect
 from app.protocols import MODULES
 from app.upstream.framing import FRAMINGS
 from app.providers.anthropic import Anthropic
-from app.providers.azure_openai import AzureOpenAI
+from app.providers.azure_openai import AzureOpenAI, AzureResponses
 from app.providers.base import Provider
 from app.providers.bedrock import BedrockConverse
 from app.providers.gemini import Gemini
-from app.providers.openai import OpenAI
+from app.providers.openai import OpenAI, OpenAIResponses
 from app.providers.vertex import VertexAnthropic, VertexGemini
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
-    OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse)}
+    OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
+    AzureResponses)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:

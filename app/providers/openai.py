@@ -1,5 +1,8 @@
-"""OpenAI (and any OpenAI-compatible server): `{base}/chat/completions`, a Bearer key."""
+"""OpenAI (and any OpenAI-compatible server): a Bearer key, Chat Completions at
+`{base}/chat/completions` or Responses at `{base}/responses`."""
 from __future__ import annotations
+
+from typing import ClassVar
 
 from app.protocols.base import UpstreamRequest
 from app.providers.base import Call, Provider, json_request
@@ -9,8 +12,14 @@ from app.upstream.urls import upstream_url
 class OpenAI(Provider):
     kind = "openai"
     wire = "openai"
+    endpoint: ClassVar[str] = "/chat/completions"
 
     def prepare(self, call: Call) -> UpstreamRequest:
         key = self.backend.resolve_api_key()
-        return json_request(upstream_url(self.backend.url, "/chat/completions"),
-                            {"Authorization": "Bearer " + key}, call)
+        return json_request(upstream_url(self.backend.url, self.endpoint), {"Authorization": "Bearer " + key}, call)
+
+
+class OpenAIResponses(OpenAI):
+    kind = "openai_responses"
+    wire = "openai_responses"
+    endpoint = "/responses"

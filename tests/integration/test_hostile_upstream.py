@@ -33,6 +33,8 @@ BLOCKS = {
     "anthropic": 'url = "{url}"\napi_key = "{key}"\n',
     "gemini": 'url = "{url}"\napi_key = "{key}"\n',
     "azure_openai": 'url = "{url}"\napi_key = "{key}"\n',
+    "openai_responses": 'url = "{url}/v1"\napi_key = "{key}"\n',
+    "azure_responses": 'url = "{url}/openai/v1"\napi_key = "{key}"\nauth = "bearer"\n',
     "vertex_gemini": 'url = "{url}"\nproject = "p"\nlocation = "us-central1"\naccess_token = "{key}"\n',
     "vertex_anthropic": 'url = "{url}"\nproject = "p"\nlocation = "us-east5"\naccess_token = "{key}"\n',
     "bedrock_converse": 'url = "{url}"\nregion = "us-east-1"\naws_access_key_id = "AKIDHOSTILE"\n'

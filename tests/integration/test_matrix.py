@@ -14,10 +14,14 @@ import requests
 
 from app.config import load_config
 from scripts import matrix
+from scripts.matrix.run import Matrix
 from tests.conftest import REPO
 
 CONFIG = load_config(REPO / "config-mock.toml")
-ROWS = [(f, b, m.name if m else None) for f in matrix.FRONTENDS for b in CONFIG.backends
+# The backends whose kind the matrix can read at the mock (scripts/matrix.py UPSTREAM_KINDS); a kind
+# it learns later (the Responses kinds, from h4-matrix) joins the rows without a change here.
+BACKENDS = [b for b, cfg in CONFIG.backends.items() if cfg.kind in matrix.UPSTREAM_KINDS]
+ROWS = [(f, b, m.name if m else None) for f in matrix.FRONTENDS for b in BACKENDS
         for m in matrix.backend_rows(CONFIG, CONFIG.backends[b])]
 VERTEX_BACKENDS = [b for b in CONFIG.backends.values() if b.kind.startswith("vertex_")]
 
@@ -37,7 +41,7 @@ def run(servers):
     """The whole matrix, and how many Google tokens the proxy fetched meanwhile."""
     proxy_url, mock_url = servers
     before = _token_requests(mock_url)
-    cells = matrix.run_matrix(proxy_url, mock_url, CONFIG)
+    cells = matrix.run_matrix(proxy_url, mock_url, CONFIG, backends=BACKENDS)
     return cells, _token_requests(mock_url) - before
 
 
@@ -58,7 +62,11 @@ def test_matrix_row(cells, frontend, backend, model):
 def test_every_new_kind_has_rows_and_nova_lacks_only_thinking(cells):
     kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
     assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse"} <= kinds
-    not_applicable = {(c.backend, c.model, c.capability) for c in cells if c.status == "n/a"}
+    by_protocol = {(c.frontend, c.capability) for c in cells
+                   if c.status == "n/a" and c.capability in matrix.FRONTENDS[c.frontend].unsupported}
+    assert by_protocol == {("openai_responses", "stop_sequence")}
+    not_applicable = {(c.backend, c.model, c.capability) for c in cells
+                      if c.status == "n/a" and (c.frontend, c.capability) not in by_protocol}
     assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking")}
 
 
@@ -142,6 +150,65 @@ def test_gemini_stream_reader_flags_finish_reason_before_the_last_chunk():
     assert len(reply.problems) == 1 and "chunk 0 of 2 carries finishReason None" in reply.problems[0]
 
 
+def _responses_stream(events: list[dict]) -> str:
+    return "".join(f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n"
+                   for n, e in enumerate(events))
+
+
+RESPONSE_ITEM = {"id": "msg_1_0", "type": "message", "status": "completed", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}
+RESPONSES_EVENTS = [
+    {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress", "output": []}},
+    {"type": "response.output_item.added", "output_index": 0, "item": {**RESPONSE_ITEM, "content": []}},
+    {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "Hel"},
+    {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "lo"},
+    {"type": "response.output_text.done", "output_index": 0, "content_index": 0, "text": "Hello"},
+    {"type": "response.output_item.done", "output_index": 0, "item": RESPONSE_ITEM},
+    {"type": "response.completed", "response": {
+        "id": "resp_1", "object": "response", "model": "m", "status": "completed", "output": [RESPONSE_ITEM],
+        "usage": {"input_tokens": 3, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 0}}}},
+]
+
+
+def test_responses_stream_reader_reads_the_terminal_response_and_holds_the_deltas_to_it():
+    good = matrix.FRONTENDS["openai_responses"].read_stream(_responses_stream(RESPONSES_EVENTS), "m")
+    assert (good.text, good.finish, good.usage, good.problems) == \
+        ("Hello", "stop", {"input": 3, "output": 1, "reasoning": 0}, [])
+    wrong_delta = [*RESPONSES_EVENTS[:3], {**RESPONSES_EVENTS[3], "delta": "p"}, *RESPONSES_EVENTS[4:]]
+    assert matrix.FRONTENDS["openai_responses"].read_stream(_responses_stream(wrong_delta), "m").problems == \
+        ["output_text.done at output 0 differs from its deltas"]
+    done = matrix.FRONTENDS["openai_responses"].read_stream(
+        _responses_stream(RESPONSES_EVENTS) + "data: [DONE]\n\n", "m")
+    assert "a Responses stream carries data: [DONE]" in done.problems
+    cut = matrix.FRONTENDS["openai_responses"].read_stream(_responses_stream(RESPONSES_EVENTS[:-1]), "m")
+    assert cut.problems == ["the stream does not end with response.completed / .incomplete / .failed"]
+
+
+def test_responses_stream_reader_catches_a_gap_in_the_sequence_numbers():
+    text = _responses_stream(RESPONSES_EVENTS).replace('"sequence_number": 3', '"sequence_number": 4')
+    assert matrix.FRONTENDS["openai_responses"].read_stream(text, "m").problems == \
+        ["event 3 (response.output_text.delta) has sequence_number 4"]
+
+
+def test_responses_finish_is_read_from_the_status_and_the_output():
+    reader = matrix.FRONTENDS["openai_responses"]
+    base = RESPONSES_EVENTS[-1]["response"]
+    call = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f", "arguments": '{"a": 1}'}
+    tool = reader.read_reply({**base, "output": [call]}, "m")
+    assert (tool.finish, tool.tool_calls, tool.problems) == \
+        ("tool_calls", [matrix.ToolCall("call_1", "f", {"a": 1})], [])
+    cut = reader.read_reply({**base, "status": "incomplete",
+                             "incomplete_details": {"reason": "max_output_tokens"}}, "m")
+    assert (cut.finish, cut.raw_finish) == ("length", "incomplete:max_output_tokens")
+
+
+def test_responses_has_no_stop_sequences_so_that_cell_is_na_with_the_reason():
+    cell = Matrix("http://127.0.0.1:9", "http://127.0.0.1:9").run_cell(
+        matrix.FRONTENDS["openai_responses"], CONFIG.backends["openai"], matrix.CAPABILITIES["stop_sequence"])
+    assert (cell.status, cell.reason) == \
+        ("n/a", "the Responses API has no stop sequences (it refuses `stop` with a 400)")
+
+
 def test_upstream_gemini_schema_must_be_cleaned():
     body = {"contents": [{"role": "user", "parts": [{"text": "What's the weather in Paris?"}]}],
             "tools": [{"functionDeclarations": [{"name": "get_weather", "description": matrix.TOOL_DESCRIPTION,
@@ -213,6 +280,36 @@ def test_only_generation_calls_count_and_the_provider_follows_the_kind():
              "body": {"model": "gpt-4o", "messages": HELLO_TURN}}
     assert matrix.check_upstream([wrong], CONFIG.backends["azure"], "gpt-4o", matrix.CAPABILITIES["text"]) == \
         ["upstream provider: expected 'azure_openai' got 'openai'"]
+
+
+GENERATION_CALLS = [
+    "/v1/chat/completions", "/openai/deployments/gpt-4o/chat/completions", "/openai/v1/chat/completions",
+    "/v1/responses", "/openai/v1/responses", "/v1/messages", "/v1beta/models/gemini-2.5-flash:generateContent",
+    "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+    "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+    "/model/amazon.nova-pro-v1%3A0/converse", "/model/amazon.nova-pro-v1%3A0/converse-stream",
+]
+OTHER_CALLS = [("POST", "/token"), ("GET", "/v1/models"), ("POST", "/v1/messages/count_tokens"),
+               ("POST", "/v1beta/models/gemini-2.5-flash:countTokens"), ("GET", "/v1/responses/resp_1"),
+               ("DELETE", "/v1/responses/resp_1"), ("GET", "/v1/chat/completions")]
+
+
+@pytest.mark.parametrize("path", GENERATION_CALLS)
+def test_a_post_to_a_generation_endpoint_is_a_generation_call(path):
+    assert matrix.is_generation_call({"method": "POST", "path": path})
+
+
+@pytest.mark.parametrize("method,path", OTHER_CALLS)
+def test_anything_else_the_proxy_calls_is_not_counted(method, path):
+    assert not matrix.is_generation_call({"method": method, "path": path})
+
+
+def test_a_cell_without_its_generation_call_names_every_call_the_mock_saw():
+    token_fetch = {"provider": None, "method": "POST", "path": "/token"}
+    assert matrix.check_upstream([token_fetch], CONFIG.backends["vertex"], "gemini-2.5-flash",
+                                 matrix.CAPABILITIES["text"]) == \
+        ["mock saw 0 generation requests, expected exactly 1 (all calls: None POST /token)"]
 
 
 def test_help_explains_the_options_and_exit_status(capsys):

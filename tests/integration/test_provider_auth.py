@@ -229,13 +229,16 @@ def stack(tmp_path_factory):
         [backends.bedrock-no-profile.model_mapping]
         "br-no-profile" = "amazon.nova-pro-v1:0"
     """
-    for name, url, extra in (("azure", mock.url, ""), ("azure-bearer", mock.url, 'auth = "bearer"\n'),
-                             ("azure-v1", mock.url + "/openai/v1", ""),
-                             ("azure-v1-bearer", mock.url + "/openai/v1/", 'auth = "bearer"\n'),
-                             ("azure-refused", mock.url, "")):
-        key = "invalid" if name == "azure-refused" else "azure-proxy-key-0123456789"
-        blocks += f'\n[backends.{name}]\nkind = "azure_openai"\nurl = "{url}"\napi_key = "{key}"\n{extra}' \
-                  f'[backends.{name}.model_mapping]\n"az-{name}" = "gpt-4o"\n'
+    # The same five forms for Chat (azure-*, deployment gpt-4o) and Responses (azure-responses*, gpt-5).
+    for prefix, kind, deployment in (("azure", "azure_openai", "gpt-4o"), ("azure-responses", "azure_responses", "gpt-5")):
+        for suffix, url, extra in (("", mock.url, ""), ("-bearer", mock.url, 'auth = "bearer"\n'),
+                                   ("-v1", mock.url + "/openai/v1", ""),
+                                   ("-v1-bearer", mock.url + "/openai/v1/", 'auth = "bearer"\n'),
+                                   ("-refused", mock.url, "")):
+            name = prefix + suffix
+            key = "invalid" if suffix == "-refused" else "azure-proxy-key-0123456789"
+            blocks += f'\n[backends.{name}]\nkind = "{kind}"\nurl = "{url}"\napi_key = "{key}"\n{extra}' \
+                      f'[backends.{name}.model_mapping]\n"az-{name}" = "{deployment}"\n'
     try:
         proxy = proxy_for(tmp, blocks)
     except Exception:
@@ -361,32 +364,37 @@ def test_bedrock_unknown_profile_is_a_configuration_error(stack):
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("frontend", FRONTENDS)
-@pytest.mark.parametrize("backend", ["azure", "azure-bearer", "azure-v1", "azure-v1-bearer"])
-def test_azure_auth_forms(stack, backend, frontend, stream):
-    assert_text(post(stack["proxy"], frontend, f"az-{backend}", stream), stream)
+@pytest.mark.parametrize("prefix", ["azure", "azure-responses"])
+@pytest.mark.parametrize("form", ["", "-bearer", "-v1", "-v1-bearer"])
+def test_azure_auth_forms(stack, prefix, form, frontend, stream):
+    assert_text(post(stack["proxy"], frontend, f"az-{prefix}{form}", stream), stream)
 
 
-def test_azure_credentials_as_the_mock_saw_them(stack):
+@pytest.mark.parametrize("prefix, mock_provider, dated, v1", [
+    ("azure", "azure_openai", "/openai/deployments/gpt-4o/chat/completions", "/openai/v1/chat/completions"),
+    ("azure-responses", "azure_openai_responses", "/openai/responses", "/openai/v1/responses")])
+def test_azure_credentials_as_the_mock_saw_them(stack, prefix, mock_provider, dated, v1):
     seen = []
-    for backend in ("azure", "azure-bearer", "azure-v1", "azure-v1-bearer"):
-        assert_text(post(stack["proxy"], "anthropic", f"az-{backend}"), False)  # the client sends its x-api-key
-        last = requests_at_mock(stack, "azure_openai")[-1]
+    for form in ("", "-bearer", "-v1", "-v1-bearer"):
+        assert_text(post(stack["proxy"], "anthropic", f"az-{prefix}{form}"), False)  # the client sends its x-api-key
+        last = requests_at_mock(stack, mock_provider)[-1]
         headers = last["headers"]
         seen.append((last["path"], headers.get("api-key"),
                      headers.get("authorization"), headers.get("x-api-key")))
     # The mock's log masks credentials; the client's x-api-key never went.
-    assert seen == [("/openai/deployments/gpt-4o/chat/completions", "[REDACTED]", None, None),
-                    ("/openai/deployments/gpt-4o/chat/completions", None, "Bearer [REDACTED]", None),
-                    ("/openai/v1/chat/completions", "[REDACTED]", None, None),
-                    ("/openai/v1/chat/completions", None, "Bearer [REDACTED]", None)]
+    assert seen == [(dated, "[REDACTED]", None, None), (dated, None, "Bearer [REDACTED]", None),
+                    (v1, "[REDACTED]", None, None), (v1, None, "Bearer [REDACTED]", None)]
 
 
+@pytest.mark.parametrize("prefix", ["azure", "azure-responses"])
 @pytest.mark.parametrize("frontend", FRONTENDS)
-def test_azure_refused_key_is_a_502_naming_the_backend(stack, frontend):
-    r = post(stack["proxy"], frontend, "az-azure-refused")
+def test_azure_refused_key_is_a_502_naming_the_backend(stack, frontend, prefix):
+    r = post(stack["proxy"], frontend, f"az-{prefix}-refused")
     assert r.status_code == 502, r.text
-    assert "Backend 'azure-refused' rejected the proxy's credentials (upstream HTTP 401)" in \
-        error_message(frontend, r.json())
+    message = error_message(frontend, r.json())
+    assert f"Backend '{prefix}-refused' rejected the proxy's credentials (upstream HTTP 401)" in message
+    if frontend in ("openai", "openai_responses"):
+        assert r.json()["error"]["code"] == "upstream_authentication_error"
 
 
 def test_no_credential_reaches_the_log(stack):

@@ -1,6 +1,7 @@
 """The official `openai` SDK's `AzureOpenAI` client (deployments URL form,
 api-version query, `api-key` header) and a plain `OpenAI` client on Azure's
-v1 form, pointed at the mock: every good scenario parses with the fixture's
+v1 form, pointed at the mock, for Chat Completions and for Responses (classic
+`/openai/responses` with a preview api-version, and v1): every good scenario parses with the fixture's
 expected content, faults raise the SDK's own errors, and Azure's own rules
 (api-version, deployments, auth) are enforced."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ import pytest
 import requests
 
 from tests.mocks.helpers import GOOD_SCENARIOS
+from tests.mocks import test_responses_sdk as rs
 from tests.mocks.test_openai_sdk import REQUESTS, expected, scenario_header, summary
 
 API_VERSION = "2024-10-21"
@@ -96,3 +98,72 @@ def test_azure_rules(mock_url):
     r = requests.post(mock_url + "/openai/v1/chat/completions", params={"api-version": API_VERSION},
                       json={**body, "model": "gpt-4o"}, headers=key, timeout=5)
     assert r.status_code == 400  # the v1 API takes no dated version
+
+
+# ---------------------------------------------------------------- Azure Responses
+
+RESPONSES_API_VERSION = "2025-04-01-preview"  # Responses needs a preview version on the classic form
+
+
+@pytest.fixture(scope="module")
+def azure_responses(mock_url: str) -> openai.AzureOpenAI:
+    return openai.AzureOpenAI(azure_endpoint=mock_url, api_key="azure-test-key", api_version=RESPONSES_API_VERSION,
+                              max_retries=0, timeout=10)
+
+
+@pytest.fixture(params=["classic", "v1"])
+def responses_client(request, azure_responses, azure_v1):
+    """Responses on both of Azure's URL forms: `/openai/responses?api-version=` and `/openai/v1/responses`."""
+    return azure_responses if request.param == "classic" else azure_v1
+
+
+@pytest.mark.parametrize("name", GOOD_SCENARIOS)
+def test_responses_create(responses_client, library, name):
+    response = responses_client.responses.create(**rs.REQUESTS[name])
+    assert rs.summary(response) == rs.expected(library, name)
+    assert response.model == rs.REQUESTS[name]["model"]  # each of the mock's models is also a deployment
+
+
+@pytest.mark.parametrize("name", GOOD_SCENARIOS)
+def test_responses_stream(responses_client, library, name):
+    events, final = rs.streamed(responses_client.responses.stream(**rs.REQUESTS[name]))
+    assert rs.summary(final) == rs.expected(library, name)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("name, error, status", [
+    ("error_400", openai.BadRequestError, 400),
+    ("error_401", openai.AuthenticationError, 401),
+    ("error_429", openai.RateLimitError, 429),
+    ("error_500", openai.InternalServerError, 500),
+    ("overloaded", openai.InternalServerError, 503),
+])
+def test_responses_faults_raise_typed_errors(responses_client, name, error, status, stream):
+    with pytest.raises(error) as caught:
+        result = responses_client.responses.create(model="gpt-4o", input="Hi", stream=stream,
+                                                   **scenario_header(name))
+        list(result) if stream else None
+    assert caught.value.status_code == status
+
+
+def test_responses_failed_mid_stream(responses_client):
+    events = list(responses_client.responses.create(model="gpt-4o", input="Hi", stream=True,
+                                                    **scenario_header("error_mid_stream")))
+    assert events[-1].type == "response.failed" and events[-1].response.error.code == "server_is_overloaded"
+
+
+def test_responses_azure_rules(mock_url, azure_responses):
+    dated = openai.AzureOpenAI(azure_endpoint=mock_url, api_key="azure-test-key", api_version=API_VERSION,
+                               max_retries=0)
+    with pytest.raises(openai.BadRequestError):  # a GA Chat version has no Responses
+        dated.responses.create(model="gpt-4o", input="Hi")
+    with pytest.raises(openai.NotFoundError):
+        azure_responses.responses.create(model="no-such-deployment", input="Hi")
+    bad = openai.AzureOpenAI(azure_endpoint=mock_url, api_key="invalid", api_version=RESPONSES_API_VERSION,
+                             max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.responses.create(model="gpt-4o", input="Hi")
+    r = requests.post(mock_url + "/openai/responses", json={"model": "gpt-4o", "input": "Hi"},
+                      headers={"api-key": "azure-test-key"}, timeout=5)  # no api-version
+    assert r.status_code == 404

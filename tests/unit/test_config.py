@@ -73,7 +73,7 @@ def test_missing_key_is_a_configuration_error_naming_the_variable(tmp_path, monk
 def test_check_config_reports_missing_keys(tmp_path, monkeypatch):
     monkeypatch.delenv("INTERCHANGE_TEST_MISSING_KEY", raising=False)
     assert check_config_file(write(tmp_path, GOOD)) == [
-        "backends.an.api_key_env: backend 'an': environment variable INTERCHANGE_TEST_MISSING_KEY is not set"]
+        "backends.an.api_key_env: INTERCHANGE_TEST_MISSING_KEY not set in environment"]
 
 
 def test_the_api_key_never_shows_in_repr(tmp_path):
@@ -106,10 +106,10 @@ def test_every_problem_is_named_by_key(tmp_path):
         "max_body_bytes, models_file, port)",
         "server.port: must be an integer",
         "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini, azure_openai, "
-        "vertex_gemini, vertex_anthropic, bedrock_converse)",
+        "vertex_gemini, vertex_anthropic, bedrock_converse, openai_responses, azure_responses)",
         "backends.a.url: must start with http:// or https:// (got 'ftp://x')",
         "backends.b.kind: required (one of openai, anthropic, gemini, azure_openai, vertex_gemini, "
-        "vertex_anthropic, bedrock_converse)",
+        "vertex_anthropic, bedrock_converse, openai_responses, azure_responses)",
         "backends.b.capabilities: unknown capability 'telepathy' (known: text, tools, streaming, vision, thinking, json)",
         "backends.b.timeout: must be a positive number (seconds)",
         "models.m.backend: unknown backend 'nope' (defined: none)",

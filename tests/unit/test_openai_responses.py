@@ -191,8 +191,28 @@ def test_codex_top_level_fields_are_accepted_and_kept_raw():
                                metadata={"k": "v"}, parallel_tool_calls=True, client_metadata={"x": "y"},
                                text={"verbosity": "low"}, reasoning={"summary": "auto"}))
     assert (req.store, req.parallel_tool_calls, req.response_format) == (False, True, None)
-    assert req.reasoning == ir.Reasoning(include_thoughts=True)
+    assert req.reasoning == ir.Reasoning(include_thoughts=True, optional=True)
     assert req.raw["prompt_cache_key"] == "s1"
+
+
+@pytest.mark.parametrize("reasoning, expected", [
+    # A summary alone asks to see reasoning, not for it: not a thinking requirement at routing.
+    ({"summary": "auto"}, ir.Reasoning(include_thoughts=True, optional=True)),
+    ({"effort": "medium"}, ir.Reasoning(effort="medium")),
+    ({"effort": "low", "summary": "auto"}, ir.Reasoning(effort="low", include_thoughts=True)),
+])
+def test_reasoning_is_required_only_with_an_effort(reasoning, expected):
+    req = r.parse_request(body(reasoning=reasoning))
+    assert req.reasoning == expected
+    assert ("thinking" in req.capabilities()) is (expected.effort is not None)
+
+
+def test_call_ids_longer_than_openais_are_accepted():
+    # The proxy issued them: a Gemini call's id carries its thought signature (hazard 25).
+    long_id = "call_0123456789abcdef0123_ts_" + "A" * 200
+    req = r.parse_request(body(input=[{**CALL, "call_id": long_id}, {**OUTPUT, "call_id": long_id}]))
+    assert [p.id for p in req.messages[-2].parts] == [long_id]
+    assert [p.call_id for p in req.messages[-1].parts] == [long_id]
 
 
 def test_previous_response_id_is_carried_and_allows_outputs_of_stored_calls():

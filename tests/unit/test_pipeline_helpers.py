@@ -92,7 +92,7 @@ def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
     wsgi = importlib.import_module("app.wsgi")
     r = wsgi.application.test_client().get("/health")
     assert r.status_code == 200 and r.get_json()["backends"] == \
-        ["anthropic", "azure", "bedrock", "gemini", "openai", "vertex", "vertex-anthropic"]
+        ["anthropic", "azure", "azure-responses", "bedrock", "gemini", "openai", "vertex", "vertex-anthropic"]
 
 
 def test_adaptive_thinking_is_dropped_only_where_the_backend_cannot_think():
@@ -108,3 +108,18 @@ def test_adaptive_thinking_is_dropped_only_where_the_backend_cannot_think():
         {"role": "user", "content": "Hi"}], "thinking": {"type": "enabled", "budget_tokens": 1024}})
     assert "thinking" in enabled.capabilities()  # asked for outright: a backend must have it
     assert _fit_to_backend(enabled, Route(plain, "m", "model_mapping")) is enabled
+
+
+def test_droppable_hosted_tools_go_only_to_their_own_protocol():
+    from app.protocols import openai_responses
+    fn = {"type": "function", "name": "exec_command", "parameters": {"type": "object"}, "strict": False}
+    req = openai_responses.parse_request({"model": "m", "input": "Hi", "tool_choice": "auto",
+                                          "parallel_tool_calls": True, "tools": [fn, {"type": "web_search"}]})
+    other = BackendConfig(name="a", protocol="anthropic", url="http://x", api_key="k")
+    same = dataclasses.replace(other, name="r", protocol="openai_responses")
+    assert [t.name for t in _fit_to_backend(req, Route(other, "m", "model_mapping")).tools] == ["exec_command"]
+    assert _fit_to_backend(req, Route(same, "m", "model_mapping")) is req
+    # Only the hosted tool: nothing left to choose from or to call in parallel.
+    alone = dataclasses.replace(req, tools=req.tools[1:])
+    fitted = _fit_to_backend(alone, Route(other, "m", "model_mapping"))
+    assert (fitted.tools, fitted.tool_choice, fitted.parallel_tool_calls) == ((), None, None)

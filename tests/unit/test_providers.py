@@ -109,6 +109,73 @@ def test_azure_settings_validated(tmp_path):
             "backends.b.auth: must be one of api-key, bearer (got 'basic')"]
 
 
+# ------------------------------------------------------------------ Azure OpenAI Responses
+
+AZURE_RESPONSES = 'kind = "azure_responses"\napi_key = "az-key-123456"\n'
+RESPONSES_BODY = {"model": "gpt-5", "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}]}
+
+
+@pytest.mark.parametrize("url", ["https://res.openai.azure.com", "https://res.openai.azure.com/openai",
+                                 "https://res.openai.azure.com/openai/responses",
+                                 "https://res.openai.azure.com/openai/deployments/gpt-5/responses"])
+def test_azure_responses_classic_form(tmp_path, url):
+    # Responses is no deployments route: the deployment rides in the body's model (protocols §2.8).
+    r = prepared(tmp_path, AZURE_RESPONSES + f'url = "{url}"\n', "gpt-5", RESPONSES_BODY, headers=FORWARDED)
+    assert r.url == "https://res.openai.azure.com/openai/responses?api-version=2025-04-01-preview"
+    assert lower(r.headers) == {"content-type": "application/json", "api-key": "az-key-123456", "x-trace": "t-1"}
+    assert json.loads(r.body) == RESPONSES_BODY
+
+
+def test_azure_responses_api_version_setting(tmp_path):
+    r = prepared(tmp_path, AZURE_RESPONSES + 'url = "https://res.openai.azure.com"\napi_version = "preview"\n',
+                 "gpt-5", RESPONSES_BODY)
+    assert r.url == "https://res.openai.azure.com/openai/responses?api-version=preview"
+
+
+@pytest.mark.parametrize("url", ["https://res.openai.azure.com/openai/v1", "https://res.openai.azure.com/openai/v1/",
+                                 "https://res.openai.azure.com/openai/v1/responses"])
+def test_azure_responses_v1_form(tmp_path, url):
+    r = prepared(tmp_path, AZURE_RESPONSES + f'url = "{url}"\nauth = "bearer"\n', "gpt-5", RESPONSES_BODY,
+                 stream=True, headers=FORWARDED)
+    assert r.url == "https://res.openai.azure.com/openai/v1/responses"
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer az-key-123456",
+                                "x-trace": "t-1"}
+    assert r.stream is True
+
+
+def test_azure_responses_url_notes(tmp_path):
+    (tmp_path / "c.toml").write_text("[backends.b]\n" + AZURE_RESPONSES +
+                                     'url = "https://res.openai.azure.com/openai/responses"\n'
+                                     "[backends.v]\n" + AZURE_RESPONSES +
+                                     'url = "https://res.openai.azure.com/openai/v1/responses"\n')
+    notes, found = check_config(tmp_path / "c.toml")
+    assert found == []
+    assert notes == [
+        "backends.b.url: https://res.openai.azure.com/openai/responses understood as base "
+        "https://res.openai.azure.com (the classic API: requests go to {base}/openai/responses)",
+        "backends.v.url: https://res.openai.azure.com/openai/v1/responses understood as base "
+        "https://res.openai.azure.com/openai/v1 (the v1 API: requests go to {base}/responses with the deployment "
+        "as model)"]
+
+
+# ------------------------------------------------------------------ OpenAI Responses
+
+@pytest.mark.parametrize("url,note", [
+    ("https://api.openai.com/v1", None),
+    ("https://api.openai.com", "https://api.openai.com understood as base https://api.openai.com/v1 (a bare host "
+                               "gets the API version /v1: requests go to {base}/responses)"),
+    ("https://api.openai.com/v1/responses", "https://api.openai.com/v1/responses understood as base "
+     "https://api.openai.com/v1 (the endpoint path is dropped: requests go to {base}/responses)")])
+def test_openai_responses_kind(tmp_path, url, note):
+    block = f'kind = "openai_responses"\nurl = "{url}"\napi_key = "sk-own-0123456789"\n'
+    assert backend(tmp_path, block).notes == ((f"backends.b.url: {note}",) if note else ())
+    r = prepared(tmp_path, block, "gpt-5", RESPONSES_BODY, headers=FORWARDED)
+    assert r.url == "https://api.openai.com/v1/responses"
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer sk-own-0123456789",
+                                "x-trace": "t-1"}
+    assert json.loads(r.body) == RESPONSES_BODY
+
+
 # ------------------------------------------------------------------ Vertex AI
 
 VERTEX = 'project = "proj-1"\naccess_token = "ya29.static-token-abcdef"\n'
@@ -291,15 +358,16 @@ def test_first_party_kinds(tmp_path, block, url, auth):
 # ------------------------------------------------------------------ the registry
 
 def test_every_kind_is_registered_and_named_for_itself():
-    assert sorted(KINDS) == ["anthropic", "azure_openai", "bedrock_converse", "gemini", "openai",
-                             "vertex_anthropic", "vertex_gemini"]
+    assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini", "openai",
+                             "openai_responses", "vertex_anthropic", "vertex_gemini"]
     assert all(cls.kind == kind for kind, cls in KINDS.items())
 
 
 def test_the_stream_framing_each_kind_declares():
     assert {kind: cls.framing for kind, cls in KINDS.items()} == {
         "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
-        "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream"}
+        "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream", "openai_responses": "sse",
+        "azure_responses": "sse"}
 
 
 def test_the_actions_each_kind_offers():

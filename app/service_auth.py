@@ -1,0 +1,42 @@
+"""SERVICE_API_KEY: the key clients must present to use the proxy at all (seed 002).
+
+When set, every client endpoint but /health asks for it. A client sends it the
+way its own SDK sends a key, so each SDK works with only its key setting changed:
+`Authorization: Bearer <key>` (OpenAI; accepted on every path), `x-api-key`
+(Anthropic), `x-goog-api-key` or `?key=` (Gemini). Any one of them matching is
+enough, whatever the path. The compare is constant-time; the key is never logged,
+and none of these headers is ever forwarded upstream (providers.base.NEVER_FORWARDED).
+"""
+from __future__ import annotations
+
+import hmac
+from urllib.parse import parse_qsl
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+class ServiceKey:
+    __slots__ = ("_key", "_bearer")
+
+    def __init__(self, key: str):
+        self._key = key.encode()
+        self._bearer = b"Bearer " + self._key
+
+    def admits(self, environ) -> bool:
+        """True when the request carries the service key (or needs none)."""
+        if environ.get("PATH_INFO") in OPEN_PATHS:
+            return True
+        for header, expected in (("HTTP_AUTHORIZATION", self._bearer), ("HTTP_X_API_KEY", self._key),
+                                 ("HTTP_X_GOOG_API_KEY", self._key)):
+            value = environ.get(header)
+            if value is not None and hmac.compare_digest(value.encode("latin-1"), expected):
+                return True
+        query = environ.get("QUERY_STRING")
+        if query and "key=" in query:
+            for name, value in parse_qsl(query, keep_blank_values=True):
+                if name == "key" and hmac.compare_digest(value.encode("utf-8", "replace"), self._key):
+                    return True
+        return False
+
+    def __repr__(self) -> str:  # never the key
+        return "ServiceKey([REDACTED])"

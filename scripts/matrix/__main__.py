@@ -1,0 +1,6 @@
+"""python -m scripts.matrix"""
+import sys
+
+from scripts.matrix.cli import main
+
+sys.exit(main())

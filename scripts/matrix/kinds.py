@@ -1,0 +1,39 @@
+"""Which reader and fixtures serve each backend kind, and which mock calls are generation calls."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from scripts.matrix.upstream import (AnthropicUpstream, AzureUpstream, BedrockUpstream, GeminiUpstream, OpenAIUpstream,
+                                     VertexAnthropicUpstream, VertexGeminiUpstream)
+
+
+@dataclass(frozen=True)
+class UpstreamKind:
+    """What the matrix knows of a backend kind: the provider name the mock logs its
+    calls under, the scenario fixtures it replays, and the reader of its requests."""
+    mock_provider: str
+    scenarios: str  # scenarios/<folder>
+    reader: Any  # an *Upstream with view(body, path, query) -> UpstreamView
+
+
+UPSTREAM_KINDS: dict[str, UpstreamKind] = {
+    "openai": UpstreamKind("openai", "openai", OpenAIUpstream()),
+    "anthropic": UpstreamKind("anthropic", "anthropic", AnthropicUpstream()),
+    "gemini": UpstreamKind("gemini", "gemini", GeminiUpstream()),
+    "azure_openai": UpstreamKind("azure_openai", "openai", AzureUpstream()),
+    "vertex_gemini": UpstreamKind("vertex_gemini", "gemini", VertexGeminiUpstream()),
+    "vertex_anthropic": UpstreamKind("vertex_anthropic", "anthropic", VertexAnthropicUpstream()),
+    "bedrock_converse": UpstreamKind("bedrock", "bedrock", BedrockUpstream()),
+}
+# The endpoints that generate, in every provider's URL layout: a cell checks exactly one
+# call to one of them. Anything else the proxy calls on the way (a Google token fetch at
+# /token, a model listing, count_tokens) is part of the exchange, not a second request.
+_GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?"
+                              r"|:(generateContent|streamGenerateContent|rawPredict|streamRawPredict))")
+
+
+def is_generation_call(entry: Mapping[str, Any]) -> bool:
+    """Whether a mock request-log entry is a generation call (the one a cell counts)."""
+    return entry.get("method") == "POST" and _GENERATION_PATH.fullmatch(str(entry.get("path") or "")) is not None
