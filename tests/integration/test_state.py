@@ -167,3 +167,29 @@ def _create(client: openai.OpenAI, stream: bool, **kw):
         for _ in s:
             pass
         return s.get_final_response()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_a_responses_backend_gets_the_conversation_and_not_our_id(workers, stream):
+    """Same wire (azure-responses): the response stored is the upstream's own, and the
+    continuation reaches it as the whole conversation (the mock stores nothing, so
+    an id it got would fail)."""
+    a, b, _, _ = workers
+    first = _create(_client(a, **{"X-Mock-Scenario": "function_calling"}), stream,
+                    model="azure-gpt-5", input="Weather in Paris?", tools=TOOLS)
+    call = next(item for item in first.output if item.type == "function_call")
+    second = _create(_client(b, **{"X-Mock-Scenario": "after_tool_result"}), stream, model="azure-gpt-5",
+                     previous_response_id=first.id, tools=TOOLS,
+                     input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"temp_c": 18}'}])
+    assert second.output_text == AFTER_TOOL
+    assert _client(a).responses.retrieve(second.id).output_text == AFTER_TOOL
+
+
+def test_an_id_we_do_not_hold_goes_on_to_a_responses_backend(workers):
+    a, _, _, _ = workers
+    with pytest.raises(openai.APIStatusError) as e:
+        _client(a).responses.create(model="azure-gpt-5", input="Hi", previous_response_id="resp_upstreams_own")
+    # The upstream's answer (the mock's 404; ours is a 400 sent without asking it): the id went on.
+    assert e.value.status_code == 404
+    assert e.value.body["code"] == "previous_response_not_found"
+    assert "resp_upstreams_own" in e.value.body["message"]

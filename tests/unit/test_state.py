@@ -125,3 +125,14 @@ def test_the_lazy_store_opens_nothing_until_used(tmp_path):
     assert not path.parent.exists()
     assert lazy.get() is lazy.get()
     assert path.exists()
+
+
+def test_replacing_and_deleting_keep_the_count_right(pair):
+    a, b = pair
+    for _ in range(5):
+        a.put("responses", "same", b"x")  # one entry, however often written
+    b.put("responses", "r1", b"1")
+    b.put("responses", "gone", b"g")
+    assert a.delete("responses", "gone")
+    a.put("responses", "r2", b"2")  # 3 live entries: at the cap, nothing evicted
+    assert [b.get("responses", k) for k in ("same", "r1", "r2")] == [b"x", b"1", b"2"]

@@ -4,6 +4,7 @@ object a stream formatter keeps for the store."""
 from __future__ import annotations
 
 from app import ir
+from app.errors import ErrorKind, ProxyError
 from app.config import BackendConfig, Config, ServerConfig, StateConfig
 from app.jsonutil import dumps, loads
 from app.pipeline import Pipeline
@@ -29,7 +30,8 @@ TOOLS = [{"type": "function", "name": "get_weather", "parameters": {"type": "obj
 
 def pipeline(tmp_path) -> Pipeline:
     config = Config(server=ServerConfig(), backends={"oa": BackendConfig(name="oa", protocol="openai", kind="openai",
-                                                               url="http://127.0.0.1:1/v1", api_key="k")},
+                                                               url="http://127.0.0.1:1/v1", api_key="k",
+                                                               model_mapping={"gpt-4o-mini": "gpt-4o-mini"})},
                     models={}, state=StateConfig(path=str(tmp_path / "state.sqlite3")))
     return Pipeline(config, Router(config))
 
@@ -95,3 +97,50 @@ def test_a_failed_stream_keeps_nothing():
     formatter.feed(ir.MessageStart(id="x", model="m"))
     formatter.feed(ir.MessageStop(ir.FinishReason.error, raw_finish_reason="MALFORMED"))
     assert formatter.final is None
+
+
+class Sent(Exception):
+    """Raised by the test client: the request reached the upstream."""
+
+
+class RecordingClient:
+    def __init__(self):
+        self.bodies: list[dict] = []
+
+    def send(self, backend, req, client_link=None):
+        self.bodies.append(loads(req.body))
+        raise ProxyError(ErrorKind.bad_gateway, "test upstream: not answered")
+
+
+def handle(p: Pipeline, body: dict):
+    reply = p.handle(RESPONSES, dumps(body), {})
+    return reply.status, loads(reply.body)
+
+
+def test_an_unknown_id_on_another_wire_is_the_apis_not_found_and_nothing_is_sent(tmp_path):
+    p = pipeline(tmp_path)
+    p.client = RecordingClient()
+    status, body = handle(p, {"model": "gpt-4o-mini", "previous_response_id": "resp_nope", "input": "Hi"})
+    assert (status, body) == (400, {"error": {"message": "Previous response with id 'resp_nope' not found.",
+                                              "type": "invalid_request_error", "param": "previous_response_id",
+                                              "code": "previous_response_not_found"}})
+    assert p.client.bodies == []
+
+
+def test_an_unknown_id_goes_on_to_a_responses_backend_as_the_client_sent_it(tmp_path):
+    """The id may be the upstream's own (a Responses backend that stored it)."""
+    p = pipeline(tmp_path)
+    p.client = RecordingClient()
+    provider = p.providers["oa"]
+    provider.wire = "openai_responses"  # what a Responses provider kind is, for the pipeline
+    status, _ = handle(p, {"model": "gpt-4o-mini", "previous_response_id": "resp_upstream", "input": "Hi"})
+    assert status == 502  # the test upstream's answer: the request was sent
+    assert p.client.bodies == [{"model": "gpt-4o-mini", "previous_response_id": "resp_upstream", "input": "Hi"}]
+    # A stored id is resolved here instead: the upstream gets the conversation, not the id.
+    p.state.get().put(NAMESPACE, "resp_1", dumps(STORED))
+    handle(p, {"model": "gpt-4o-mini", "previous_response_id": "resp_1", "tools": TOOLS,
+               "input": [{"type": "function_call_output", "call_id": "call_1", "output": "18"}]})
+    sent = p.client.bodies[-1]
+    assert "previous_response_id" not in sent
+    assert sent["input"] == STORED["context"] + STORED["response"]["output"] + [
+        {"type": "function_call_output", "call_id": "call_1", "output": "18"}]
