@@ -441,8 +441,8 @@ def _model(name: str, raw: Mapping, backends: Mapping[str, BackendConfig],
                             f"(only an OpenAI Responses backend has)")
     deployment = _typed(raw.get("deployment_name"), str, f"{key}.deployment_name", problems) or None
     if deployment is not None and b.kind not in _DEPLOYMENT_KINDS:
-        problems.append(f"{key}.deployment_name: backend '{backend}' is a {b.kind} backend, which has no "
-                        f"deployments (only {', '.join(_DEPLOYMENT_KINDS)} have)")
+        problems.append(f"{key}.deployment_name: backend '{backend}' (kind {b.kind}) has no deployments "
+                        f"(only {', '.join(_DEPLOYMENT_KINDS)} have)")
     if max_tokens is None and b.protocol == "anthropic":
         max_tokens = ANTHROPIC_DEFAULT_MAX_TOKENS
     wire_options = {wire_key: responses[k] for k, wire_key in (("verbosity_level", "verbosity"),

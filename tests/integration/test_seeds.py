@@ -10,8 +10,10 @@ import pytest
 import requests
 
 from app.config import load_config
+from app.env_config import env_config
+from app.providers import KINDS
 from app.server import create_app
-from tests.conftest import REPO
+from tests.conftest import REPO, ServerProcess
 
 SEEDS = REPO.parent / "shared" / "seeds"
 
@@ -154,3 +156,307 @@ def test_seed_001_streamed_gpt4_curl_reaches_gemini_flash(tmp_path, monkeypatch,
     assert (entry["provider"], entry["scenario"], entry["path"], entry["query"]) == \
         ("gemini", "text", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", {"alt": "sse"})
     assert entry["body"]["generationConfig"]["maxOutputTokens"] == 100
+
+
+# ---------------------------------------------------------------- seed 002: the multi-backend router
+
+SEED_002 = "002_2ac9e0b02df7ec36.txt"
+
+# 002, "Adding a New Model"
+SEED_002_MODELS_YAML = '''\
+models:
+  my-new-model:
+    backend: anthropic  # or azure
+    api_model: claude-sonnet-4.5-20250514
+    max_tokens: 8192
+'''
+
+# 002, "Model Configuration Options"
+SEED_002_OPTIONS = '''\
+**Azure models:**
+- `backend`: "azure"
+- `api_model`: Azure model name (e.g., "gpt-5")
+- `reasoning_effort`: "minimal" | "low" | "medium" | "high"
+- `deployment_name`: (optional) Azure deployment name
+- `summary_level`: (optional) "auto" | "detailed" | "concise"
+- `verbosity_level`: (optional) "low" | "medium" | "high"
+- `truncation_strategy`: (optional) "auto" | "disabled"
+
+**Anthropic models:**
+- `backend`: "anthropic"
+- `api_model`: Anthropic model ID (e.g., "claude-sonnet-4.5-20250514")
+- `max_tokens`: (optional) Default max tokens (default: 8192)
+'''
+
+# 002, "Usage Examples": the two curls' bodies, as written
+SEED_002_CURL_BODY = '''{
+    "model": "%s",
+    "messages": [{"role": "user", "content": "Hello!"}],
+    "stream": true
+  }'''
+
+SERVICE_KEY = "seed-service-key-0123456789"
+HAS_AZURE_RESPONSES = "azure_responses" in KINDS
+needs_azure_responses = pytest.mark.skipif(not HAS_AZURE_RESPONSES,
+                                           reason="the azure_responses kind (h2-respbackend) is not merged yet")
+AZURE_EFFORTS = {"gpt-high": "high", "gpt-medium": "medium", "gpt-low": "low", "gpt-minimal": "minimal"}
+
+
+def test_seed_002_models_yaml_and_options_are_the_seeds_own():
+    if not SEEDS.is_dir():
+        pytest.skip("../shared/seeds is not present")
+    text = (SEEDS / SEED_002).read_text(encoding="utf-8")
+    assert SEED_002_MODELS_YAML in re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert SEED_002_OPTIONS in text
+
+
+def _options(kind: str) -> dict[str, list[str]]:
+    """The seed's option names for Azure or Anthropic models, with the values it lists (quoted)."""
+    section = SEED_002_OPTIONS.split(f"**{kind} models:**\n")[1].split("\n\n")[0]
+    return {m.group(1): re.findall(r'"([^"]+)"', m.group(2))
+            for m in re.finditer(r"^- `(\w+)`: (.*)$", section, re.M)}
+
+
+def _load_models(tmp_path, backends: str, models_yaml: str):
+    (tmp_path / "models.yaml").write_text(models_yaml)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nmodels_file = "models.yaml"\n' + backends)
+    return load_config(cfg)
+
+
+ANTHROPIC_BACKEND = '[backends.anthropic]\nkind = "anthropic"\nurl = "http://127.0.0.1:1"\napi_key = "k"\n'
+AZURE_BACKEND = ('[backends.azure]\nkind = "azure_responses"\nurl = "http://127.0.0.1:1"\napi_key = "k"\n')
+
+
+def test_seed_002_models_yaml_example_loads_with_its_max_tokens(tmp_path):
+    config = _load_models(tmp_path, ANTHROPIC_BACKEND, SEED_002_MODELS_YAML)
+    m = config.models["my-new-model"]
+    assert (m.backend, m.api_model, m.max_tokens) == ("anthropic", "claude-sonnet-4.5-20250514", 8192)
+
+
+def test_seed_002_anthropic_options_and_their_default(tmp_path):
+    assert _options("Anthropic") == {"backend": ["anthropic"], "api_model": ["claude-sonnet-4.5-20250514"],
+                                     "max_tokens": []}
+    config = _load_models(tmp_path, ANTHROPIC_BACKEND,
+                          "models:\n  c:\n    backend: anthropic\n    api_model: claude-x\n")
+    assert config.models["c"].max_tokens == 8192  # "(default: 8192)"
+
+
+@needs_azure_responses
+def test_seed_002_every_azure_option_value_loads(tmp_path):
+    options = _options("Azure")
+    assert list(options) == ["backend", "api_model", "reasoning_effort", "deployment_name", "summary_level",
+                             "verbosity_level", "truncation_strategy"]
+    read = {"reasoning_effort": lambda m: m.reasoning_effort, "summary_level": lambda m: m.summary_level,
+            "verbosity_level": lambda m: m.wire_options["verbosity"],
+            "truncation_strategy": lambda m: m.wire_options["truncation"]}
+    assert {k for k, v in options.items() if len(v) > 1} == set(read)
+    for option, values in ((k, options[k]) for k in read):
+        for value in values:
+            config = _load_models(tmp_path, AZURE_BACKEND, f"models:\n  m:\n    backend: azure\n"
+                                  f"    api_model: gpt-5\n    deployment_name: dep\n    {option}: {value}\n")
+            m = config.models["m"]
+            assert (read[option](m), m.api_model, m.upstream_model) == (value, "gpt-5", "dep")
+
+
+def seed_002_app(monkeypatch, stack, config="config-mock.toml"):
+    monkeypatch.setenv("MOCK_URL", stack.mock_url)
+    return create_app(load_config(REPO / config), service_key=SERVICE_KEY).test_client()
+
+
+def curl_headers() -> dict[str, str]:
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {SERVICE_KEY}"}
+
+
+def sse_text(data: str) -> str:
+    frames = [line[len("data: "):] for line in data.splitlines() if line.startswith("data: ")]
+    assert frames[-1] == "[DONE]"
+    return "".join(c["choices"][0]["delta"].get("content") or ""
+                   for c in map(json.loads, frames[:-1]) if c["choices"])
+
+
+def _post_curl(client, model: str):
+    return client.post("/chat/completions", data=SEED_002_CURL_BODY % model, headers=curl_headers())
+
+
+def _check_anthropic_curl(client, stack):
+    clear_log(stack)
+    r = _post_curl(client, "claude-sonnet-4-5")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert sse_text(r.get_data(as_text=True)) == "Hello! I'm a mock assistant. How can I help you today?"
+    (entry,) = mock_log(stack)
+    assert (entry["provider"], entry["path"], entry["body"]["model"]) == ("anthropic", "/v1/messages",
+                                                                         "claude-sonnet-4-5")
+    assert "authorization" not in entry["headers"]  # the service key stays here
+    return entry
+
+
+def _check_azure_curls(client, stack):
+    for model, effort in AZURE_EFFORTS.items():
+        clear_log(stack)
+        r = _post_curl(client, model)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        assert sse_text(r.get_data(as_text=True)) == "Hello! I'm a mock assistant. How can I help you today?"
+        (entry,) = mock_log(stack)
+        assert entry["path"].endswith("/responses")
+        assert entry["body"]["reasoning"] == {"effort": effort}
+        assert "authorization" not in entry["headers"]
+
+
+def _check_errors(client, models: list[str]):
+    r = client.post("/chat/completions", headers=curl_headers(),
+                    data='{"model": "unknown-model", "messages": [{"role": "user", "content": "Hello!"}]}')
+    assert r.status_code == 404
+    assert r.get_json() == {"error": {
+        "message": f"Model 'unknown-model' is not configured. Available models: {', '.join(models)}",
+        "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
+
+
+def _check_service_key(client):
+    body = SEED_002_CURL_BODY % "claude-sonnet-4-5"
+    for headers in ({"Content-Type": "application/json"},
+                    {"Content-Type": "application/json", "Authorization": "Bearer wrong"},
+                    {"Content-Type": "application/json", "Authorization": SERVICE_KEY}):
+        r = client.post("/chat/completions", data=body, headers=headers)
+        assert r.status_code == 401
+        error = r.get_json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_api_key")
+        assert SERVICE_KEY not in r.get_data(as_text=True)
+    assert client.get("/models").status_code == 401
+    assert client.get("/health").status_code == 200  # open: load balancers probe it without a key
+    # Each SDK's own key header, as its clients send the key.
+    r = client.post("/v1/messages", headers={"x-api-key": SERVICE_KEY, "anthropic-version": "2023-06-01"},
+                    json={"model": "claude-sonnet-4-5", "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "Hello!"}]})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    r = client.post("/v1/messages", headers={"x-api-key": "wrong", "anthropic-version": "2023-06-01"},
+                    json={"model": "claude-sonnet-4-5", "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "Hello!"}]})
+    assert (r.status_code, r.get_json()["type"], r.get_json()["error"]["type"]) == \
+        (401, "error", "authentication_error")
+    r = client.post("/v1beta/models/claude-sonnet-4-5:generateContent", headers={"x-goog-api-key": "wrong"},
+                    json={"contents": [{"parts": [{"text": "Hello!"}]}]})
+    assert (r.status_code, r.get_json()["error"]["status"]) == (401, "UNAUTHENTICATED")
+    r = client.post(f"/v1beta/models/claude-sonnet-4-5:generateContent?key={SERVICE_KEY}",
+                    json={"contents": [{"parts": [{"text": "Hello!"}]}]})
+    assert r.status_code == 200, r.get_data(as_text=True)
+
+
+def _check_models_list(client, first: list[str]):
+    r = client.get("/models", headers={"Authorization": f"Bearer {SERVICE_KEY}"})
+    assert r.status_code == 200
+    data = r.get_json()
+    assert data["object"] == "list"
+    ids = [m["id"] for m in data["data"]]
+    assert ids[:len(first)] == first
+    assert {m["object"] for m in data["data"]} == {"model"}
+    return ids
+
+
+def test_seed_002_curls_against_config_mock(monkeypatch, stack):
+    client = seed_002_app(monkeypatch, stack)
+    _check_anthropic_curl(client, stack)
+    ids = _check_models_list(client, list(AZURE_EFFORTS) if HAS_AZURE_RESPONSES else [])
+    assert "claude-sonnet-4-5" in ids
+    _check_errors(client, ids)
+    _check_service_key(client)
+    if HAS_AZURE_RESPONSES:
+        _check_azure_curls(client, stack)
+
+
+ENV_ONLY = ("MODEL_CONFIG_PATH", "AZURE_API_KEY", "AZURE_BASE_URL", "AZURE_DEPLOYMENT", "AZURE_API_VERSION",
+            "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "SERVICE_API_KEY")
+
+
+def env_only_env(stack) -> dict[str, str]:
+    """The seed's environment variables, with its hosts pointed at the mock."""
+    return {"MODEL_CONFIG_PATH": "app/models.yaml", "AZURE_API_KEY": "your-azure-key",
+            "AZURE_BASE_URL": stack.mock_url, "AZURE_DEPLOYMENT": "gpt-5", "AZURE_API_VERSION": "2025-04-01-preview",
+            "ANTHROPIC_API_KEY": "your-anthropic-key", "ANTHROPIC_BASE_URL": stack.mock_url,
+            "SERVICE_API_KEY": SERVICE_KEY}
+
+
+SHIPPED = ["gpt-high", "gpt-medium", "gpt-low", "gpt-minimal", "claude-sonnet-4-5", "claude-opus-4-5",
+           "claude-haiku-4-5"]
+
+
+@needs_azure_responses
+def test_seed_002_env_only_serve_runs_the_curls(stack):
+    """`interchange serve` with no --config, only the seed's environment: the real process."""
+    proxy = ServerProcess(["serve"], env=env_only_env(stack))
+    try:
+        class Client:  # the test-client calls above, over HTTP
+            def post(self, path, data=None, json=None, headers=None):
+                return _Reply(requests.post(proxy.url + path, data=data, json=json, headers=headers, timeout=10))
+
+            def get(self, path, headers=None):
+                return _Reply(requests.get(proxy.url + path, headers=headers, timeout=10))
+        client = Client()
+        _check_anthropic_curl(client, stack)
+        _check_azure_curls(client, stack)
+        assert _check_models_list(client, SHIPPED) == SHIPPED
+        _check_errors(client, SHIPPED)
+        _check_service_key(client)
+    finally:
+        proxy.stop()
+
+
+class _Reply:
+    """A requests response with the Flask test-response methods the checks use."""
+
+    def __init__(self, r: requests.Response):
+        self.status_code, self._r = r.status_code, r
+
+    def get_data(self, as_text=False):
+        return self._r.text if as_text else self._r.content
+
+    def get_json(self):
+        return self._r.json()
+
+
+def _env_only_app(monkeypatch, stack, unset: tuple[str, ...] = ()):
+    for var, value in env_only_env(stack).items():
+        monkeypatch.setenv(var, value)
+    for var in unset:
+        monkeypatch.delenv(var)
+    return create_app(env_config()).test_client()
+
+
+@pytest.mark.parametrize("var,model", [("ANTHROPIC_API_KEY", "claude-sonnet-4-5"),
+                                       ("AZURE_API_KEY", "gpt-high"), ("AZURE_BASE_URL", "gpt-low")])
+def test_seed_002_missing_variable_is_a_configuration_error(monkeypatch, stack, var, model):
+    if not HAS_AZURE_RESPONSES:
+        pytest.skip("the azure_responses kind (h2-respbackend) is not merged yet")
+    client = _env_only_app(monkeypatch, stack, unset=(var,))
+    clear_log(stack)
+    r = _post_curl(client, model)
+    assert r.status_code == 500
+    assert r.get_json() == {"error": {"message": f"{var} not set in environment", "type": "configuration_error",
+                                      "param": None, "code": "configuration_error"}}
+    assert mock_log(stack) == []  # nothing was sent
+    assert _post_curl(client, "claude-haiku-4-5" if var != "ANTHROPIC_API_KEY" else "gpt-high").status_code == 200
+
+
+def test_seed_002_env_only_builds_only_the_backends_its_models_name(tmp_path, monkeypatch, stack):
+    (tmp_path / "models.yaml").write_text("models:\n  claude-sonnet-4-5:\n    backend: anthropic\n"
+                                          "    api_model: claude-sonnet-4-5\n")
+    for var in ENV_ONLY:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MODEL_CONFIG_PATH", str(tmp_path / "models.yaml"))
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", stack.mock_url)
+    config = env_config()
+    assert list(config.backends) == ["anthropic"]
+    assert config.models["claude-sonnet-4-5"].max_tokens == 8192
+    client = create_app(config).test_client()  # no SERVICE_API_KEY: open
+    r = client.post("/chat/completions", data=SEED_002_CURL_BODY % "claude-sonnet-4-5",
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 500
+    assert r.get_json()["error"] == {"message": "ANTHROPIC_API_KEY not set in environment",
+                                     "type": "configuration_error", "param": None, "code": "configuration_error"}
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "your-anthropic-key")
+    clear_log(stack)
+    r = create_app(env_config()).test_client().post(
+        "/chat/completions", data=SEED_002_CURL_BODY % "claude-sonnet-4-5", headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    (entry,) = mock_log(stack)
+    assert (entry["body"]["model"], entry["body"]["max_tokens"]) == ("claude-sonnet-4-5", 8192)

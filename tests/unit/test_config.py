@@ -220,3 +220,34 @@ def test_state_problems_are_named_by_key(tmp_path):
         "state.ttl_seconds: must be a positive number (seconds)",
         "state.max_entries: must be a positive integer",
     ]
+
+
+def test_router_options_a_backend_cannot_say_are_refused(tmp_path):
+    (tmp_path / "models.yaml").write_text(textwrap.dedent("""\
+        models:
+          c:
+            backend: an
+            api_model: claude-x
+            summary_level: auto
+            verbosity_level: low
+            truncation_strategy: auto
+            deployment_name: dep
+          d:
+            backend: an
+            reasoning_effort: extreme
+            verbosity_level: loud
+        """))
+    p = write(tmp_path, '[server]\nmodels_file = "models.yaml"\n'
+                        '[backends.an]\nkind = "anthropic"\nurl = "http://127.0.0.1:1"\napi_key = "k"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    only = "which has no such setting (only an OpenAI Responses backend has)"
+    assert e.value.problems == [
+        f"models.c.summary_level: backend 'an' speaks anthropic, {only}",
+        f"models.c.verbosity_level: backend 'an' speaks anthropic, {only}",
+        f"models.c.truncation_strategy: backend 'an' speaks anthropic, {only}",
+        "models.c.deployment_name: backend 'an' (kind anthropic) has no deployments "
+        "(only azure_openai, azure_responses have)",
+        "models.d.reasoning_effort: must be one of none, minimal, low, medium, high, xhigh, max (got 'extreme')",
+        "models.d.verbosity_level: must be one of low, medium, high (got 'loud')",
+    ]

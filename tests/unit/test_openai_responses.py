@@ -1099,3 +1099,21 @@ def test_other_backends_streams_reach_a_responses_client(provider, name):
     if thinking:
         got["thinking"] = thinking
     assert got == expected_summary(scenario.expect)
+
+
+def test_model_options_verbosity_truncation_and_summary_level_are_written():
+    """The router registry's per-model options (config ModelEntry -> target options, IR reasoning)."""
+    target = Target(backend="azure", model="gpt-5-deploy", options={"verbosity": "low", "truncation": "auto"})
+    req = ir_req([user("Hi")], reasoning=ir.Reasoning(effort="high", include_thoughts=True, summary="detailed"))
+    out = r.build_body(req, target)
+    assert (out["reasoning"], out["text"], out["truncation"]) == \
+        ({"effort": "high", "summary": "detailed"}, {"verbosity": "low"}, "auto")
+    fmt = ir.ResponseFormat(type="json_object")
+    assert r.build_body(ir_req([user("Hi")], response_format=fmt), target)["text"] == \
+        {"format": {"type": "json_object"}, "verbosity": "low"}
+    # Same-protocol: what the client set itself wins.
+    raw = {"model": "m", "input": "Hi", "text": {"verbosity": "high"}, "truncation": "disabled"}
+    out = r.passthrough_body(ir_req([user("Hi")], raw=raw), target)
+    assert (out["text"], out["truncation"], out["model"]) == ({"verbosity": "high"}, "disabled", "gpt-5-deploy")
+    out = r.passthrough_body(ir_req([user("Hi")], raw={"model": "m", "input": "Hi"}), target)
+    assert (out["text"], out["truncation"]) == ({"verbosity": "low"}, "auto")

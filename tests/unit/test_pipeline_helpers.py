@@ -123,3 +123,11 @@ def test_droppable_hosted_tools_go_only_to_their_own_protocol():
     alone = dataclasses.replace(req, tools=req.tools[1:])
     fitted = _fit_to_backend(alone, Route(other, "m", "model_mapping"))
     assert (fitted.tools, fitted.tool_choice, fitted.parallel_tool_calls) == ((), None, None)
+
+
+def test_registry_summary_level_asks_for_the_reasoning_summary():
+    entry = ModelEntry(name="gpt-high", backend="b", api_model="gpt-5", reasoning_effort="high",
+                       summary_level="concise")
+    req = ir.Request(model="gpt-high", messages=(ir.Message("user", (ir.Text("hi"),)),), protocol="openai")
+    assert _with_registry_defaults(req, _route(entry)).reasoning == \
+        ir.Reasoning(effort="high", include_thoughts=True, summary="concise")
