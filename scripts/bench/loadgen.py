@@ -18,8 +18,6 @@ from scripts.bench.scenarios import TOKEN_RE
 from scripts.bench.stats import percentile
 
 
-
-
 def run_loadgen(spec: dict[str, Any], *, during: Callable[[], None] | None = None,
                 timeout: float = 600) -> dict[str, Any]:
     """Run the gevent load generator in its own process; its JSON result, plus

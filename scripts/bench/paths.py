@@ -8,8 +8,6 @@ from typing import Any
 from scripts import bench_bedrock
 
 
-
-
 @dataclass(frozen=True)
 class BenchPath:
     """One way a request travels: who answers (direct mock, proxy, peer), the

@@ -19,8 +19,6 @@ from scripts.bench.stats import fmt_ms, median, percentile, ratio, summarize_lat
 from scripts.bench.wrk import run_wrk
 
 
-
-
 @dataclass
 class Targets:
     """The live endpoints of one run."""

@@ -5,8 +5,6 @@ from pathlib import Path
 from typing import Any
 
 
-
-
 def plot(res: dict[str, Any], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")

@@ -14,8 +14,6 @@ from typing import Any, Callable
 from scripts.bench.defaults import REPO
 
 
-
-
 def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 1 << 20

@@ -5,8 +5,6 @@ import socket
 from typing import Callable
 
 
-
-
 def relay_connection(down: socket.socket, up_host: str, up_port: int,
                      on_upstream_data: Callable[[bytes], None] | None = None) -> None:
     """One accepted connection relayed to (up_host, up_port), bytes in, bytes

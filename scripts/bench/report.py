@@ -7,8 +7,6 @@ from scripts.bench.defaults import QUOTED_PEER, TARGETS
 from scripts.bench.stats import fmt_ms, fmt_num, fmt_ratio, ratio, render_table
 
 
-
-
 def evaluate_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Each performance target with the measured figure, its ratio and a verdict."""
     out: list[dict[str, Any]] = []

@@ -9,7 +9,6 @@ from typing import Any
 from scripts.bench.defaults import REPO
 
 
-
 TOKEN_RE = re.compile(rb"w(\d{4})\b")
 
 

@@ -6,8 +6,6 @@ import statistics
 from typing import Iterable, Sequence
 
 
-
-
 def percentile(values: Sequence[float], p: float) -> float | None:
     """The p-th percentile (0..100), linear interpolation between closest ranks."""
     if not values:

@@ -11,8 +11,6 @@ from typing import Any
 from scripts.bench.processes import children_cpu
 
 
-
-
 def wrk_version() -> str | None:
     exe = shutil.which("wrk")
     if not exe:

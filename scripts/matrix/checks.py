@@ -21,7 +21,6 @@ from scripts.matrix.reply import Reply, ToolCall, clip, differ
 from scripts.matrix.upstream import ToolDef, UpstreamView
 
 
-
 class FixtureError(Exception):
     pass
 
@@ -139,7 +138,8 @@ def check_upstream(log: list[Mapping[str, Any]], backend: BackendConfig, upstrea
     calls = [e for e in log if is_generation_call(e)]
     if len(calls) != 1:
         seen = ", ".join(f"{e.get('provider')} {e.get('method')} {e.get('path')}" for e in log)
-        return [f"mock saw {len(calls)} generation requests, expected exactly 1" + (f" (all calls: {seen})" if seen else "")]
+        return [f"mock saw {len(calls)} generation requests, expected exactly 1"
+                + (f" (all calls: {seen})" if seen else "")]
     entry = calls[0]
     kind = UPSTREAM_KINDS.get(backend.kind)
     if kind is None:

@@ -13,6 +13,7 @@ REQUEST_TIMEOUT = (5, 60)  # (connect, read) seconds per cell
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+
 def _config_path(value: str | Path) -> Path:
     """A relative path is taken from the current directory, else from the repository."""
     path = Path(value)

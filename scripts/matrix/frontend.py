@@ -8,7 +8,6 @@ from scripts.matrix.capabilities import Conversation
 from scripts.matrix.reply import HttpRequest, Reply, clip
 
 
-
 def _usage(input_tokens: Any, output_tokens: Any, reasoning: Any = None) -> dict[str, int | None]:
     return {"input": input_tokens, "output": output_tokens, "reasoning": reasoning}
 
@@ -35,6 +34,7 @@ class Frontend:
     finish_reasons: Mapping[str, str] = {}  # wire value -> normalized finish
     error_kinds: Mapping[str, str] = {}  # wire error type -> normalized kind
     unsupported: Mapping[str, str] = {}  # capability name -> why the protocol cannot ask for it (n/a)
+    asks_for_thoughts = True  # thinking on asks to see it (Chat's reasoning_effort does not)
 
     def request(self, conv: Conversation, model: str) -> HttpRequest:
         raise NotImplementedError

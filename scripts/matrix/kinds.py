@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from scripts.matrix.upstream import (AnthropicUpstream, AzureUpstream, BedrockUpstream, GeminiUpstream, OpenAIUpstream,
                                      VertexAnthropicUpstream, VertexGeminiUpstream)
+from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,14 @@ class UpstreamKind:
     mock_provider: str
     scenarios: str  # scenarios/<folder>
     reader: Any  # an *Upstream with view(body, path, query) -> UpstreamView
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # capability -> why the wire cannot carry it
+    # Reasoning text comes back only when the client asked to see it (a Responses summary),
+    # not whenever thinking is on: a client that cannot ask (Chat) gets none.
+    thoughts_on_request: bool = False
+
+
+# The proxy refuses `stop` for a Responses backend (app/protocols/openai_responses.build_body).
+_NO_STOP = {"stop_sequence": "the Responses API has no stop sequences (the proxy refuses `stop` with a 400)"}
 
 
 UPSTREAM_KINDS: dict[str, UpstreamKind] = {
@@ -26,6 +35,9 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "vertex_gemini": UpstreamKind("vertex_gemini", "gemini", VertexGeminiUpstream()),
     "vertex_anthropic": UpstreamKind("vertex_anthropic", "anthropic", VertexAnthropicUpstream()),
     "bedrock_converse": UpstreamKind("bedrock", "bedrock", BedrockUpstream()),
+    "openai_responses": UpstreamKind("openai_responses", "openai_responses", ResponsesUpstream(), _NO_STOP, True),
+    "azure_responses": UpstreamKind("azure_openai_responses", "openai_responses", AzureResponsesUpstream(), _NO_STOP,
+                                    True),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at

@@ -14,6 +14,7 @@ from scripts.matrix.reply import HttpRequest, Reply, ToolCall, json_events, pars
 class OpenAIClient(Frontend):
     name = "openai"
     call_id = "call_abc123"
+    asks_for_thoughts = False  # reasoning_effort sets the effort; Chat has no field asking to see the reasoning
     finish_reasons = {"stop": "stop", "length": "length", "tool_calls": "tool_calls",
                       "content_filter": "content_filter"}
     error_kinds = {"invalid_request_error": "invalid_request", "rate_limit_exceeded": "rate_limit",

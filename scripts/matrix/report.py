@@ -8,7 +8,6 @@ from typing import Sequence
 from scripts.matrix.run import Cell
 
 
-
 def render_table(cells: Sequence[Cell]) -> str:
     """Rows `frontend -> backend`, columns capabilities, then every n/a and FAIL reason."""
     caps = list(dict.fromkeys(c.capability for c in cells))

@@ -20,7 +20,6 @@ from scripts.matrix.kinds import UPSTREAM_KINDS
 from scripts.matrix.reply import Reply, clip, decode, differ, headers_text
 
 
-
 @dataclass
 class Cell:
     frontend: str
@@ -50,7 +49,11 @@ def backend_rows(config: Config, backend: BackendConfig) -> list[ModelEntry | No
 
 def not_applicable(backend: BackendConfig, capability: Capability, model: ModelEntry | None = None) -> str | None:
     """Why the backend (or the registry model on it) cannot serve the capability, or None
-    when it can. Only declared capabilities count; declaring none ("auto") can do anything."""
+    when it can: the backend's wire may lack it (UPSTREAM_KINDS); else only declared
+    capabilities count, and declaring none ("auto") can do anything."""
+    kind = UPSTREAM_KINDS.get(backend.kind)
+    if kind is not None and capability.name in kind.unsupported:
+        return f"backend '{backend.name}' ({backend.kind}): {kind.unsupported[capability.name]}"
     if model is not None and model.capabilities:
         if capability.needs <= model.capabilities:
             return None
@@ -104,6 +107,8 @@ class Matrix:
         if kind is None:
             return [f"the matrix cannot read requests of backend kind {backend.kind!r} (add it to UPSTREAM_KINDS)"]
         expect = load_expect(kind.scenarios, capability.scenario)
+        if kind.thoughts_on_request and not frontend.asks_for_thoughts:
+            expect = {**expect, "thinking": ""}  # thinking is on upstream (checked there); its text is not asked for
         missing = [k for k in capability.expect_keys if k not in expect]
         if missing:
             return [f"fixture {kind.scenarios}/{capability.scenario}.yaml expect: lacks {', '.join(missing)}"]

@@ -19,7 +19,6 @@ import requests
 from scripts.matrix.defaults import MOCK_PORT, PROXY_PORT, REPO
 
 
-
 class StartupError(Exception):
     pass
 

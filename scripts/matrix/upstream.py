@@ -13,7 +13,6 @@ from scripts.matrix.capabilities import GEMINI_REJECTED_SCHEMA_KEYS, Call, Image
 from scripts.matrix.reply import differ
 
 
-
 @dataclass(frozen=True)
 class ToolDef:
     name: str

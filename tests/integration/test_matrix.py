@@ -13,15 +13,14 @@ import pytest
 import requests
 
 from app.config import load_config
+from app.protocols import openai_chat, openai_responses
+from app.protocols.base import Target
 from scripts import matrix
 from scripts.matrix.run import Matrix
 from tests.conftest import REPO
 
 CONFIG = load_config(REPO / "config-mock.toml")
-# The backends whose kind the matrix can read at the mock (scripts/matrix.py UPSTREAM_KINDS); a kind
-# it learns later (the Responses kinds, from h4-matrix) joins the rows without a change here.
-BACKENDS = [b for b, cfg in CONFIG.backends.items() if cfg.kind in matrix.UPSTREAM_KINDS]
-ROWS = [(f, b, m.name if m else None) for f in matrix.FRONTENDS for b in BACKENDS
+ROWS = [(f, b, m.name if m else None) for f in matrix.FRONTENDS for b in CONFIG.backends
         for m in matrix.backend_rows(CONFIG, CONFIG.backends[b])]
 VERTEX_BACKENDS = [b for b in CONFIG.backends.values() if b.kind.startswith("vertex_")]
 
@@ -41,7 +40,7 @@ def run(servers):
     """The whole matrix, and how many Google tokens the proxy fetched meanwhile."""
     proxy_url, mock_url = servers
     before = _token_requests(mock_url)
-    cells = matrix.run_matrix(proxy_url, mock_url, CONFIG, backends=BACKENDS)
+    cells = matrix.run_matrix(proxy_url, mock_url, CONFIG)
     return cells, _token_requests(mock_url) - before
 
 
@@ -59,15 +58,16 @@ def test_matrix_row(cells, frontend, backend, model):
     assert not failed, f"{row[0].row}:\n  " + "\n  ".join(failed)
 
 
-def test_every_new_kind_has_rows_and_nova_lacks_only_thinking(cells):
+def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
     kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
-    assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse"} <= kinds
+    assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse", "azure_responses"} <= kinds
     by_protocol = {(c.frontend, c.capability) for c in cells
                    if c.status == "n/a" and c.capability in matrix.FRONTENDS[c.frontend].unsupported}
     assert by_protocol == {("openai_responses", "stop_sequence")}
     not_applicable = {(c.backend, c.model, c.capability) for c in cells
                       if c.status == "n/a" and (c.frontend, c.capability) not in by_protocol}
-    assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking")}
+    assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking"),
+                              ("azure-responses", None, "stop_sequence")}
 
 
 def test_vertex_rows_fetch_a_token_per_lifetime_not_per_request(run):
@@ -269,6 +269,41 @@ def test_upstream_bedrock_blocks_are_read_for_meaning():
         "format": "png", "source": {"bytes": base64.b64encode(matrix.RED_SQUARE_PNG).decode()}}}]}]}
     view = matrix.BedrockUpstream().view(image, path, {})
     assert view.turns[0].parts[1] == matrix.Image("image/png", matrix.RED_SQUARE_PNG) and view.problems == []
+
+
+RESPONSES_BACKEND = dataclasses.replace(CONFIG.backends["openai"], name="responses", kind="openai_responses")
+AZURE_RESPONSES_BACKEND = dataclasses.replace(CONFIG.backends["azure"], name="az-responses", kind="azure_responses")
+SENDABLE = [c for c in matrix.CAPABILITIES.values()
+            if c.name not in matrix.UPSTREAM_KINDS["openai_responses"].unsupported]
+
+
+@pytest.mark.parametrize("capability", SENDABLE, ids=[c.name for c in SENDABLE])
+def test_the_responses_reader_reads_what_the_proxy_writes_for_every_capability(capability):
+    """A Chat client's request, through the IR and the Responses writer, compares clean."""
+    req = openai_chat.parse_request(matrix.FRONTENDS["openai"].request(capability.conversation, "gpt-4o").body)
+    body = openai_responses.build_body(req, Target("responses", "gpt-4o"))
+    entry = {"provider": "openai_responses", "scenario": f"openai_responses/{capability.scenario}",
+             "method": "POST", "path": "/v1/responses", "query": {}, "body": body}
+    assert matrix.check_upstream([entry], RESPONSES_BACKEND, "gpt-4o", capability) == []
+    azure = {**entry, "provider": "azure_openai_responses", "path": "/openai/responses"}
+    assert matrix.check_upstream([azure], AZURE_RESPONSES_BACKEND, "gpt-4o", capability) == \
+        ["Azure /openai/responses without api-version"]
+    assert matrix.check_upstream([{**azure, "path": "/openai/v1/responses"}], AZURE_RESPONSES_BACKEND, "gpt-4o",
+                                 capability) == []
+
+
+def test_a_responses_backend_has_no_stop_sequences_so_that_cell_is_na_with_the_reason():
+    assert matrix.not_applicable(RESPONSES_BACKEND, matrix.CAPABILITIES["stop_sequence"]) == \
+        "backend 'responses' (openai_responses): the Responses API has no stop sequences " \
+        "(the proxy refuses `stop` with a 400)"
+
+
+def test_the_responses_reader_flags_chat_fields_and_nested_tools():
+    body = {"model": "gpt-4o", "input": [{"role": "user", "content": "Say hello."}], "messages": [],
+            "tools": [{"type": "function", "function": {"name": "f"}}]}
+    view = matrix.UPSTREAM_KINDS["openai_responses"].reader.view(body, "/v1/responses", {})
+    assert view.problems == ["Responses body carries 'messages'",
+                             "tool ['function', 'type'] is not a flat Responses function tool"]
 
 
 def test_only_generation_calls_count_and_the_provider_follows_the_kind():
