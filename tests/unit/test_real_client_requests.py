@@ -28,10 +28,10 @@ from tests.real_clients import expand_prose, prose
 CLIENT_REQUESTS = REAL_SAMPLES / "client-requests"
 SAMPLES = sorted(p.name for p in CLIENT_REQUESTS.glob("*.json")) if CLIENT_REQUESTS.is_dir() else []
 CONFIG = load_config(REPO / "config-mock.toml")
-BACKENDS = ("openai", "anthropic", "gemini", "bedrock")  # a backend of every wire in the config
+BACKENDS = ("openai", "anthropic", "gemini", "bedrock", "azure-responses")  # a backend of every wire
 # One model of each mock backend (claude-sonnet-4-5 takes mid-conversation system messages).
 MODELS = {"openai": "gpt-5-nano", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash",
-          "bedrock": "anthropic.claude-3-sonnet-20240229-v1:0"}
+          "bedrock": "anthropic.claude-3-sonnet-20240229-v1:0", "azure-responses": "gpt-5"}
 
 
 def load_sample(name: str) -> dict:
