@@ -151,6 +151,11 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
             call.model = model
             call.stream = method == "streamGenerateContent"
             return vertex_gemini.handle_generation(call, state)
+        if publisher == "google" and method == "countTokens":
+            call.model = model
+            return vertex_gemini.handle_simple(call, state, vertex_gemini.count_tokens, parse_body=True)
+        if publisher == "anthropic" and version == "v1" and target == "count-tokens:rawPredict":
+            return vertex_anthropic.handle_simple(call, state, vertex_anthropic.count_tokens, parse_body=True)
         if publisher == "anthropic" and version == "v1" and method in ("rawPredict", "streamRawPredict"):
             return vertex_anthropic.handle_generation(call, state)
         abort(404)

@@ -7,7 +7,9 @@ checked on every call (protocols §3.12 and §4.9).
 - Claude: `POST /v1/projects/{p}/locations/{l}/publishers/anthropic/models/{m}:rawPredict` and
   `:streamRawPredict`; the Messages body without `model` (it is in the URL, `@` version suffix)
   and with `"anthropic_version": "vertex-2023-10-16"` (or an API version date, which the current
-  SDK sends); `stream` in the body matches the method.
+  SDK sends); `stream` in the body matches the method. Token counting: `POST …/publishers/anthropic/
+  models/count-tokens:rawPredict`, the count_tokens body with `model` (it is not in the URL) and
+  `anthropic_version`; Gemini's: `…/publishers/google/models/{m}:countTokens`.
 
 Google's front end rejects a missing, unknown or expired token with 401 UNAUTHENTICATED in the
 google.rpc.Status envelope, for both publishers; past it, each speaks its own errors.
@@ -15,6 +17,8 @@ google.rpc.Status envelope, for both publishers; past it, each speaks its own er
 from __future__ import annotations
 
 import re
+
+from flask import Response
 
 from mocks.anthropic import AnthropicProvider, invalid
 from mocks.gemini import GeminiProvider
@@ -47,6 +51,14 @@ def _location_check(call: Call) -> None:
         raise google_error(400, f"Location {location!r} is not a valid Vertex AI location.")
 
 
+def _check_version(body: dict) -> None:
+    version = body.get("anthropic_version")
+    if version is None:
+        raise invalid("anthropic_version: Field required")
+    if version != VERTEX_ANTHROPIC_VERSION and not (isinstance(version, str) and _API_DATE.match(version)):
+        raise invalid(f"anthropic_version: Input should be '{VERTEX_ANTHROPIC_VERSION}' or an API version date")
+
+
 class VertexGeminiProvider(GeminiProvider):
     name = "vertex_gemini"
     scenario_set = "gemini"
@@ -71,15 +83,23 @@ class VertexAnthropicProvider(AnthropicProvider):
         _bearer_check(call, self.tokens)
         _location_check(call)
 
+    def count_tokens(self, call: Call) -> Response:
+        body = call.body
+        _check_version(body)
+        if not isinstance(body.get("model"), str):
+            raise invalid("model: Field required")
+        call.body = {k: v for k, v in body.items() if k != "anthropic_version"}
+        call.body["model"] = body["model"].replace("@", "-")
+        try:
+            return super().count_tokens(call)
+        finally:
+            call.body = body
+
     def validate(self, call: Call) -> None:
         body = call.body
         if "model" in body:
             raise invalid("model: Extra inputs are not permitted")
-        version = body.get("anthropic_version")
-        if version is None:
-            raise invalid("anthropic_version: Field required")
-        if version != VERTEX_ANTHROPIC_VERSION and not (isinstance(version, str) and _API_DATE.match(version)):
-            raise invalid(f"anthropic_version: Input should be '{VERTEX_ANTHROPIC_VERSION}' or an API version date")
+        _check_version(body)
         streaming_method = call.notes["method"] == "streamRawPredict"
         if (body.get("stream") is True) != streaming_method:
             raise invalid("stream: must be true for streamRawPredict and absent or false for rawPredict")

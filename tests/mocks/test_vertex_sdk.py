@@ -82,6 +82,34 @@ def test_claude_on_vertex(claude, library, name, mock_url):
     assert "model" not in entries[-1]["body"] and entries[-1]["body"]["anthropic_version"]
 
 
+def test_token_counting_on_vertex(gemini, claude, mock_url):
+    counted = gemini.models.count_tokens(model=gemini_cases.MODEL, contents="Hello there, how are you?")
+    assert counted.total_tokens > 0
+    claude_count = claude.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "Hello there"}])
+    assert claude_count.input_tokens > 0
+    gemini_entry = requests.get(mock_url + "/_mock/requests?provider=vertex_gemini", timeout=5).json()[-1]
+    assert gemini_entry["path"] == (f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/"
+                                    f"{gemini_cases.MODEL}:countTokens")
+    claude_entry = requests.get(mock_url + "/_mock/requests?provider=vertex_anthropic", timeout=5).json()[-1]
+    assert claude_entry["path"] == (f"/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/anthropic/models/"
+                                    "count-tokens:rawPredict")
+    assert claude_entry["body"]["model"] == CLAUDE and claude_entry["body"]["anthropic_version"]
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"anthropic_version": "vertex-2023-10-16", "model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]},
+     200),
+    ({"model": CLAUDE, "messages": [{"role": "user", "content": "Hi"}]}, 400),  # no anthropic_version
+    ({"anthropic_version": "vertex-2023-10-16", "messages": [{"role": "user", "content": "Hi"}]}, 400),  # no model
+    ({"anthropic_version": "vertex-2023-10-16", "model": CLAUDE, "messages": [], "max_tokens": 5}, 400),
+])
+def test_claude_count_tokens_is_strict(mock_url, body, status):
+    url = f"{mock_url}/v1/projects/{PROJECT}/locations/us-east5/publishers/anthropic/models/count-tokens:rawPredict"
+    assert requests.post(url, json=body, timeout=5).status_code == 401  # no token
+    r = requests.post(url, json=body, headers={"Authorization": f"Bearer {STATIC_TOKEN}"}, timeout=5)
+    assert r.status_code == status, r.text
+
+
 def test_faults_raise_typed_errors(gemini, claude):
     with pytest.raises(errors.ClientError) as caught:
         gemini.models.generate_content(model=gemini_cases.MODEL, contents="Hi", config=gemini_cases.config("error_429"))
@@ -127,11 +155,12 @@ def test_expired_token_is_refused(mock_url, tmp_path):
     assert caught.value.body["error"]["status"] == "UNAUTHENTICATED"
 
 
+@pytest.mark.parametrize("method", ["generateContent", "countTokens"])
 @pytest.mark.parametrize("token,status", [(None, 401), ("ya29.forged", 401), (STATIC_TOKEN, 200)])
-def test_bearer_is_checked(mock_url, token, status):
+def test_bearer_is_checked(mock_url, token, status, method):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     r = requests.post(f"{mock_url}/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/"
-                      f"{gemini_cases.MODEL}:generateContent", headers=headers, timeout=5,
+                      f"{gemini_cases.MODEL}:{method}", headers=headers, timeout=5,
                       json={"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]})
     assert r.status_code == status, r.text
 
