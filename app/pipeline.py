@@ -1,6 +1,7 @@
 """One request's life: parse, route, send, convert, reply.
 
-    client bytes -> frontend.parse_request -> ir.Request -> Router -> wire.build_body -> provider.prepare
+    client bytes -> frontend.parse_request -> ir.Request -> Router -> wire.build_body
+                  -> provider.exchange (prepare, send; more calls when the provider needs them)
     upstream     -> provider's framing -> wire.parse_response | StreamParser -> frontend.format_response | StreamFormatter
 
 Same-protocol hops (an OpenAI client on an OpenAI backend) send the client's
@@ -144,9 +145,9 @@ class Pipeline:
             raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
                           f"({backend_cfg.protocol}); only n=1.", param="n")
         body = backend.passthrough_body(req, target) if same else backend.build_body(req, target)
-        upstream_req = provider.prepare(Call(model=target.model, body=body, stream=req.stream, headers=forwarded))
+        call = Call(model=target.model, body=body, stream=req.stream, headers=forwarded)
+        resp = provider.exchange(call, self.client, client_link)
         secrets = secrets_of(provider)
-        resp = self.client.send(backend_cfg, upstream_req, client_link)
         if resp.status_code >= 400:
             raise self._upstream_error(backend, backend_cfg, secrets, resp)
         if not req.stream:

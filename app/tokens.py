@@ -58,7 +58,7 @@ def count_tokens_reply(pipeline, frontend: ModuleType, body: bytes, headers: Map
             target, forwarded = pipeline.target_for(route, headers)
             call = Call(model=target.model, body=backend.count_tokens_body(req, target), action=COUNT_TOKENS,
                         headers=forwarded)
-            resp = pipeline.client.send(route.backend, provider.prepare(call))
+            resp = provider.exchange(call, pipeline.client)
             if resp.status_code >= 400:
                 raise pipeline._upstream_error(backend, route.backend, secrets_of(provider), resp)
             count = backend.parse_count_tokens(read_body(resp, route.backend))

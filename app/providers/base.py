@@ -17,12 +17,15 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from app.base_url import BaseUrl, BaseUrlError, normalise_base_url
 from app.errors import redact_url
 from app.jsonutil import dumps
 from app.protocols.base import UpstreamRequest
+
+if TYPE_CHECKING:
+    from app.upstream.http import ClientLink, UpstreamClient, UpstreamResponse
 
 GENERATE = "generate"
 COUNT_TOKENS = "count_tokens"
@@ -67,6 +70,27 @@ class Provider(ABC):
     @abstractmethod
     def prepare(self, call: Call) -> UpstreamRequest:
         """The HTTP request for `call`: URL, headers, body bytes, credentials applied last."""
+
+    def exchange(self, call: Call, client: "UpstreamClient", client_link: "ClientLink | None" = None
+                 ) -> "UpstreamResponse":
+        """The upstream reply to `call`, its body unread. One request for most providers; one
+        whose exchange takes more (a refused token renewed and the call replayed once, a queued
+        job polled until it ends) overrides this and returns an object of the same shape:
+        `status_code`, `headers`, `iter_raw()`, `close(reuse)`.
+
+        A 401 to a credential this provider fetched and cached (a token revoked before its
+        expiry) renews it and replays the call once; a second 401 goes to the client."""
+        resp = client.send(self.backend, self.prepare(call), client_link)
+        if resp.status_code == 401 and self.forget_credentials():
+            resp.close(reuse=False)
+            resp = client.send(self.backend, self.prepare(call), client_link)
+        return resp
+
+    def forget_credentials(self) -> bool:
+        """Drop a cached credential the upstream refused, so the next `prepare` fetches a new
+        one. True when there was one to drop (the call is then worth replaying); a static key
+        or token has nothing to renew."""
+        return False
 
     def secrets(self) -> tuple[str, ...]:
         """What must never reach a client or a log (credentials in use)."""

@@ -41,10 +41,15 @@ class Cell:
 
 def backend_rows(config: Config, backend: BackendConfig) -> list[ModelEntry | None]:
     """The models that drive a backend's rows: its first mapped model (None here), then
-    each registry model on it (`[models]`), whose capabilities may narrow the backend's
-    (a model family that lacks one, behind the same backend)."""
+    each registry model on it (`[models]`) that narrows the backend's capabilities (a model
+    family that lacks one, behind the same backend). A registry model with the backend's
+    capabilities is one of its names with request defaults (a reasoning effort, say): the
+    seed tests check those; a row would repeat the backend's with the cells' requests changed."""
     entries = [m for m in config.models.values() if m.backend == backend.name]
-    return ([None] if backend.model_mapping or not entries else []) + entries
+    narrowing = [m for m in entries if m.capabilities is not None and m.capabilities != backend.capabilities]
+    if backend.model_mapping:
+        return [None] + narrowing
+    return narrowing or entries[:1] or [None]
 
 
 def not_applicable(backend: BackendConfig, capability: Capability, model: ModelEntry | None = None) -> str | None:

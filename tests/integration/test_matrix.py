@@ -227,6 +227,18 @@ def test_a_registry_model_gets_its_own_row_and_its_own_capabilities():
     assert matrix.not_applicable(bedrock, matrix.CAPABILITIES["vision"], nova) is None
 
 
+def test_a_registry_model_with_the_backends_capabilities_adds_no_row(tmp_path):
+    # gpt-high..gpt-minimal are names of azure-responses with a reasoning effort each.
+    assert {CONFIG.models[f"gpt-{e}"].backend for e in ("high", "medium", "low", "minimal")} == {"azure-responses"}
+    assert matrix.backend_rows(CONFIG, CONFIG.backends["azure-responses"]) == [None]
+    # A backend reached only through the registry is driven by its first registry model.
+    path = tmp_path / "c.toml"
+    path.write_text('[backends.b]\nkind = "openai"\nurl = "http://127.0.0.1:1"\napi_key = "k"\n'
+                    '[models.one]\nbackend = "b"\napi_model = "m1"\n[models.two]\nbackend = "b"\napi_model = "m2"\n')
+    config = load_config(path)
+    assert matrix.backend_rows(config, config.backends["b"]) == [config.models["one"]]
+
+
 HELLO_TURN = [{"role": "user", "content": "Say hello."}]
 
 
