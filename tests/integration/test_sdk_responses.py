@@ -12,13 +12,9 @@ import requests
 import openai
 import pytest
 
+from tests.backend_models import BACKENDS, MOCK_PROVIDER, MODELS
+
 TEXT = "Hello! I'm a mock assistant. How can I help you today?"
-# One model per backend in config-mock.toml (nova-pro: Bedrock's non-Claude family).
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash",
-          "azure": "azure-gpt-4o", "vertex": "vertex-gemini-2.5-pro",
-          "vertex-anthropic": "vertex-claude-sonnet-4-5", "bedrock": "claude-3-sonnet", "nova-pro": "nova-pro",
-          "azure-responses": "azure-gpt-5"}
-BACKENDS = list(MODELS)
 # Backends whose wire returns reasoning text (OpenAI and Azure Chat return none to summarise).
 REASONING_MODELS = {"anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash",
                     "vertex": "vertex-gemini-2.5-pro", "vertex-anthropic": "vertex-claude-sonnet-4-5",
@@ -27,10 +23,6 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"location": {"type": "string"
                   "required": ["location"]}
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Get the current weather",
           "parameters": WEATHER_SCHEMA}]
-# The mock's wire per backend, for reading back what the proxy sent (GET /_mock/requests).
-MOCK_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "azure": "azure_openai",
-                 "vertex": "vertex_gemini", "vertex-anthropic": "vertex_anthropic", "bedrock": "bedrock",
-                 "nova-pro": "bedrock", "azure-responses": "azure_openai_responses"}
 
 
 def scenario(name: str) -> dict[str, str]:
