@@ -21,7 +21,7 @@ from flask import Response
 
 from mocks.provider import Call, Provider
 from mocks.replay import Lookup
-from mocks.scenarios import Frame, fill_text
+from mocks.scenarios import ScenarioFrame, fill_text
 from mocks.wire import ApiError, compact_json, decode_base64, sniff_image_type, stable_id
 
 # alias -> (dated id, display name, created_at, max output tokens)
@@ -579,7 +579,7 @@ def estimate_input_tokens(body: dict) -> int:
 class _EventWriter:
     """`event: <name>` + `data: <json>` per frame."""
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes:
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes:
         if frame.raw is not None:
             return fill_text(frame.raw, lookup).encode()
         head = f"event: {frame.event}\n" if frame.event else ""

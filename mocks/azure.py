@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from mocks.openai import MODELS, OpenAIProvider
 from mocks.provider import Call
-from mocks.scenarios import Frame
+from mocks.scenarios import ScenarioFrame
 from mocks.wire import ApiError
 
 # Deployments of the mock resource: deployment name -> the model it runs.
@@ -62,9 +62,9 @@ class AzureOpenAIProvider(OpenAIProvider):
         choices = [{**c, "content_filter_results": _SAFE} for c in body["choices"]]
         return {**body, "choices": choices, "prompt_filter_results": PROMPT_FILTER_RESULTS}
 
-    def select_frames(self, frames: list[Frame], call: Call) -> list[Frame]:
-        first = Frame(data={"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                            "prompt_filter_results": PROMPT_FILTER_RESULTS})
+    def select_frames(self, frames: list[ScenarioFrame], call: Call) -> list[ScenarioFrame]:
+        first = ScenarioFrame(data={"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                                    "prompt_filter_results": PROMPT_FILTER_RESULTS})
         return [first, *super().select_frames(frames, call)]
 
     def not_found(self, call: Call) -> ApiError:

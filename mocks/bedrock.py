@@ -18,7 +18,7 @@ from botocore.loaders import Loader
 from mocks.eventstream import encode_event, encode_exception
 from mocks.provider import Call, Provider
 from mocks.replay import Lookup
-from mocks.scenarios import Frame, Scenario, ScenarioLibrary, fill_text
+from mocks.scenarios import Scenario, ScenarioFrame, ScenarioLibrary, fill_text
 from mocks.sigv4 import SigV4Error, verify
 from mocks.wire import ApiError, compact_json, decode_base64, sniff_image_type, stable_id
 
@@ -337,7 +337,7 @@ class _EventStreamWriter:
     def __init__(self) -> None:
         self._count = 0
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes:
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes:
         name = frame.event or ""
         if frame.raw is not None:
             return encode_event(name, fill_text(frame.raw, lookup).encode())

@@ -15,7 +15,7 @@ from flask import Response
 from mocks.gemini_schema import ProtoWalker
 from mocks.provider import Call, Provider
 from mocks.replay import Lookup
-from mocks.scenarios import Frame, fill_text
+from mocks.scenarios import ScenarioFrame, fill_text
 from mocks.wire import ApiError, google_sse_json, pretty_json, stable_id
 
 # id -> (display name, input limit, output limit, thinking)
@@ -267,7 +267,7 @@ def estimate_tokens(request: dict) -> int:
 class _SseWriter:
     """`data: <json>` events and no terminator (the stream just ends)."""
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes:
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes:
         if frame.raw is not None:
             return fill_text(frame.raw, lookup).encode()
         return f"data: {fill_text(frame.encoded(google_sse_json), lookup)}\n\n".encode()
@@ -282,7 +282,7 @@ class _ArrayWriter:
     def __init__(self) -> None:
         self.started = False
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes:
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes:
         text = frame.raw if frame.raw is not None else frame.encoded(pretty_json)
         prefix = ",\r\n" if self.started else "["
         self.started = True
@@ -407,7 +407,7 @@ class GeminiProvider(Provider):
     def response_headers(self, call: Call) -> dict[str, str]:
         return {"x-goog-request-id": stable_id(call.path.encode() + call.raw_body, "request", 16)}
 
-    def select_frames(self, frames: list[Frame], call: Call) -> list[Frame]:
+    def select_frames(self, frames: list[ScenarioFrame], call: Call) -> list[ScenarioFrame]:
         if self._includes_thoughts(call):
             return frames
         kept = []
@@ -417,7 +417,7 @@ class GeminiProvider(Provider):
                 continue
             data = _without_thoughts(frame.data)
             if not _is_empty_chunk(data):
-                kept.append(Frame(data=data, raw=frame.raw, event=frame.event, delay_ms=frame.delay_ms))
+                kept.append(ScenarioFrame(data=data, raw=frame.raw, event=frame.event, delay_ms=frame.delay_ms))
         return kept
 
     def select_body(self, body: Any, call: Call) -> Any:

@@ -10,7 +10,7 @@ from flask import Response
 
 from mocks.provider import Call, Provider
 from mocks.replay import Lookup
-from mocks.scenarios import Frame, fill_text
+from mocks.scenarios import ScenarioFrame, fill_text
 from mocks.wire import ApiError, compact_json, decode_base64, json_type_name, pretty_json, stable_id
 
 # Model id -> `created` of its /v1/models entry.
@@ -448,7 +448,7 @@ def _check_messages(messages: list) -> None:
 class _SseWriter:
     """`data: <json>` events; a string `data` (e.g. [DONE]) is written as is."""
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes:
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes:
         if frame.raw is not None:
             return fill_text(frame.raw, lookup).encode()
         return f"data: {fill_text(frame.encoded(compact_json), lookup)}\n\n".encode()
@@ -457,7 +457,7 @@ class _SseWriter:
         return b""
 
 
-def _is_usage_chunk(frame: Frame) -> bool:
+def _is_usage_chunk(frame: ScenarioFrame) -> bool:
     data = frame.data
     return isinstance(data, dict) and data.get("choices") == [] and "usage" in data
 
@@ -546,7 +546,7 @@ class OpenAIProvider(Provider):
         return {"x-request-id": "req_" + stable_id(call.path.encode() + call.raw_body, "request", 32).lower(),
                 "openai-version": "2020-10-01"}
 
-    def select_frames(self, frames: list[Frame], call: Call) -> list[Frame]:
+    def select_frames(self, frames: list[ScenarioFrame], call: Call) -> list[ScenarioFrame]:
         # The usage chunk (choices: []) exists only when the client asked for it.
         options = call.body.get("stream_options") or {}
         if options.get("include_usage") is True:

@@ -13,7 +13,7 @@ from flask import Response
 from mocks import replay
 from mocks.google_oauth import TokenIssuer
 from mocks.request_log import MAX_LOGGED_BODY, LoggedRequest, RequestLog, redact_headers, redact_query
-from mocks.scenarios import Frame, Scenario, ScenarioLibrary
+from mocks.scenarios import Scenario, ScenarioFrame, ScenarioLibrary
 from mocks.wire import ApiError, parse_json, stable_id
 
 SCENARIO_HEADER = "X-Mock-Scenario"
@@ -102,7 +102,7 @@ class Provider(ABC):
         """Headers every reply carries (request ids)."""
         return {}
 
-    def select_frames(self, frames: list[Frame], call: Call) -> list[Frame]:
+    def select_frames(self, frames: list[ScenarioFrame], call: Call) -> list[ScenarioFrame]:
         """Drop frames the request did not ask for (e.g. OpenAI's usage chunk)."""
         return frames
 

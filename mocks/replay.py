@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 import gevent
 from flask import Response
 
-from mocks.scenarios import Fault, Frame, Scenario, fill
+from mocks.scenarios import Fault, Scenario, ScenarioFrame, fill
 from mocks.wire import drop_connection
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class StreamWriter(Protocol):
     placeholders (may keep state, e.g. Gemini's JSON-array form needs to
     know whether a frame came before)."""
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes: ...
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes: ...
 
     def end(self) -> bytes: ...
 
@@ -43,7 +43,7 @@ def _after_fault(fault: Fault, call: Call) -> None:
     drop_connection(call.socket)
 
 
-def _stream_body(frames: list[Frame], writer: StreamWriter, lookup: Lookup, fault: Fault | None,
+def _stream_body(frames: list[ScenarioFrame], writer: StreamWriter, lookup: Lookup, fault: Fault | None,
                  call: Call) -> Iterator[bytes]:
     cut = _fault_point(fault, len(frames))
     for index, frame in enumerate(frames):

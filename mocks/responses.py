@@ -26,7 +26,7 @@ from mocks.openai import (REASONING_EFFORTS, TOOL_NAME, OpenAIProvider, _check_r
                           is_reasoning_model, known_model, missing, model_not_found, type_error, unknown_parameter)
 from mocks.provider import Call
 from mocks.replay import Lookup
-from mocks.scenarios import Frame, fill_text
+from mocks.scenarios import ScenarioFrame, fill_text
 from mocks.wire import ApiError, compact_json
 
 TOP_LEVEL_FIELDS = frozenset({
@@ -355,7 +355,7 @@ def _check_settings(body: dict, model: str) -> None:
 class _EventWriter:
     """`event: <type>` + `data: <compact json>` per event; nothing after the terminal event."""
 
-    def frame(self, frame: Frame, lookup: Lookup) -> bytes:
+    def frame(self, frame: ScenarioFrame, lookup: Lookup) -> bytes:
         if frame.raw is not None:
             return fill_text(frame.raw, lookup).encode()
         data = fill_text(frame.encoded(compact_json), lookup)
@@ -427,18 +427,18 @@ class ResponsesProvider(OpenAIProvider):
     def stream_writer(self, call: Call) -> _EventWriter:
         return _EventWriter()
 
-    def select_frames(self, frames: list[Frame], call: Call) -> list[Frame]:
+    def select_frames(self, frames: list[ScenarioFrame], call: Call) -> list[ScenarioFrame]:
         if _wants_summary(call.body) or not any(isinstance(f.data, dict) and "reasoning" in f.encoded(compact_json)
                                                 for f in frames):
             return frames
-        kept: list[Frame] = []
+        kept: list[ScenarioFrame] = []
         for f in frames:
             data = f.data
             if isinstance(data, dict) and str(data.get("type", "")).startswith("response.reasoning_summary"):
                 continue
             if isinstance(data, dict):
                 data = {**_without_summary(data), "sequence_number": len(kept)}
-                f = Frame(data=data, raw=f.raw, event=f.event, delay_ms=f.delay_ms)
+                f = ScenarioFrame(data=data, raw=f.raw, event=f.event, delay_ms=f.delay_ms)
             kept.append(f)
         return kept
 

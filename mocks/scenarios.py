@@ -28,7 +28,7 @@ class ScenarioFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class Frame:
+class ScenarioFrame:
     """One streamed event: `data` (JSON value, or a string written as is
     after `data: `) or `raw` (bytes written verbatim), optional SSE `event`."""
     data: Any = None
@@ -66,7 +66,7 @@ class Scenario:
     headers: dict[str, str]
     body: Any
     body_raw: str | None
-    stream: tuple[Frame, ...] | None
+    stream: tuple[ScenarioFrame, ...] | None
     first_byte_delay_ms: int
     fault: Fault | None
     expect: dict[str, Any]
@@ -117,7 +117,7 @@ def _int(path: Path, value: Any, what: str, minimum: int = 0) -> int:
     return value
 
 
-def _frame(path: Path, i: int, raw: Any) -> Frame:
+def _frame(path: Path, i: int, raw: Any) -> ScenarioFrame:
     if not isinstance(raw, dict) or not raw.keys() <= _FRAME_KEYS:
         raise _fail(path, f"stream[{i}] must be a mapping with keys from {sorted(_FRAME_KEYS)}")
     if ("data" in raw) == ("raw" in raw):
@@ -126,8 +126,8 @@ def _frame(path: Path, i: int, raw: Any) -> Frame:
         raise _fail(path, f"stream[{i}].raw must be a string")
     if "event" in raw and not isinstance(raw["event"], str):
         raise _fail(path, f"stream[{i}].event must be a string")
-    return Frame(data=raw.get("data"), raw=raw.get("raw"), event=raw.get("event"),
-                 delay_ms=_int(path, raw.get("delay_ms", 0), f"stream[{i}].delay_ms"))
+    return ScenarioFrame(data=raw.get("data"), raw=raw.get("raw"), event=raw.get("event"),
+                         delay_ms=_int(path, raw.get("delay_ms", 0), f"stream[{i}].delay_ms"))
 
 
 def _fault(path: Path, raw: Any) -> Fault | None:

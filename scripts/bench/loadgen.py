@@ -62,7 +62,7 @@ _CHUNKED_RE = re.compile(rb"\r\ntransfer-encoding:\s*chunked", re.I)
 _CLOSE_RE = re.compile(rb"\r\nconnection:\s*close", re.I)
 
 
-class _Conn:
+class _ClientConnection:
     """One keep-alive client connection that reads whole HTTP/1.1 responses."""
 
     def __init__(self, host: str, port: int, timeout: float):
@@ -227,7 +227,7 @@ def _lg_closed(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             try:
                 if conn is None:
-                    conn = _Conn(host, port, 30)
+                    conn = _ClientConnection(host, port, 30)
                 status, keep, tail, _ = conn.exchange(req, tail_size=512 if stream else 0)
                 ok, why = _stream_ok(client, status, tail) if stream else (status == 200, f"HTTP {status}")
                 if not keep:
@@ -259,7 +259,7 @@ def _lg_rate(spec: dict[str, Any]) -> dict[str, Any]:
     host, port = spec["host"], spec["port"]
     req = raw_request(spec["request"])
     rate, duration = spec["rate"], spec["duration"]
-    idle: list[_Conn] = []
+    idle: list[_ClientConnection] = []
     lat_ms: list[float] = []
     errors: dict[str, int] = {}
     lag_ms: list[float] = []
@@ -268,7 +268,7 @@ def _lg_rate(spec: dict[str, Any]) -> dict[str, Any]:
         conn = idle.pop() if idle else None
         try:
             if conn is None:
-                conn = _Conn(host, port, 30)
+                conn = _ClientConnection(host, port, 30)
             lag_ms.append((time.perf_counter() - sched) * 1000)
             status, keep, _, t_send = conn.exchange(req)
             t = time.perf_counter()
@@ -287,7 +287,7 @@ def _lg_rate(spec: dict[str, Any]) -> dict[str, Any]:
 
     # Open enough connections up front that the schedule never waits for a connect.
     for _ in range(min(64, max(4, int(rate / 50)))):
-        idle.append(_Conn(host, port, 30))
+        idle.append(_ClientConnection(host, port, 30))
     greenlets = []
     t0 = time.perf_counter() + 0.05
     n = int(rate * duration)
@@ -334,7 +334,7 @@ def _lg_streams(spec: dict[str, Any]) -> dict[str, Any]:
 
     records: list[dict[str, Any]] = []
     errors: dict[str, int] = {}
-    conn: _Conn | None = None
+    conn: _ClientConnection | None = None
     deadline = time.perf_counter() + duration
     attempts = 0
     while time.perf_counter() < deadline or len(records) < spec.get("min_streams", 3):
@@ -351,7 +351,7 @@ def _lg_streams(spec: dict[str, Any]) -> dict[str, Any]:
 
         try:
             if conn is None:
-                conn = _Conn(host, port, 30)
+                conn = _ClientConnection(host, port, 30)
             status, keep, tail, t_send = conn.exchange(req, on_data=on_data, tail_size=512)
             ok, why = _stream_ok(client, status, tail)
             if not keep:
@@ -400,7 +400,7 @@ def _lg_hold(spec: dict[str, Any]) -> dict[str, Any]:
         inflight[0] += 1
         peak[0] = max(peak[0], inflight[0])
         try:
-            conn = _Conn(host, port, spec.get("timeout", 120))
+            conn = _ClientConnection(host, port, spec.get("timeout", 120))
             status, _, tail, _ = conn.exchange(req, tail_size=512)
             ok, why = _stream_ok(client, status, tail)
         except Exception as e:  # noqa: BLE001

@@ -5,7 +5,7 @@ import base64
 from typing import Any, Mapping
 
 from scripts.matrix.capabilities import (ANTHROPIC_ID, TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA, Call, Conversation,
-                                         Image, Text, Turn)
+                                         Image, TextPart, Turn)
 from scripts.matrix.frontend import Frontend, _usage, parse_arguments
 from scripts.matrix.reply import HttpRequest, Reply, ToolCall, json_events, parse_sse
 
@@ -45,12 +45,12 @@ class AnthropicClient(Frontend):
         return HttpRequest("/v1/messages", headers, body, conv.stream)
 
     def _message(self, turn: Turn) -> dict:
-        if all(isinstance(p, Text) for p in turn.parts):
+        if all(isinstance(p, TextPart) for p in turn.parts):
             return {"role": turn.role, "content": "".join(p.text for p in turn.parts)}
         return {"role": turn.role, "content": [self._block(p) for p in turn.parts]}
 
     def _block(self, part: Any) -> dict:
-        if isinstance(part, Text):
+        if isinstance(part, TextPart):
             return {"type": "text", "text": part.text}
         if isinstance(part, Image):
             return {"type": "image", "source": {"type": "base64", "media_type": part.media_type,

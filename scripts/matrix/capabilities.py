@@ -54,7 +54,7 @@ RED_SQUARE_PNG = _png(8, 8, (255, 0, 0))
 # saw upstream (UpstreamView): comparing the two is then one generic function.
 
 @dataclass(frozen=True)
-class Text:
+class TextPart:
     text: str
 
 
@@ -96,7 +96,7 @@ class Conversation:
 
 
 def _ask(text: str) -> Turn:
-    return Turn("user", (Text(text),))
+    return Turn("user", (TextPart(text),))
 
 
 _HELLO = (_ask("Say hello."),)
@@ -125,7 +125,7 @@ CAPABILITY_LIST: tuple[Capability, ...] = (
     _cap("system", "text", False, {"text"},
          Conversation(_HELLO, system="You are a friendly assistant. Keep answers short.")),
     _cap("multi_turn", "text", False, {"text"}, Conversation((
-        _ask("My name is Ada."), Turn("assistant", (Text("Nice to meet you, Ada."),)),
+        _ask("My name is Ada."), Turn("assistant", (TextPart("Nice to meet you, Ada."),)),
         _ask("What is my name?")))),
     _cap("tools", "function_calling", False, {"tools"},
          Conversation((_ask(WEATHER_QUESTION),), tools=True), ("tool_calls", "finish")),
@@ -145,7 +145,7 @@ CAPABILITY_LIST: tuple[Capability, ...] = (
     _cap("thinking", "thinking", False, {"thinking"},
          Conversation((_ask("What is the answer to everything? Think it over first."),), thinking=True)),
     _cap("vision", "vision", False, {"vision"},
-         Conversation((Turn("user", (Text("What is in this image?"), Image("image/png", RED_SQUARE_PNG))),))),
+         Conversation((Turn("user", (TextPart("What is in this image?"), Image("image/png", RED_SQUARE_PNG))),))),
     _cap("upstream_error", "error_429", True, {"text"}, Conversation(_HELLO), ("error",)),
 )
 CAPABILITIES: dict[str, Capability] = {c.name: c for c in CAPABILITY_LIST}

@@ -12,7 +12,7 @@ import yaml
 
 from app.config import BackendConfig
 from scripts.matrix.capabilities import (RED_SQUARE_PNG, TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA, Call, Capability,
-                                         Conversation, Image, Result, Text, Turn)
+                                         Conversation, Image, Result, TextPart, Turn)
 from scripts.matrix.defaults import REPO, SCENARIOS
 from scripts.matrix.frontend import Frontend
 from scripts.matrix.frontends import FRONTENDS
@@ -204,7 +204,7 @@ def _of(turn: Turn, kind: type) -> list[Any]:
 
 def _compare_parts(i: int, want: Turn, have: Turn, previous: Turn | None) -> list[str]:
     problems = []
-    want_text, have_text = "".join(p.text for p in _of(want, Text)), "".join(p.text for p in _of(have, Text))
+    want_text, have_text = "".join(p.text for p in _of(want, TextPart)), "".join(p.text for p in _of(have, TextPart))
     if want_text != have_text:
         problems.append(differ(f"upstream turn {i} text", want_text, have_text))
     want_images = [(p.media_type, p.data) for p in _of(want, Image)]

@@ -5,7 +5,7 @@ import base64
 from typing import Any, Mapping
 
 from scripts.matrix.capabilities import (GEMINI_TOOL_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME, Call, Conversation, Image,
-                                         Text, Turn)
+                                         TextPart, Turn)
 from scripts.matrix.frontend import Frontend, _usage
 from scripts.matrix.reply import HttpRequest, Reply, ToolCall, json_events, parse_sse
 
@@ -50,7 +50,7 @@ class GeminiClient(Frontend):
 
     @staticmethod
     def _part(part: Any) -> dict:
-        if isinstance(part, Text):
+        if isinstance(part, TextPart):
             return {"text": part.text}
         if isinstance(part, Image):
             return {"inlineData": {"mimeType": part.media_type, "data": base64.b64encode(part.data).decode()}}

@@ -6,7 +6,7 @@ import json
 from typing import Any, Mapping
 
 from scripts.matrix.capabilities import (TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA, Call, Conversation, Image, Result,
-                                         Text, Turn)
+                                         TextPart, Turn)
 from scripts.matrix.frontend import Frontend, _usage, parse_arguments
 from scripts.matrix.reply import HttpRequest, Reply, ToolCall, json_events, parse_sse
 
@@ -51,12 +51,12 @@ class OpenAIClient(Frontend):
         calls = [p for p in turn.parts if isinstance(p, Call)]
         if turn.role == "assistant":
             msg: dict[str, Any] = {"role": "assistant",
-                                   "content": "".join(p.text for p in turn.parts if isinstance(p, Text)) or None}
+                                   "content": "".join(p.text for p in turn.parts if isinstance(p, TextPart)) or None}
             if calls:
                 msg["tool_calls"] = [{"id": self.call_id, "type": "function", "function": {
                     "name": c.name, "arguments": json.dumps(c.arguments)}} for c in calls]
             return [msg]
-        if all(isinstance(p, Text) for p in turn.parts):
+        if all(isinstance(p, TextPart) for p in turn.parts):
             return [{"role": "user", "content": "".join(p.text for p in turn.parts)}]
         return [{"role": "user", "content": [self._part(p) for p in turn.parts]}]
 

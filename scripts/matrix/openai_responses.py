@@ -11,7 +11,7 @@ import json
 from typing import Any, Mapping
 
 from scripts.matrix.capabilities import (TOOL_DESCRIPTION, TOOL_NAME, TOOL_SCHEMA, Call, Conversation, Image, Result,
-                                         Text, Turn)
+                                         TextPart, Turn)
 from scripts.matrix.frontend import Frontend, _usage, parse_arguments
 from scripts.matrix.openai_chat import OpenAIClient
 from scripts.matrix.reply import HttpRequest, Reply, ToolCall, json_events, parse_sse
@@ -55,7 +55,7 @@ class ResponsesClient(Frontend):
         content: list[dict] = []
         text_type = "output_text" if turn.role == "assistant" else "input_text"
         for part in turn.parts:
-            if isinstance(part, Text):
+            if isinstance(part, TextPart):
                 content.append({"type": text_type, "text": part.text})
             elif isinstance(part, Image):
                 content.append({"type": "input_image", "detail": "auto",

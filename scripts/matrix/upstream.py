@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 from urllib.parse import unquote
 
-from scripts.matrix.capabilities import GEMINI_REJECTED_SCHEMA_KEYS, Call, Image, Result, Text, Turn
+from scripts.matrix.capabilities import GEMINI_REJECTED_SCHEMA_KEYS, Call, Image, Result, TextPart, Turn
 from scripts.matrix.reply import differ
 
 
@@ -129,7 +129,7 @@ class OpenAIUpstream:
         content = m.get("content")
         for p in content if isinstance(content, list) else ([{"type": "text", "text": content}] if content else []):
             if p.get("type") == "text":
-                parts.append(Text(p.get("text") or ""))
+                parts.append(TextPart(p.get("text") or ""))
             elif p.get("type") == "image_url":
                 url = (p.get("image_url") or {}).get("url") or ""
                 head, _, data = url.partition(",")
@@ -202,7 +202,7 @@ class AnthropicUpstream:
             if kind == "text":
                 if not (block.get("text") or "").strip():
                     v.problems.append(f"messages[{i}] has an empty text block")
-                parts.append(Text(block.get("text") or ""))
+                parts.append(TextPart(block.get("text") or ""))
             elif kind == "image":
                 source = block.get("source") or {}
                 if source.get("type") != "base64":
@@ -263,7 +263,7 @@ class GeminiUpstream:
             if "text" in part:
                 if not part["text"]:
                     v.problems.append(f"contents[{i}] has an empty text part")
-                parts.append(Text(part["text"]))
+                parts.append(TextPart(part["text"]))
             elif "inlineData" in part:
                 blob = part["inlineData"] or {}
                 parts.append(Image(blob.get("mimeType"), _b64decode(blob.get("data")) or b""))
@@ -388,7 +388,7 @@ class BedrockUpstream:
             if "text" in block:
                 if not block["text"].strip():
                     v.problems.append(f"messages[{i}] has a blank text block")
-                parts.append(Text(block["text"]))
+                parts.append(TextPart(block["text"]))
             elif "image" in block:
                 image = block["image"] or {}
                 source = image.get("source") or {}

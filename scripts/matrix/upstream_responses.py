@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from scripts.matrix.capabilities import Call, Image, Result, Text, Turn
+from scripts.matrix.capabilities import Call, Image, Result, TextPart, Turn
 from scripts.matrix.upstream import ToolDef, UpstreamView, _b64decode, _json_schema_types_problem
 
 _TEXT_PARTS = {"user": "input_text", "system": "input_text", "developer": "input_text", "assistant": "output_text"}
@@ -96,7 +96,7 @@ class ResponsesUpstream:
                     media = head.removeprefix("data:").removesuffix(";base64") if url.startswith("data:") else url
                     parts.append(Image(media, _b64decode(data) or b""))
                 elif part.get("type") == _TEXT_PARTS.get(str(role)):
-                    parts.append(Text(part.get("text") or ""))
+                    parts.append(TextPart(part.get("text") or ""))
                 else:
                     v.problems.append(f"input[{i}] ({role}) has a {part.get('type')!r} part")
             v.turns.append(Turn(role, tuple(parts)))

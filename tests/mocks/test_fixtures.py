@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mocks.scenarios import PROVIDERS, Frame, ScenarioFormatError, ScenarioLibrary, fill
+from mocks.scenarios import PROVIDERS, ScenarioFormatError, ScenarioFrame, ScenarioLibrary, fill
 from tests.mocks.helpers import (
     FAULT_SCENARIOS, GOOD_SCENARIOS, expected_summary, parse_sse, summarize_anthropic_body,
     summarize_anthropic_stream, summarize_bedrock_body, summarize_bedrock_stream, summarize_gemini,
@@ -20,7 +20,7 @@ def _lookup(name: str, salt: str | None) -> str:
     return {"model": "some-model", "id": f"ID{salt or ''}"}[name]
 
 
-def _stream_data(frames: tuple[Frame, ...]) -> list:
+def _stream_data(frames: tuple[ScenarioFrame, ...]) -> list:
     return [fill(f.data, _lookup) for f in frames if f.raw is None]
 
 

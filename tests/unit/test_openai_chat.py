@@ -29,7 +29,8 @@ TARGET = Upstream(backend="openai", base_url="https://api.openai.com/v1", model=
 
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
-    monkeypatch.setattr(oc, "_now", lambda: CREATED)
+    for module in (oc.response, oc.stream_formatter):  # the modules that read the clock
+        monkeypatch.setattr(module, "_now", lambda: CREATED)
 
 
 def ir_request(**fields) -> ir.Request:

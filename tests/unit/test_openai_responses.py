@@ -31,7 +31,8 @@ P = r.PROTOCOL
 
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
-    monkeypatch.setattr(r, "_now", lambda: CREATED)
+    for module in (r.response, r.stream_formatter):  # the modules that read the clock
+        monkeypatch.setattr(module, "_now", lambda: CREATED)
 
 
 def body(**fields) -> dict:

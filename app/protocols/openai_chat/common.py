@@ -1,0 +1,13 @@
+"""OpenAI Chat wire names, and the tool-call shape both halves of the module write."""
+from __future__ import annotations
+
+from app import ir
+
+
+PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
+FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
+RESPONSE_MODEL_FIELD = "model"
+
+
+def _wire_tool_call(call: ir.ToolCall) -> dict:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
