@@ -255,6 +255,15 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         state.tokens.lifetime = lifetime
         return jsonify(state.tokens.stats())
 
+    @app.post("/_mock/oauth/revoke")
+    def oauth_revoke() -> Response:
+        next_issued = (request.get_json(silent=True) or {}).get("next", 0)
+        if not isinstance(next_issued, int) or isinstance(next_issued, bool) or next_issued < 0:
+            return Response('{"error": "next: a non-negative integer (tokens to revoke as they are issued)"}',
+                            status=400, content_type="application/json")
+        revoked = state.tokens.revoke(next_issued)
+        return jsonify({"revoked": revoked, **state.tokens.stats()})
+
     @app.delete("/_mock/oauth")
     def oauth_reset() -> Response:
         state.tokens.reset()

@@ -77,6 +77,9 @@ class _Vertex(Provider):
     def _auth(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self._token.token()}
 
+    def forget_credentials(self) -> bool:
+        return self._token.forget()
+
     def secrets(self) -> tuple[str, ...]:
         token = self._token.current()
         return (token,) if token else ()
