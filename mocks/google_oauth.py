@@ -36,7 +36,7 @@ DEFAULT_LIFETIME = 3599
 STATIC_TOKEN = "mock-gcp-access-token"
 
 
-def _public_keys() -> dict[str, tuple[str, bytes]]:
+def public_keys() -> dict[str, tuple[str, bytes]]:
     """key id -> (service account email, public key PEM)."""
     info = json.loads(TEST_SERVICE_ACCOUNT.read_text())
     private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
@@ -61,7 +61,7 @@ class TokenIssuer:
     tokens_issued: int = 0
     revoke_next: int = 0  # tokens still to be revoked as they are issued
     _issued: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch seconds)
-    _keys: dict[str, tuple[str, bytes]] = field(default_factory=_public_keys)
+    _keys: dict[str, tuple[str, bytes]] = field(default_factory=public_keys)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def grant(self, form_body: bytes) -> dict:
