@@ -284,6 +284,7 @@ class PartStart:
     id: str | None = None  # tool call id
     name: str | None = None  # tool name
     data: str | None = None  # redacted_thinking payload (arrives whole)
+    provider: str | None = None  # the protocol that made `data` (as Thinking.provider); None: the frontend's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +448,8 @@ def response_from_events(events: list[Event]) -> Response:
     meta: dict[str, Any] = {}
     for e in events:
         if isinstance(e, PartStart):
-            open_kind, buf, sig, meta = e.kind, [], [], {"id": e.id, "name": e.name, "data": e.data}
+            open_kind, buf, sig, meta = e.kind, [], [], {"id": e.id, "name": e.name, "data": e.data,
+                                                         "provider": e.provider}
         elif isinstance(e, (TextDelta, RefusalDelta, ThinkingDelta)):
             buf.append(e.text)
         elif isinstance(e, ToolArgumentsDelta):

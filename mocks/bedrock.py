@@ -1,6 +1,8 @@
 """AWS Bedrock Runtime Converse (`POST /model/{modelId}/converse` and
-`/converse-stream`): SigV4 checked for real (mocks/sigv4.py, fixed test
-credentials) or a Bedrock API key as Bearer, the request checked against
+`/converse-stream`): SigV4 checked for real (mocks/sigv4.py: the fixed test
+credentials, or temporary ones this mock issued through STS or the container
+endpoint, mocks/aws_credentials.py, with their session token and expiry) or a
+Bedrock API key as Bearer, the request checked against
 botocore's own service model (unknown members, types, enums, patterns,
 ranges, unions) and then against the rules the service applies on top (blank
 text, role alternation, toolUse/toolResult pairing, toolConfig with tool
@@ -11,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.loaders import Loader
 
+from mocks.aws_credentials import TemporaryCredentials
 from mocks.eventstream import encode_event, encode_exception
 from mocks.provider import Call, Provider
 from mocks.replay import Lookup
@@ -353,8 +358,33 @@ class _EventStreamWriter:
         return b""
 
 
+class _SecretKeys(Mapping):
+    """Access key id -> secret: the fixed test pair, and the temporary keys issued."""
+
+    def __init__(self, temporary: TemporaryCredentials):
+        self._temporary = temporary
+
+    def __getitem__(self, access_key: str) -> str:
+        if access_key == ACCESS_KEY_ID:
+            return SECRET_ACCESS_KEY
+        issued = self._temporary.get(access_key)
+        if issued is None:
+            raise KeyError(access_key)
+        return issued.secret
+
+    def __iter__(self):
+        raise TypeError("not enumerable")
+
+    def __len__(self) -> int:
+        raise TypeError("not enumerable")
+
+
 class BedrockProvider(Provider):
     name = "bedrock"
+
+    def __init__(self, temporary: TemporaryCredentials | None = None):
+        self.temporary = temporary or TemporaryCredentials()
+        self._secrets = _SecretKeys(self.temporary)
 
     def authenticate(self, call: Call) -> None:
         authorization = call.header("Authorization") or ""
@@ -367,9 +397,22 @@ class BedrockProvider(Provider):
             return
         try:
             call.notes["region"] = verify(call.method, call.notes.get("raw_target") or call.path, call.headers,
-                                          call.raw_body, service=SERVICE, secrets={ACCESS_KEY_ID: SECRET_ACCESS_KEY})
+                                          call.raw_body, service=SERVICE, secrets=self._secrets)
         except SigV4Error as err:
             raise bedrock_error(403, err.code, err.message) from None
+        self._check_session(call, authorization)
+
+    def _check_session(self, call: Call, authorization: str) -> None:
+        """Temporary credentials: only with their session token, and only until they expire."""
+        access_key = authorization.partition("Credential=")[2].partition("/")[0]
+        issued = self.temporary.get(access_key)
+        if issued is None:
+            return  # the fixed test pair (with or without a session token of the caller's)
+        if call.header("X-Amz-Security-Token") != issued.session_token:
+            raise bedrock_error(403, "UnrecognizedClientException",
+                                "The security token included in the request is invalid.")
+        if time.time() >= issued.expiry:
+            raise bedrock_error(403, "ExpiredTokenException", "The security token included in the request is expired")
 
     def invalid_json(self, call: Call, detail: str) -> ApiError:
         return bedrock_error(400, "SerializationException", "The request body could not be read as a JSON object.")

@@ -257,8 +257,10 @@ def parse_request(body: dict, message: str = "GenerateContentRequest") -> dict:
 
 
 def estimate_tokens(request: dict) -> int:
-    """A deterministic stand-in for the tokenizer: ~4 characters a token."""
-    size = sum(len(p.get("text", "")) for c in request.get("contents", []) for p in c.get("parts", []))
+    """A deterministic stand-in for the tokenizer: ~4 characters a token, the system instruction's
+    counted with the contents."""
+    counted = [*request.get("contents", []), request.get("systemInstruction") or {}]
+    size = sum(len(p.get("text", "")) for c in counted for p in c.get("parts", []))
     return max(1, size // 4)
 
 

@@ -41,6 +41,10 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "cachedContent": STRING, "serviceTier": STRING, "store": BOOL,
     },
     "CountTokensRequest": {"contents": _rep("Content"), "generateContentRequest": "GenerateContentRequest"},
+    # Vertex AI's (aiplatform v1): the generate request's counted fields at the top level, no wrapper.
+    "VertexCountTokensRequest": {"model": STRING, "instances": _rep(VALUE), "contents": _rep("Content"),
+                                 "systemInstruction": "Content", "tools": _rep("Tool"),
+                                 "generationConfig": "GenerationConfig"},
     "Content": {"role": STRING, "parts": _rep("Part")},
     "Part": {
         "text": STRING, "inlineData": "Blob", "fileData": "FileData", "functionCall": "FunctionCall",

@@ -6,8 +6,11 @@ that the Vertex emulations then check on every call.
 
 Test hooks: `GET /_mock/oauth` counts token requests and issued tokens;
 `POST /_mock/oauth {"expires_in": N}` sets the lifetime of tokens issued from
-then on (to test refresh without waiting an hour); `DELETE` resets both (tokens already
-issued stay valid until they expire).
+then on (to test refresh without waiting an hour); `POST /_mock/oauth/revoke
+{"next": N}` revokes every token issued so far, and the next N it issues as they
+are issued (Google refuses a revoked token with the same 401 as an expired one:
+a replay with a fresh token can be refused too); `DELETE` resets counters,
+lifetime and N (tokens already issued stay valid until they expire or are revoked).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ DEFAULT_LIFETIME = 3599
 STATIC_TOKEN = "mock-gcp-access-token"
 
 
-def _public_keys() -> dict[str, tuple[str, bytes]]:
+def public_keys() -> dict[str, tuple[str, bytes]]:
     """key id -> (service account email, public key PEM)."""
     info = json.loads(TEST_SERVICE_ACCOUNT.read_text())
     private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
@@ -56,8 +59,9 @@ class TokenIssuer:
     lifetime: int = DEFAULT_LIFETIME
     token_requests: int = 0
     tokens_issued: int = 0
+    revoke_next: int = 0  # tokens still to be revoked as they are issued
     _issued: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch seconds)
-    _keys: dict[str, tuple[str, bytes]] = field(default_factory=_public_keys)
+    _keys: dict[str, tuple[str, bytes]] = field(default_factory=public_keys)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def grant(self, form_body: bytes) -> dict:
@@ -76,7 +80,11 @@ class TokenIssuer:
             raise TokenError(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.")
         token = "ya29.mock-" + secrets.token_urlsafe(24)
         with self._lock:
-            self._issued[token] = time.time() + self.lifetime
+            if self.revoke_next:
+                self.revoke_next -= 1
+                self._issued[token] = 0.0  # issued, and revoked at once
+            else:
+                self._issued[token] = time.time() + self.lifetime
             self.tokens_issued += 1
         return {"access_token": token, "expires_in": self.lifetime, "token_type": "Bearer"}
 
@@ -111,13 +119,24 @@ class TokenIssuer:
             expiry = self._issued.get(token)
         return expiry is not None and time.time() < expiry
 
+    def revoke(self, next_issued: int = 0) -> int:
+        """Revoke every token issued so far, and the next `next_issued` as they are issued;
+        how many were revoked now."""
+        with self._lock:
+            live = [token for token, expiry in self._issued.items() if expiry > 0.0]
+            for token in live:
+                self._issued[token] = 0.0
+            self.revoke_next = next_issued
+            return len(live)
+
     def stats(self) -> dict:
         with self._lock:
             return {"token_requests": self.token_requests, "tokens_issued": self.tokens_issued,
-                    "expires_in": self.lifetime}
+                    "expires_in": self.lifetime, "revoke_next": self.revoke_next}
 
     def reset(self) -> None:
-        """Counters and lifetime back to their start; tokens already issued stay valid."""
+        """Counters, lifetime and pending revocations back to their start; tokens already issued
+        stay as they are."""
         with self._lock:
-            self.token_requests = self.tokens_issued = 0
+            self.token_requests = self.tokens_issued = self.revoke_next = 0
             self.lifetime = DEFAULT_LIFETIME

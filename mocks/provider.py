@@ -11,6 +11,7 @@ from typing import Any, Callable
 from flask import Response
 
 from mocks import replay
+from mocks.aws_credentials import TemporaryCredentials
 from mocks.google_oauth import TokenIssuer
 from mocks.request_log import MAX_LOGGED_BODY, LoggedRequest, RequestLog, redact_headers, redact_query
 from mocks.scenarios import Scenario, ScenarioFrame, ScenarioLibrary
@@ -21,10 +22,12 @@ SCENARIO_HEADER = "X-Mock-Scenario"
 
 @dataclass
 class MockState:
-    """What the routes share: the fixtures, the request log, the OAuth2 tokens issued."""
+    """What the routes share: the fixtures, the request log, the OAuth2 tokens and the
+    temporary AWS credentials issued."""
     library: ScenarioLibrary
     log: RequestLog
     tokens: TokenIssuer = field(default_factory=TokenIssuer)
+    aws: TemporaryCredentials = field(default_factory=TemporaryCredentials)
 
 
 @dataclass

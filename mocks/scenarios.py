@@ -14,7 +14,17 @@ import yaml
 PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "openai_responses")
 FAULT_TYPES = ("stall_mid_stream", "drop_mid_stream", "malformed_body", "slow_first_byte")
 FINISH_VALUES = ("stop", "length", "tool_calls", "content_filter")
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def _bundled_root() -> Path:
+    """The bundled fixtures: `mocks/fixtures/` in an installed copy (setup.py installs the
+    repository's scenarios/ there), else scenarios/ beside mocks/ in a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "fixtures"
+    return installed if installed.is_dir() else here.parent / "scenarios"
+
+
+DEFAULT_ROOT = _bundled_root()
 
 _TOP_KEYS = {"description", "base", "status", "headers", "first_byte_delay_ms", "fault", "expect",
              "body", "body_raw", "stream"}

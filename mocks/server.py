@@ -13,6 +13,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from werkzeug.exceptions import HTTPException
 
 from mocks.anthropic import AnthropicProvider
+from mocks.aws_credentials import StsError
 from mocks.azure import AzureOpenAIProvider
 from mocks.bedrock import BedrockProvider
 from mocks.gemini import METHODS as GEMINI_METHODS
@@ -98,7 +99,9 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     app.extensions["mock_state"] = state
     vertex_gemini = VertexGeminiProvider(state.tokens)
     vertex_anthropic = VertexAnthropicProvider(state.tokens)
-    providers = {**PROVIDERS, vertex_gemini.name: vertex_gemini, vertex_anthropic.name: vertex_anthropic}
+    bedrock_runtime = BedrockProvider(state.aws)  # accepts the temporary credentials this app issues
+    providers = {**PROVIDERS, vertex_gemini.name: vertex_gemini, vertex_anthropic.name: vertex_anthropic,
+                 bedrock_runtime.name: bedrock_runtime}
 
     def generation(provider: Provider) -> Response:
         return provider.handle_generation(_call(), state)
@@ -223,7 +226,7 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         call = _call()
         call.model, call.stream = model_id, stream
         call.notes["raw_target"] = request.environ.get("mocks.raw_target")
-        return BEDROCK.handle_generation(call, state)
+        return bedrock_runtime.handle_generation(call, state)
 
     @app.post("/model/<path:model_id>/converse")
     def bedrock_converse(model_id: str) -> Response:
@@ -232,6 +235,20 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/model/<path:model_id>/converse-stream")
     def bedrock_converse_stream(model_id: str) -> Response:
         return bedrock(model_id, stream=True)
+
+    # ------------------------------------------------------------- AWS temporary credentials
+    @app.post("/")
+    def sts() -> Response:  # the STS Query API (AWS_ENDPOINT_URL_STS); only AssumeRoleWithWebIdentity here
+        try:
+            xml = state.aws.assume_role_with_web_identity(request.get_data())
+        except StsError as e:
+            return Response(e.xml(), status=e.status, content_type="text/xml")
+        return Response(xml, status=200, content_type="text/xml")
+
+    @app.get("/v1/credentials")
+    def container_credentials() -> Response:  # AWS_CONTAINER_CREDENTIALS_FULL_URI
+        status, body = state.aws.container_credentials(request.headers.get("Authorization"))
+        return Response(json.dumps(body), status=status, content_type="application/json")
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")
@@ -255,10 +272,37 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         state.tokens.lifetime = lifetime
         return jsonify(state.tokens.stats())
 
+    @app.post("/_mock/oauth/revoke")
+    def oauth_revoke() -> Response:
+        next_issued = (request.get_json(silent=True) or {}).get("next", 0)
+        if not isinstance(next_issued, int) or isinstance(next_issued, bool) or next_issued < 0:
+            return Response('{"error": "next: a non-negative integer (tokens to revoke as they are issued)"}',
+                            status=400, content_type="application/json")
+        revoked = state.tokens.revoke(next_issued)
+        return jsonify({"revoked": revoked, **state.tokens.stats()})
+
     @app.delete("/_mock/oauth")
     def oauth_reset() -> Response:
         state.tokens.reset()
         return jsonify(state.tokens.stats())
+
+    @app.get("/_mock/aws")
+    def aws_stats() -> Response:
+        return jsonify(state.aws.stats())
+
+    @app.post("/_mock/aws")
+    def aws_settings() -> Response:
+        lifetime = (request.get_json(silent=True) or {}).get("expires_in")
+        if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 1:
+            return Response('{"error": "expires_in: a positive integer (seconds)"}', status=400,
+                            content_type="application/json")
+        state.aws.lifetime = lifetime
+        return jsonify(state.aws.stats())
+
+    @app.delete("/_mock/aws")
+    def aws_reset() -> Response:
+        state.aws.reset()
+        return jsonify(state.aws.stats())
 
     @app.delete("/_mock/requests")
     def clear_requests() -> Response:

@@ -9,7 +9,10 @@ checked on every call (protocols §3.12 and §4.9).
   and with `"anthropic_version": "vertex-2023-10-16"` (or an API version date, which the current
   SDK sends); `stream` in the body matches the method. Token counting: `POST …/publishers/anthropic/
   models/count-tokens:rawPredict`, the count_tokens body with `model` (it is not in the URL) and
-  `anthropic_version`; Gemini's: `…/publishers/google/models/{m}:countTokens`.
+  `anthropic_version`; Gemini's: `…/publishers/google/models/{m}:countTokens`, Vertex's own
+  CountTokensRequest (`contents`, `systemInstruction`, `tools`, `generationConfig` at the top level; no
+  `generateContentRequest` wrapper, which is the Gemini API's), answered with `totalTokens`,
+  `totalBillableCharacters` and `promptTokensDetails`.
 
 Google's front end rejects a missing, unknown or expired token with 401 UNAUTHENTICATED in the
 google.rpc.Status envelope, for both publishers; past it, each speaks its own errors.
@@ -21,7 +24,8 @@ import re
 from flask import Response
 
 from mocks.anthropic import AnthropicProvider, invalid
-from mocks.gemini import GeminiProvider
+from mocks.gemini import MODELS as GEMINI_MODELS
+from mocks.gemini import GeminiProvider, check_request, estimate_tokens, parse_request
 from mocks.gemini import error as google_error
 from mocks.google_oauth import TokenIssuer
 from mocks.provider import Call
@@ -69,6 +73,18 @@ class VertexGeminiProvider(GeminiProvider):
     def authenticate(self, call: Call) -> None:
         _bearer_check(call, self.tokens)
         _location_check(call)
+
+    def count_tokens(self, call: Call) -> Response:
+        request = parse_request(call.body, "VertexCountTokensRequest")
+        if call.model not in GEMINI_MODELS:
+            raise self.model_not_found(call, "countTokens")
+        check_request(request, call.model, "CountTokensRequest")
+        total = estimate_tokens(request)
+        characters = sum(len(p.get("text", "")) for c in [*request.get("contents", []),
+                                                          request.get("systemInstruction", {})]
+                         for p in c.get("parts", []))
+        return self._json({"totalTokens": total, "totalBillableCharacters": characters,
+                           "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}, call)
 
 
 class VertexAnthropicProvider(AnthropicProvider):

@@ -54,13 +54,15 @@ atexit.register(shutil.rmtree, _DATA_HOME, True)
 
 
 class ServerProcess:
-    """A server started as `python -m app <args> --port 0`; its URL is read from
-    the 'listening on http://…' line it prints first."""
+    """A server started as `python -m app <args> --port 0` in the checkout (or as `command
+    <args> --port 0` in `cwd`: an installed `interchange`); its URL is read from the
+    'listening on http://…' line it prints first."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, timeout: float = 20.0):
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, timeout: float = 20.0, *,
+                 command: list[str] | None = None, cwd: Path = REPO):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", *args, "--port", "0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [*(command or [sys.executable, "-m", "app"]), *args, "--port", "0"],
+            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "XDG_DATA_HOME": _DATA_HOME, **(env or {})},
         )
         self.lines: list[str] = []

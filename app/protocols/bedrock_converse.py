@@ -26,9 +26,13 @@ Policy choices, each one a place where the wire formats disagree:
   auto, max tokens above the budget, and no thinking when the last assistant
   turn calls tools without its reasoning block. Other families get no thinking.
 - Signed reasoning (and redacted reasoning) is only valid where it was made:
-  parts this module parsed carry provider `bedrock_converse` and go back only
-  to a Claude model on Bedrock; Anthropic-API or Gemini signatures are never
-  sent here, and ours never reach the Anthropic API (its writer checks the tag).
+  parts this module parsed carry provider `bedrock_converse` (a streamed
+  redaction's PartStart too) and go back only to a Claude model on Bedrock, as
+  `reasoningContent` with the signature byte-exact; signatures of the Anthropic
+  API, Vertex or Gemini are dropped, never sent as Bedrock's, and ours never
+  reach the Anthropic API (its writer checks the provider). An Anthropic client
+  carries ours tagged `bedrock_converse:<signature>` and hands them back
+  (the Anthropic module's docstring has the whole rule).
 - Images go inline (base64 `bytes`); URL images are refused (400 naming the
   field) rather than fetched by the proxy. Tool-call ids outside the API's
   charset are rewritten by a pure function, so a call and its result agree.
@@ -586,7 +590,7 @@ class StreamParser:
     def _reasoning(self, index: Any, reasoning: dict) -> list[ir.Event]:
         redacted = reasoning.get("redactedContent")
         if redacted and isinstance(redacted, str):
-            return self._close_block() + self._open(index, "redacted_thinking", data=redacted)
+            return self._close_block() + self._open(index, "redacted_thinking", data=redacted, provider=PROTOCOL)
         events: list[ir.Event] = []
         text = reasoning.get("text")
         if text and isinstance(text, str):
@@ -607,10 +611,10 @@ class StreamParser:
         return self._close_block() + self._open(index, kind)
 
     def _open(self, index: Any, kind: str, id: str | None = None, name: str | None = None,
-              data: str | None = None) -> list[ir.Event]:
+              data: str | None = None, provider: str | None = None) -> list[ir.Event]:
         self._block = _Block(index, kind, self._next_part)
         self._next_part += 1
-        return [ir.PartStart(self._block.part, kind, id=id, name=name, data=data)]
+        return [ir.PartStart(self._block.part, kind, id=id, name=name, data=data, provider=provider)]
 
     def _close_block(self) -> list[ir.Event]:
         block, self._block = self._block, None

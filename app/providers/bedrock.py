@@ -5,7 +5,9 @@ SigV4 by botocore over the exact bytes sent, as the AWS SDKs sign.
 Credentials: `aws_access_key_id` / `aws_secret_access_key` (/ `aws_session_token`)
 in the backend's config (usually `${ENV}` references), else botocore's standard
 chain (environment, shared config/credentials profile — `profile` picks one —,
-web identity / IRSA, container and instance roles), refreshed as botocore does.
+web identity / IRSA (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`; `AWS_ENDPOINT_URL_STS`
+for a private STS endpoint), container (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) and instance
+roles), fetched on the first request and refreshed as botocore does (15 minutes before expiry).
 The base is `https://bedrock-runtime.{region}.amazonaws.com` unless `url` says
 otherwise (a VPC endpoint, the mock).
 """
@@ -24,9 +26,11 @@ from app.upstream.urls import upstream_url
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
 _WRITTEN_TAIL = re.compile(r"/model(?:/.*)?$")  # a pasted `/model/{id}/converse` endpoint
-# botocore's signer logs the canonical request at DEBUG, X-Amz-Security-Token's value
-# included: those records never reach our log, whatever its level.
-logging.getLogger("botocore.auth").addFilter(lambda record: record.levelno > logging.DEBUG)
+# botocore logs secrets at DEBUG: the signer its canonical request (X-Amz-Security-Token's
+# value), the endpoint and parsers the credential chain's exchanges (the web identity token
+# sent to STS, the temporary secret and session token it answers). Its loggers stop at INFO,
+# whatever our log level.
+logging.getLogger("botocore").setLevel(logging.INFO)
 
 
 class BedrockConverse(Provider):

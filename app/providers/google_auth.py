@@ -2,7 +2,8 @@
 Google OAuth2 section): a service-account key file, application-default
 credentials, or a static token. A fetched token is kept until google-auth
 calls it stale (a few minutes before it expires) and then refreshed once,
-however many requests are waiting for it."""
+however many requests are waiting for it; one the upstream refuses before then
+(revoked) is dropped with `forget()`, and the next request fetches another."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,18 @@ class GoogleToken:
             if not credentials.valid:
                 self._refresh(credentials)
             return credentials.token
+
+    def forget(self) -> bool:
+        """Drop the fetched token (the upstream refused it), so the next `token()` fetches one.
+        True when there was one to drop; a static token has nothing to renew. Requests refused
+        together each drop the token in use, so a burst of them may fetch a few tokens."""
+        if self._static:
+            return False
+        with self._lock:
+            if self._credentials is None or self._credentials.token is None:
+                return False
+            self._credentials.token = None  # google-auth calls credentials without a token invalid
+            return True
 
     def current(self) -> str | None:
         """The token in use, if any (for redaction); never fetches."""

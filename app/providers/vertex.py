@@ -3,7 +3,7 @@ project/location URLs, with a Google OAuth2 bearer token (google_auth.py).
 
 - Gemini (`kind = "vertex_gemini"`, the Gemini wire format):
   `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`
-  (or `:streamGenerateContent?alt=sse`).
+  (or `:streamGenerateContent?alt=sse`); token counting at `…/models/{model}:countTokens`.
 - Claude (`kind = "vertex_anthropic"`, the Messages wire format):
   `…/publishers/anthropic/models/{model}:rawPredict` (or `:streamRawPredict`), the body without
   `model` and with `anthropic_version`; token counting at `…/models/count-tokens:rawPredict`.
@@ -77,6 +77,9 @@ class _Vertex(Provider):
     def _auth(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self._token.token()}
 
+    def forget_credentials(self) -> bool:
+        return self._token.forget()
+
     def secrets(self) -> tuple[str, ...]:
         token = self._token.current()
         return (token,) if token else ()
@@ -85,10 +88,13 @@ class _Vertex(Provider):
 class VertexGemini(_Vertex):
     kind = "vertex_gemini"
     wire = "gemini"
+    actions = frozenset({GENERATE, COUNT_TOKENS})
 
     def prepare(self, call: Call) -> UpstreamRequest:
         model = call.model.removeprefix("models/")
-        if call.stream:
+        if call.action == COUNT_TOKENS:
+            url = self._url("google", model, "countTokens")
+        elif call.stream:
             url = self._url("google", model, "streamGenerateContent", {"alt": "sse"})
         else:
             url = self._url("google", model, "generateContent")

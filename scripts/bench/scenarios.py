@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.defaults import REPO
+from mocks.scenarios import DEFAULT_ROOT
 
 
 TOKEN_RE = re.compile(rb"w(\d{4})\b")
@@ -106,7 +106,7 @@ def write_scenario_root(dest: Path, stream_chunks: int, stream_delay_ms: int,
     import yaml
 
     root = dest / "scenarios"
-    shutil.copytree(REPO / "scenarios", root)
+    shutil.copytree(DEFAULT_ROOT, root)
     for name, (chunks, delay, what) in {
         "bench_stream": (stream_chunks, stream_delay_ms, "Benchmark: one-word deltas with a per-chunk delay."),
         "bench_long": (hold_chunks, hold_delay_ms, "Benchmark: a long stream, for holding many at once."),

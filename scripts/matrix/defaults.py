@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mocks.scenarios import DEFAULT_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = REPO / "scenarios"
+SCENARIOS = DEFAULT_ROOT
 DEFAULT_CONFIG = "config-mock.toml"
 MOCK_PORT = 8888
 PROXY_PORT = 9001

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from app.config import load_config
+from mocks.scenarios import DEFAULT_ROOT
 from tests.conftest import REPO, ServerProcess
 from tests.integration.rawhttp import Connection, exchange, request, wait_until
 
@@ -67,7 +68,7 @@ FRONTENDS = ["openai", "anthropic", "gemini"] + [f"pinned:{name}" for name in so
 def silent(tmp_path_factory):
     """A mock with a 60 s first-byte silence beside the bundled scenarios, and a proxy on it."""
     root = tmp_path_factory.mktemp("disconnect") / "scenarios"
-    shutil.copytree(REPO / "scenarios", root)
+    shutil.copytree(DEFAULT_ROOT, root)
     for folder in root.iterdir():
         if folder.is_dir():
             (folder / "slow_first_byte_long.yaml").write_text(LONG_SILENCE)

@@ -102,7 +102,7 @@ def test_vertex_token_is_fetched_once_for_many_requests(tmp_path, mock):
         for i in range(30):  # both frontends' worth of traffic, streamed and not
             r = post(proxy, ("openai", "gemini", "anthropic")[i % 3], "vx-gemini", stream=i % 2 == 1)
             assert_text(r, i % 2 == 1)
-        assert oauth(mock) == {"token_requests": 1, "tokens_issued": 1, "expires_in": 3599}
+        assert oauth(mock) == {"token_requests": 1, "tokens_issued": 1, "expires_in": 3599, "revoke_next": 0}
         for i in range(30):
             r = post(proxy, ("anthropic", "openai", "gemini")[i % 3], "vx-claude", stream=i % 2 == 1)
             assert_text(r, i % 2 == 1)
@@ -139,6 +139,67 @@ def test_vertex_concurrent_first_requests_share_one_token_fetch(tmp_path, mock):
         for i, r in enumerate(replies):
             assert_text(r, i % 2 == 1)
         assert oauth(mock)["token_requests"] == 1  # the others waited for that one
+    finally:
+        proxy.stop()
+
+
+def revoke(mock: ServerProcess, next_issued: int = 0) -> int:
+    r = requests.post(mock.url + "/_mock/oauth/revoke", json={"next": next_issued}, timeout=5)
+    assert r.ok, r.text
+    return r.json()["revoked"]
+
+
+def attempts_at_mock(mock: ServerProcess, provider: str) -> list[int]:
+    return [e["status"] for e in requests.get(mock.url + "/_mock/requests", params={"provider": provider},
+                                              timeout=5).json()]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vertex_revoked_token_is_renewed_once_and_the_call_replayed(tmp_path, mock, stream):
+    sa = service_account(tmp_path, mock.url)
+    proxy = proxy_for(tmp_path, vertex_blocks(mock.url, sa))
+    try:
+        for model in ("vx-gemini", "vx-claude"):
+            assert_text(post(proxy, "openai", model, stream), stream)
+        assert oauth(mock)["token_requests"] == 2  # one per backend
+        for frontend in FRONTENDS:
+            assert revoke(mock) == 2  # both backends' tokens, before their expiry
+            for model, provider in (("vx-gemini", "vertex_gemini"), ("vx-claude", "vertex_anthropic")):
+                requests.delete(mock.url + "/_mock/requests", timeout=5)
+                before = oauth(mock)["token_requests"]
+                assert_text(post(proxy, frontend, model, stream), stream)
+                assert oauth(mock)["token_requests"] == before + 1  # one new token, for this backend only
+                assert attempts_at_mock(mock, provider) == [401, 200]  # refused, then replayed once
+                assert_text(post(proxy, frontend, model, stream), stream)  # the new token is kept
+                assert oauth(mock)["token_requests"] == before + 1
+        assert "ya29.mock-" not in proxy.output()
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vertex_token_refused_again_after_renewal_is_a_502_naming_the_backend(tmp_path, mock, stream):
+    sa = service_account(tmp_path, mock.url)
+    proxy = proxy_for(tmp_path, vertex_blocks(mock.url, sa))
+    try:
+        for frontend in FRONTENDS:
+            for model, backend, provider in (("vx-gemini", "vertex", "vertex_gemini"),
+                                             ("vx-claude", "vertex-anthropic", "vertex_anthropic")):
+                assert_text(post(proxy, frontend, model, stream), stream)
+                requests.delete(mock.url + "/_mock/requests", timeout=5)
+                before = oauth(mock)["token_requests"]
+                revoke(mock, next_issued=1)  # the token in use, and the one the proxy fetches next
+                r = post(proxy, frontend, model, stream)
+                assert r.status_code == 502, r.text
+                assert error_message(frontend, r.json()) == (
+                    f"Backend '{backend}' rejected the proxy's credentials (upstream HTTP 401). This is a problem "
+                    "with the proxy's configuration for that backend, not with the client's request.")
+                if frontend in ("openai", "openai_responses"):
+                    assert r.json()["error"]["code"] == "upstream_authentication_error"
+                assert "ya29." not in r.text + json.dumps(dict(r.headers))
+                assert oauth(mock)["token_requests"] == before + 1  # renewed once, never a loop
+                assert attempts_at_mock(mock, provider) == [401, 401]
+        assert "ya29.mock-" not in proxy.output()
     finally:
         proxy.stop()
 

@@ -229,6 +229,52 @@ def test_count_tokens_is_asked_of_an_anthropic_backend(stack):
     assert entry["body"] == {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hello there"}]}
 
 
+VERTEX_MODELS = "/v1/projects/interchange-test/locations/{location}/publishers/{publisher}/models/"
+GEMINI_COUNTED = {"contents": [{"role": "user", "parts": [{"text": "Hello there, how are you today?"}]}],
+                  "systemInstruction": {"parts": [{"text": "Answer in one word."}]},
+                  "tools": [{"functionDeclarations": [{"name": "get_weather", "description": "The weather",
+                                                        "parameters": {"type": "OBJECT", "properties": {
+                                                            "city": {"type": "STRING"}}}}]}],
+                  "generationConfig": {"temperature": 0.5}}
+
+
+@pytest.mark.parametrize("body", [
+    {"generateContentRequest": {"model": "models/vertex-gemini-2.5-pro", **GEMINI_COUNTED,
+                                "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+                                "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT",
+                                                    "threshold": "BLOCK_NONE"}]}},
+    {"contents": GEMINI_COUNTED["contents"]},
+], ids=["generateContentRequest", "contents"])
+def test_gemini_count_tokens_is_asked_of_a_vertex_gemini_backend(stack, body):
+    from mocks.gemini import estimate_tokens
+    clear_log(stack)
+    r = post(stack, "/v1beta/models/vertex-gemini-2.5-pro:countTokens", body)
+    assert r.status_code == 200, r.text
+    assert "X-Interchange-Token-Count" not in r.headers
+    (entry,) = [e for e in mock_log(stack) if e["provider"] == "vertex_gemini"]
+    assert entry["path"] == VERTEX_MODELS.format(location="us-central1", publisher="google") + \
+        "gemini-2.5-pro:countTokens"
+    # Vertex's CountTokensRequest: the counted fields at the top level, what it does not take left out.
+    sent = GEMINI_COUNTED if "generateContentRequest" in body else body
+    assert entry["body"] == sent
+    assert r.json() == {"totalTokens": estimate_tokens(sent)}  # the client's shape, the upstream's count
+
+
+def test_anthropic_count_tokens_is_asked_of_a_vertex_anthropic_backend(stack):
+    from mocks.anthropic import estimate_input_tokens
+    clear_log(stack)
+    body = {"model": "vertex-claude-sonnet-4-5", "system": "Answer in one word.",
+            "messages": [{"role": "user", "content": "Hello there"}]}
+    r = post(stack, "/v1/messages/count_tokens", body, ANTHROPIC_HEADERS)
+    assert r.status_code == 200, r.text
+    assert "X-Interchange-Token-Count" not in r.headers
+    (entry,) = [e for e in mock_log(stack) if e["provider"] == "vertex_anthropic"]
+    assert entry["path"] == VERTEX_MODELS.format(location="us-east5", publisher="anthropic") + \
+        "count-tokens:rawPredict"
+    assert entry["body"] == {**body, "model": "claude-sonnet-4-5@20250929", "anthropic_version": "vertex-2023-10-16"}
+    assert r.json() == {"input_tokens": estimate_input_tokens(body)}
+
+
 def short_timeout_app(tmp_path, stack, protocol: str, url: str, model: str):
     cfg = tmp_path / "c.toml"
     cfg.write_text(textwrap.dedent(f"""

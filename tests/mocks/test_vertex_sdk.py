@@ -110,6 +110,23 @@ def test_claude_count_tokens_is_strict(mock_url, body, status):
     assert r.status_code == status, r.text
 
 
+@pytest.mark.parametrize("body,status", [
+    ({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], "systemInstruction": {"parts": [{"text": "Be"}]},
+      "tools": [{"functionDeclarations": [{"name": "f"}]}], "generationConfig": {"temperature": 1}}, 200),
+    ({"generateContentRequest": {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}}, 400),  # the Gemini API's
+    ({"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], "toolConfig": {}}, 400),
+    ({"contents": []}, 400),
+])
+def test_gemini_count_tokens_is_vertexs_request(mock_url, body, status):
+    r = requests.post(f"{mock_url}/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/"
+                      f"{gemini_cases.MODEL}:countTokens", json=body,
+                      headers={"Authorization": f"Bearer {STATIC_TOKEN}"}, timeout=5)
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert r.json() == {"totalTokens": 1, "totalBillableCharacters": 4,
+                            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1}]}
+
+
 def test_faults_raise_typed_errors(gemini, claude):
     with pytest.raises(errors.ClientError) as caught:
         gemini.models.generate_content(model=gemini_cases.MODEL, contents="Hi", config=gemini_cases.config("error_429"))

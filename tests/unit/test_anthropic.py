@@ -434,16 +434,48 @@ def test_unparseable_arguments_render_as_empty_input_and_refusal_as_text():
     ]
 
 
-def test_other_providers_opaque_reasoning_is_not_shown_as_anthropic_signatures():
+def test_other_families_opaque_reasoning_reaches_the_client_tagged_with_its_family():
     resp = ir.Response(id="msg_1", model="m", parts=(
-        ir.Thinking("Gemini thought.", "gemini-sig", provider="gemini"),
+        ir.Thinking("Bedrock thought.", "EqQBbedrock==", provider="bedrock_converse"),
         ir.Thinking("", "gemini-sig-only", provider="gemini"),
-        ir.Thinking(redacted="bedrock-blob", provider="bedrock"),
+        ir.Thinking(redacted="cmVkYWN0ZWQ=", provider="bedrock_converse"),
+        ir.Thinking("Anthropic thought.", "EqQBanthropic==", provider="anthropic"),
+        ir.Thinking("", None, provider="bedrock_converse"),  # nothing to show
         ir.Text("Done.")))
     assert anthropic.format_response(resp, request())["content"] == [
-        {"type": "thinking", "thinking": "Gemini thought.", "signature": ""},
+        {"type": "thinking", "thinking": "Bedrock thought.", "signature": "bedrock_converse:EqQBbedrock=="},
+        {"type": "thinking", "thinking": "", "signature": "gemini:gemini-sig-only"},
+        {"type": "redacted_thinking", "data": "bedrock_converse:cmVkYWN0ZWQ="},
+        {"type": "thinking", "thinking": "Anthropic thought.", "signature": "EqQBanthropic=="},
         {"type": "text", "text": "Done."},
     ]
+
+
+@pytest.mark.parametrize("block,part", [
+    ({"type": "thinking", "thinking": "T", "signature": "bedrock_converse:EqQB+/sig=="},
+     ir.Thinking("T", "EqQB+/sig==", provider="bedrock_converse")),
+    ({"type": "thinking", "thinking": "", "signature": "gemini:CikB"}, ir.Thinking("", "CikB", provider="gemini")),
+    ({"type": "redacted_thinking", "data": "bedrock_converse:cmVk"},
+     ir.Thinking(redacted="cmVk", provider="bedrock_converse")),
+], ids=["bedrock", "gemini", "bedrock-redacted"])
+def test_a_tagged_signature_sent_back_restores_its_family_and_the_body_is_written_afresh(block, part):
+    body = {"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": [block, {"type": "text", "text": "Hello"}]},
+        {"role": "user", "content": "Again"}]}
+    req = anthropic.parse_request(body)
+    assert req.messages[1].parts[0] == part
+    assert req.raw is None  # another family's: never passed through to an Anthropic backend
+
+
+@pytest.mark.parametrize("signature", ["EqQBCkYIBxgCKkB+/sig==", "anthropic:EqQB", "Bedrock:upper", "bedrock converse:x",
+                                       ":x", "x:"])
+def test_an_untagged_signature_is_anthropics_as_it_came(signature):
+    body = {"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "T", "signature": signature}]},
+        {"role": "user", "content": "Again"}]}
+    req = anthropic.parse_request(body)
+    assert (req.messages[1].parts[0], req.raw) == (ir.Thinking("T", signature, provider="anthropic"), body)
 
 
 def test_a_failed_model_is_an_error_not_a_stop():
@@ -585,14 +617,16 @@ def test_signature_only_thinking_is_streamed():
     ))
 
 
-def test_empty_parts_and_foreign_signatures_open_no_blocks():
+def test_empty_parts_open_no_blocks():
     """Known-gateway-bugs #1: an empty text part (OpenAI `content: ""` next to
-    `tool_calls: []`) opens nothing, so the tool call is block 0."""
+    `tool_calls: []`) opens nothing, so the tool call is block 0; a tool call's signature
+    (Gemini's) has no slot."""
     out = render([
         ir.MessageStart("msg_1", "m"),
         ir.PartStart(0, "text"), ir.TextDelta(0, ""), ir.PartStop(0),
-        ir.PartStart(1, "thinking"), ir.SignatureDelta(1, "gemini-sig", provider="gemini"), ir.PartStop(1),
+        ir.PartStart(1, "thinking"), ir.ThinkingDelta(1, ""), ir.PartStop(1),
         ir.PartStart(2, "tool_call", id="call_1", name="lookup"), ir.ToolArgumentsDelta(2, ""),
+        ir.SignatureDelta(2, "gemini-sig", provider="gemini"),
         ir.ToolArgumentsDelta(2, '{"q":"x"}'), ir.PartStop(2),
     ])
     assert b'"type":"text"' not in out and b'"type":"thinking"' not in out
@@ -601,6 +635,33 @@ def test_empty_parts_and_foreign_signatures_open_no_blocks():
                                           '{"type":"tool_use","id":"call_1","name":"lookup","input":{}}}'),
                   ("content_block_delta", '{"type":"content_block_delta","index":0,"delta":'
                                           '{"type":"input_json_delta","partial_json":"{\\"q\\":\\"x\\"}"}}')) in out
+
+
+def test_other_families_signatures_stream_to_the_client_tagged():
+    out = render([
+        ir.MessageStart("msg_1", "m"),
+        ir.PartStart(0, "thinking"), ir.ThinkingDelta(0, "Think."),
+        ir.SignatureDelta(0, "EqQB", provider="bedrock_converse"), ir.SignatureDelta(0, "+/sig==",
+                                                                                    provider="bedrock_converse"),
+        ir.PartStop(0),
+        ir.PartStart(1, "redacted_thinking", data="cmVk", provider="bedrock_converse"), ir.PartStop(1),
+        ir.PartStart(2, "redacted_thinking", data="QW50"), ir.PartStop(2),  # unlabelled: Anthropic's
+        ir.PartStart(3, "thinking"), ir.SignatureDelta(3, "gemini-sig", provider="gemini"), ir.PartStop(3),
+    ])
+    assert frames(
+        ("content_block_delta", '{"type":"content_block_delta","index":0,"delta":'
+                                '{"type":"signature_delta","signature":"bedrock_converse:EqQB+/sig=="}}'),
+        ("content_block_stop", '{"type":"content_block_stop","index":0}'),
+        ("content_block_start", '{"type":"content_block_start","index":1,"content_block":'
+                                '{"type":"redacted_thinking","data":"bedrock_converse:cmVk"}}'),
+        ("content_block_stop", '{"type":"content_block_stop","index":1}'),
+        ("content_block_start", '{"type":"content_block_start","index":2,"content_block":'
+                                '{"type":"redacted_thinking","data":"QW50"}}'),
+        ("content_block_stop", '{"type":"content_block_stop","index":2}'),
+        ("content_block_start", '{"type":"content_block_start","index":3,"content_block":'
+                                '{"type":"thinking","thinking":"","signature":""}}'),
+        ("content_block_delta", '{"type":"content_block_delta","index":3,"delta":'
+                                '{"type":"signature_delta","signature":"gemini:gemini-sig"}}')) in out
 
 
 def test_stream_error_is_an_error_event_and_nothing_follows():
@@ -1423,3 +1484,16 @@ def test_parse_error_redacts_keys():
 
 def test_stream_and_response_contract_names():
     assert anthropic.RESPONSE_MODEL_FIELD == "model"
+
+
+def test_count_tokens_body_with_another_familys_thinking_is_written_afresh():
+    body = {"model": "m", "messages": [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "T", "signature": "bedrock_converse:EqQB"},
+                                          {"type": "text", "text": "Hello"}]},
+        {"role": "user", "content": "Again"}]}
+    req = anthropic.parse_request({**body, "max_tokens": 1})  # as app/tokens.py parses a count_tokens body
+    assert anthropic.count_tokens_body(req, TARGET) == {"model": TARGET.model, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+        {"role": "user", "content": [{"type": "text", "text": "Again"}]}]}

@@ -456,7 +456,8 @@ def test_redacted_reasoning_arrives_whole():
         ("messageStop", {"stopReason": "end_turn"}),
         ("metadata", {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}),
     )
-    assert stream([data])[1:3] == [ir.PartStart(0, "redacted_thinking", data="cmVk"), ir.PartStop(0)]
+    assert stream([data])[1:3] == [ir.PartStart(0, "redacted_thinking", data="cmVk", provider="bedrock_converse"),
+                                   ir.PartStop(0)]
 
 
 def test_a_delta_for_the_next_block_closes_the_open_one():

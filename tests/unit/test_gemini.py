@@ -1143,3 +1143,46 @@ def test_parse_error_field_violation_and_non_json():
     assert gemini.parse_error(400, {}, body).param == "contents[0].parts"
     err = gemini.parse_error(502, {}, b"<html>Bad Gateway</html>")
     assert (err.kind, err.message) == (ErrorKind.bad_gateway, "<html>Bad Gateway</html>")
+
+
+# ------------------------------------------------------------------ token counting (a Vertex backend's counter)
+
+COUNTED = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+           "systemInstruction": {"parts": [{"text": "Be brief."}]},
+           "tools": [{"functionDeclarations": [{"name": "f", "parameters": {"type": "OBJECT"}}]}],
+           "generationConfig": {"maxOutputTokens": 5}}
+
+
+@pytest.mark.parametrize("client_body", [
+    {"generateContentRequest": {"model": "models/g", **COUNTED, "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+                                "safetySettings": [], "cachedContent": "cachedContents/x"}},
+    COUNTED,
+], ids=["generateContentRequest", "top-level"])
+def test_count_tokens_body_is_the_counted_fields_at_the_top_level(client_body):
+    from app.protocols.base import Target
+    inner = client_body.get("generateContentRequest", client_body)
+    req = gemini.parse_request({k: v for k, v in inner.items() if k != "model"}, model="g", stream=False)
+    assert gemini.count_tokens_body(req, Target("vx", "gemini-2.5-pro")) == COUNTED
+
+
+def test_count_tokens_body_without_the_clients_body_is_built_from_the_ir():
+    from app.protocols.base import Target
+    req = ir.Request(model="g", protocol="openai", messages=[ir.Message("user", [ir.Text("Hi")])])
+    assert gemini.count_tokens_body(req, Target("vx", "g")) == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+
+
+@pytest.mark.parametrize("body,count", [
+    (b'{"totalTokens": 31, "totalBillableCharacters": 96, "promptTokensDetails": [{"modality": "TEXT", '
+     b'"tokenCount": 31}]}', 31),
+    (b'{"promptTokensDetails": []}', 0),  # Google's JSON leaves a zero out
+])
+def test_parse_count_tokens(body, count):
+    assert gemini.parse_count_tokens(body) == count
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"totalTokens": "31"}', b'{"totalTokens": true}',
+                                  b'{"totalTokens": null}'])
+def test_an_unreadable_count_is_a_bad_gateway(body):
+    with pytest.raises(ProxyError) as e:
+        gemini.parse_count_tokens(body)
+    assert e.value.kind == ErrorKind.bad_gateway

@@ -43,3 +43,22 @@ def test_token_uri_replaces_the_keys_token_endpoint():
 
 def test_without_token_uri_the_key_file_names_the_endpoint():
     assert _fetch(None) == [json.loads(TEST_SERVICE_ACCOUNT.read_text())["token_uri"]]
+
+
+def test_forget_drops_a_fetched_token_so_the_next_request_fetches_one():
+    token = GoogleToken("vertex", str(TEST_SERVICE_ACCOUNT), token_uri="http://127.0.0.1:1/token")
+    endpoint = _TokenEndpoint()
+    token._request = endpoint
+    assert token.forget() is False  # nothing fetched yet: nothing to drop
+    assert token.token() == "ya29.test"
+    assert token.forget() is True
+    assert token.current() is None  # dropped, so no longer what redaction hides
+    assert token.forget() is False  # already dropped
+    assert token.token() == "ya29.test"
+    assert len(endpoint.urls) == 2  # fetched again, once
+
+
+def test_a_static_token_has_nothing_to_forget():
+    token = GoogleToken("vertex", static_token="ya29.static")
+    assert token.forget() is False
+    assert token.token() == "ya29.static"

@@ -225,6 +225,16 @@ def test_vertex_anthropic_keeps_a_given_anthropic_version(tmp_path):
     assert json.loads(r.body)["anthropic_version"] == "2023-06-01"
 
 
+def test_vertex_gemini_count_tokens(tmp_path):
+    b = backend(tmp_path, 'kind = "vertex_gemini"\nlocation = "us-east5"\n' + VERTEX)
+    assert COUNT_TOKENS in provider_class(b.kind).actions
+    r = provider_class(b.kind)(b).prepare(Call(model="models/gemini-2.5-pro", body=GEMINI_BODY, action=COUNT_TOKENS))
+    assert r.url == ("https://us-east5-aiplatform.googleapis.com/v1/projects/proj-1/locations/us-east5/publishers/"
+                     "google/models/gemini-2.5-pro:countTokens")
+    assert (r.headers["Authorization"], json.loads(r.body), r.stream) == (
+        "Bearer ya29.static-token-abcdef", GEMINI_BODY, False)
+
+
 def test_vertex_anthropic_count_tokens(tmp_path):
     b = backend(tmp_path, 'kind = "vertex_anthropic"\nlocation = "us-east5"\n' + VERTEX)
     assert COUNT_TOKENS in provider_class(b.kind).actions
@@ -371,7 +381,8 @@ def test_the_stream_framing_each_kind_declares():
 
 
 def test_the_actions_each_kind_offers():
-    assert {kind for kind, cls in KINDS.items() if COUNT_TOKENS in cls.actions} == {"anthropic", "vertex_anthropic"}
+    counting = {kind for kind, cls in KINDS.items() if COUNT_TOKENS in cls.actions}
+    assert counting == {"anthropic", "vertex_anthropic", "vertex_gemini"}
 
 
 def test_registry_refuses_a_provider_missing_a_piece():

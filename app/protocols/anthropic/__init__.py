@@ -15,10 +15,20 @@ Policy choices, each one a place where the wire formats disagree:
   in after them (the API's "results first, in one message" rule).
 - A tool_result whose id is not a tool_use of the previous assistant turn is
   refused (400), as the real API does: other backends need the tool name.
-- Thinking. Signatures and redacted data are valid only for Anthropic: parts
-  from another provider are dropped when writing a request, and rendered
-  without a signature in responses. Signature-only blocks (empty text, the
-  default for recent models) are kept and re-sent byte-exact.
+- Thinking: which signatures travel where. A signature (or redacted payload) is
+  opaque and valid only for the family that made it, named by Thinking.provider:
+  `anthropic` for this wire (the Anthropic API and Claude on Vertex),
+  `bedrock_converse` for Claude on Bedrock, `gemini`, `openai_responses`. Writing
+  a request, only Anthropic's go (others' parts are dropped, and the missing-
+  thinking rule below applies). Rendering for a client, Anthropic's are shown as
+  they are and another family's tagged `<family>:<data>` (Anthropic's are
+  base64, which has no colon); clients echo thinking blocks verbatim, and a tag
+  read back restores the family, so Claude on Bedrock gets its own signed
+  reasoning back on the next turn (bedrock_converse writes only its own) while
+  the Anthropic API never sees it: a request holding a tagged block is written
+  afresh, never passed through. We do not rely on signatures being portable
+  between platforms. Signature-only blocks (empty text, the default for recent
+  models) are kept and re-sent byte-exact.
 - Thinking requested while the last assistant turn calls tools without its
   thinking block (the client's protocol could not carry it): the request goes
   out without thinking rather than failing with the API's 400. With thinking

@@ -64,8 +64,10 @@ def passthrough_body(req: ir.Request, target: Target) -> dict[str, Any]:
 
 
 def count_tokens_body(req: ir.Request, target: Target) -> dict[str, Any]:
-    """An Anthropic client's count_tokens body, sent on to the backend's own counter."""
-    body = {k: v for k, v in (req.raw or {}).items() if k not in ("max_tokens", "stream")}
+    """An Anthropic client's count_tokens body, sent on to the backend's own counter (written
+    afresh when the client's cannot go as it is: it holds another family's thinking)."""
+    source = req.raw if req.raw is not None else build_body(req, target)
+    body = {k: v for k, v in source.items() if k not in ("max_tokens", "stream")}
     body["model"] = target.model
     return body
 

@@ -1,6 +1,7 @@
 """Messages wire tables and small helpers both halves of the Anthropic module use."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from app import ir
@@ -39,3 +40,23 @@ def _is_int(value: Any) -> bool:
 def _is_anthropic_redaction(part: ir.Thinking) -> bool:
     # redacted_thinking exists only in this protocol, so an unlabelled one is Anthropic's.
     return bool(part.redacted) and part.provider in (None, PROTOCOL)
+
+
+# Another family's opaque thinking data as this protocol's clients carry it: `<family>:<data>`.
+# Anthropic's signatures and redacted data are base64, which has no colon.
+_FAMILY_TAG = re.compile(r"([a-z][a-z0-9_]*):(.+)", re.DOTALL)
+
+
+def opaque_for_client(data: str, provider: str | None) -> str:
+    """A signature or redacted payload as a client of this protocol gets it: Anthropic's (or an
+    unlabelled one) as it is, another family's tagged with that family."""
+    return data if provider in (None, PROTOCOL) else f"{provider}:{data}"
+
+
+def opaque_from_client(data: str) -> tuple[str, str]:
+    """(data, family) of a signature or redacted payload a client sent back: the inverse of
+    `opaque_for_client`; untagged data is Anthropic's."""
+    tagged = _FAMILY_TAG.fullmatch(data)
+    if tagged is None or tagged.group(1) == PROTOCOL:
+        return data, PROTOCOL
+    return tagged.group(2), tagged.group(1)

@@ -8,7 +8,8 @@ from app import ir
 from app.errors import invalid
 from app.jsonutil import dumps_str
 from app.model_ids import check_model_id
-from app.protocols.anthropic.common import IMAGE_MEDIA_TYPES, MAX_INT, MIN_THINKING_BUDGET, PROTOCOL, _is_int
+from app.protocols.anthropic.common import (
+    IMAGE_MEDIA_TYPES, MAX_INT, MIN_THINKING_BUDGET, PROTOCOL, _is_int, opaque_from_client)
 
 
 OUTPUT_EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
@@ -56,8 +57,15 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
         response_format=_output_format(output_config),
         user=_metadata_user(body.get("metadata")),
         extras=_extras(body),
-        raw=body,
+        # Another family's thinking (tagged, see the module docstring) must not reach an
+        # Anthropic backend in the client's bytes: such a request is written afresh.
+        raw=None if _carries_other_families_thinking(messages) else body,
     )
+
+
+def _carries_other_families_thinking(messages: list[ir.Message]) -> bool:
+    return any(isinstance(part, ir.Thinking) and part.provider != PROTOCOL
+               for message in messages if message.role == "assistant" for part in message.parts)
 
 
 def _extras(body: dict) -> tuple[ir.Extra, ...]:
@@ -395,7 +403,8 @@ def _assistant_part(block: dict, at: str) -> ir.Part | None:
         data = block.get("data")
         if not isinstance(data, str) or not data:
             raise invalid("Field required", param=f"{at}.data")
-        return ir.Thinking(redacted=data, provider=PROTOCOL)
+        data, family = opaque_from_client(data)
+        return ir.Thinking(redacted=data, provider=family)
     if block_type not in _IR_BLOCKS:  # server_tool_use, web_search_tool_result, ...
         return ir.Opaque(PROTOCOL, f"{block_type} block", block, at)
     raise invalid(f"content block type '{block_type}' is not allowed in assistant messages",
@@ -424,7 +433,10 @@ def _thinking_from_wire(block: dict, at: str) -> ir.Thinking | None:
     # keep them, the signature is what the API needs back (known-gateway-bugs #8).
     if not text and not signature:
         return None
-    return ir.Thinking(text, signature or None, provider=PROTOCOL)
+    if not signature:
+        return ir.Thinking(text, None, provider=PROTOCOL)
+    signature, family = opaque_from_client(signature)
+    return ir.Thinking(text, signature, provider=family)
 
 
 def _tools_from_wire(value: Any) -> tuple[ir.Tool, ...]:

@@ -6,7 +6,7 @@ import uuid
 
 from app import ir
 from app.errors import ErrorKind, ProxyError
-from app.protocols.anthropic.common import PROTOCOL, _is_anthropic_redaction
+from app.protocols.anthropic.common import opaque_for_client
 
 
 _STOP_REASON_BY_FINISH = {
@@ -66,12 +66,6 @@ def _usage_to_wire(usage: ir.Usage) -> dict:
     }
 
 
-def _signature_for_client(part: ir.Thinking) -> str:
-    """A signature is only worth showing when Anthropic made it: another provider's
-    would come back in the next request and fail there."""
-    return part.signature if part.signature and part.provider == PROTOCOL else ""
-
-
 def _response_block(part: ir.Part) -> dict | None:
     if isinstance(part, ir.Text | ir.Refusal):
         return {"type": "text", "text": part.text}
@@ -79,8 +73,8 @@ def _response_block(part: ir.Part) -> dict | None:
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": _arguments_or_empty(part)}
     if isinstance(part, ir.Thinking):
         if part.redacted:
-            return {"type": "redacted_thinking", "data": part.redacted} if _is_anthropic_redaction(part) else None
-        signature = _signature_for_client(part)
+            return {"type": "redacted_thinking", "data": opaque_for_client(part.redacted, part.provider)}
+        signature = opaque_for_client(part.signature, part.provider) if part.signature else ""
         if not part.text and not signature:
             return None
         return {"type": "thinking", "thinking": part.text, "signature": signature}

@@ -7,7 +7,7 @@ from app import ir
 from app.errors import ProxyError
 from app.jsonutil import dumps, dumps_str
 from app.upstream.framing import Frame, encode_sse
-from app.protocols.anthropic.common import PROTOCOL, _ERROR_RENDERING, _is_int
+from app.protocols.anthropic.common import _ERROR_RENDERING, _is_int, opaque_for_client
 from app.protocols.anthropic.errors import _json_or_none
 from app.protocols.anthropic.response import _model_failure, _stop_reason, _usage_to_wire, message_id
 
@@ -123,7 +123,8 @@ class StreamFormatter:
 
     def _part_start(self, event: ir.PartStart) -> list[bytes]:
         frames = self._close_block()
-        self._block = _ClientBlock(event.index, event.kind, event.id, event.name, event.data)
+        data = opaque_for_client(event.data, event.provider) if event.data else event.data
+        self._block = _ClientBlock(event.index, event.kind, event.id, event.name, data)
         # Calls and redactions carry their content in the start; text/thinking wait for a delta.
         if event.kind in ("tool_call", "redacted_thinking"):
             frames += self._open(self._block)
@@ -150,13 +151,15 @@ class StreamFormatter:
         return frames + [self._delta(block, {"type": "thinking_delta", "thinking": event.text})]
 
     def _signature_delta(self, event: ir.SignatureDelta) -> list[bytes]:
-        if not event.signature or event.provider != PROTOCOL:
-            return []  # other providers' signatures (Gemini on tool calls) mean nothing here
+        if not event.signature:
+            return []
         frames, block = self._current(event.index, "thinking")
         if block.kind != "thinking":
-            return frames
+            return frames  # a signature on a tool call (Gemini's) has no slot here
         frames += self._open(block)  # a signature-only block is still a block (known-gateway-bugs #8)
-        block.signature.append(event.signature)
+        # Another family's signature goes to the client tagged with that family (the first piece).
+        block.signature.append(event.signature if block.signature else
+                               opaque_for_client(event.signature, event.provider))
         return frames
 
     def _part_stop(self, event: ir.PartStop) -> list[bytes]:

@@ -30,6 +30,6 @@ from app.protocols.gemini.errors import format_error, format_models, parse_error
 from app.protocols.gemini.request import parse_request
 from app.protocols.gemini.response import format_response
 from app.protocols.gemini.stream_formatter import StreamFormatter
-from app.protocols.gemini.body import build_body, passthrough_body
+from app.protocols.gemini.body import build_body, count_tokens_body, parse_count_tokens, passthrough_body
 from app.protocols.gemini.reply import parse_response
 from app.protocols.gemini.stream_parser import is_content_frame, StreamParser

@@ -1,10 +1,11 @@
-"""Backend: the IR written as a Gemini generateContent request body."""
+"""Backend: the IR written as a Gemini generateContent request body, and a countTokens body."""
 from __future__ import annotations
 
 from typing import Any
 
 from app import errors, ir
-from app.jsonutil import loads_bounded
+from app.errors import ErrorKind, ProxyError
+from app.jsonutil import loads, loads_bounded
 from app.protocols import gemini_schema
 from app.protocols.base import extras_to_send, opaque_out, Target
 from app.protocols.gemini.common import PROVIDER
@@ -29,6 +30,33 @@ def passthrough_body(req: ir.Request, target: Target) -> dict[str, Any]:
     if req.raw is None:
         return build_body(req, target)
     return req.raw
+
+
+# What a countTokens request counts of a generate request. These go at the top level, as
+# Vertex AI's CountTokensRequest has them; the Gemini API nests them in
+# `generateContentRequest` (with the model), which its provider does if it counts.
+COUNTED_FIELDS = ("contents", "systemInstruction", "tools", "generationConfig")
+
+
+def count_tokens_body(req: ir.Request, target: Target) -> dict[str, Any]:
+    """A Gemini client's countTokens request (its `contents`, or what its `generateContentRequest`
+    holds) as the counted fields of a generate request; what a counter does not take (toolConfig,
+    safetySettings, cachedContent) is left out. The model is in the URL."""
+    source = req.raw if req.raw is not None else build_body(req, target)
+    return {name: source[name] for name in COUNTED_FIELDS if name in source}
+
+
+def parse_count_tokens(body: bytes) -> int:
+    """`{"totalTokens": N, ...}` -> N. Google's JSON leaves out a zero-valued field: an object
+    without totalTokens counted none."""
+    try:
+        doc = loads(body)
+    except ValueError:
+        doc = None
+    count = doc.get("totalTokens", 0) if isinstance(doc, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise ProxyError(ErrorKind.bad_gateway, "The backend's countTokens reply has no integer totalTokens.")
+    return count
 
 
 def _request_body(req: ir.Request) -> dict:
