@@ -93,3 +93,9 @@ def extras_to_send(req: ir.Request, protocol: str, backend_label: str) -> dict[s
             raise invalid(f"`{extra.name}` cannot be sent to {backend_label}: it changes what the "
                           f"{extra.protocol} API may answer and this backend has no equivalent", param=extra.name)
     return own
+
+
+def token_count(value: Any) -> int:
+    """A token count read from an upstream reply's usage: the int as sent, 0 when it
+    is absent or not an int (a bool is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
