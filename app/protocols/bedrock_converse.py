@@ -48,7 +48,7 @@ from typing import Any, Callable, Mapping
 
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
-from app.jsonutil import dumps, dumps_str, loads
+from app.jsonutil import dumps, dumps_str, loads_or_none
 from app.upstream.eventstream import ERROR_PREFIX, EXCEPTION_PREFIX
 from app.protocols.base import Target
 from app.upstream.framing import Frame
@@ -373,7 +373,7 @@ def _tool_choice(choice: ir.ToolChoice | None, thinking: bool) -> dict | None:
 
 def parse_response(body: bytes, req: ir.Request) -> ir.Response:
     """A Converse reply -> IR. A body that is not one is a bad gateway."""
-    data = _json_or_none(body)
+    data = loads_or_none(body)
     output = data.get("output") if isinstance(data, dict) else None
     message = output.get("message") if isinstance(output, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
@@ -503,7 +503,7 @@ class StreamParser:
         handler = self._handlers.get(event)
         if handler is None:
             return []  # event types newer than this parser
-        data = _json_or_none(frame.data)
+        data = loads_or_none(frame.data)
         if not isinstance(data, dict):
             return self._fail(ProxyError(ErrorKind.bad_gateway, "upstream sent a malformed stream event"))
         return handler(data)
@@ -625,7 +625,7 @@ def exception_error(frame: Frame) -> ProxyError:
     event = frame.event or ""
     if event.startswith(EXCEPTION_PREFIX):
         name = event[len(EXCEPTION_PREFIX):]
-        payload = _json_or_none(frame.data)
+        payload = loads_or_none(frame.data)
         message = payload.get("message") if isinstance(payload, dict) else None
         if isinstance(payload, dict) and payload.get("originalMessage"):
             message = f"{message or 'Model stream error'} (the model said {payload.get('originalStatusCode')}: " \
@@ -644,7 +644,7 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
     """An upstream HTTP error -> ProxyError: the type from `x-amzn-ErrorType` (else the
     body's `__type`/`code`), the message from `{"message": ...}`."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    payload = _json_or_none(body)
+    payload = loads_or_none(body)
     payload = payload if isinstance(payload, dict) else {}
     code = _error_code(lowered.get("x-amzn-errortype") or payload.get("__type") or payload.get("code")
                        or payload.get("Code"))
@@ -666,10 +666,3 @@ def _error_code(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return value.split(":", 1)[0].rsplit("#", 1)[-1].strip() or None
-
-
-def _json_or_none(data: bytes | str) -> Any:
-    try:
-        return loads(data)
-    except ValueError:
-        return None
