@@ -50,7 +50,7 @@ from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
 from app.jsonutil import dumps, dumps_str, loads_or_none
 from app.upstream.eventstream import ERROR_PREFIX, EXCEPTION_PREFIX
-from app.protocols.base import Target
+from app.protocols.base import Target, tool_input
 from app.upstream.framing import Frame
 
 PROTOCOL = "bedrock_converse"
@@ -217,7 +217,7 @@ def _message_blocks(m: ir.Message, where: str, claude: bool) -> list[dict]:
                 blocks.append(_image_block(part, at))
         elif isinstance(part, ir.ToolCall):
             blocks.append({"toolUse": {"toolUseId": wire_tool_id(part.id), "name": part.name,
-                                       "input": _arguments_for_wire(part, at)}})
+                                       "input": tool_input(part, at, "Bedrock")}})
         elif isinstance(part, ir.ToolResult):
             blocks.append(_tool_result_block(part, at))
         elif isinstance(part, ir.Thinking):
@@ -238,14 +238,6 @@ def _reasoning_block(part: ir.Thinking, claude: bool) -> dict | None:
     if not part.signature:
         return None  # unsigned reasoning cannot be verified; the model does not need it back
     return {"reasoningContent": {"reasoningText": {"text": part.text, "signature": part.signature}}}
-
-
-def _arguments_for_wire(call: ir.ToolCall, at: str) -> dict:
-    try:
-        return call.arguments_object()
-    except ValueError:
-        raise invalid(f"tool call {call.id} ({call.name}) has arguments that are not a JSON object; "
-                      "Bedrock needs tool input as an object", param=at) from None
 
 
 def _tool_result_block(result: ir.ToolResult, at: str) -> dict:
