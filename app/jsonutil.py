@@ -36,6 +36,14 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
+def loads_or_none(data: bytes | str) -> Any:
+    """Parse JSON, or None when it is not JSON (an error body or a frame that may be anything)."""
+    try:
+        return orjson.loads(data)
+    except ValueError:
+        return None
+
+
 def loads_bounded(data: bytes | str) -> Any:
     """Parse JSON that came from a client: ValueError on bad input, TooDeep
     when it nests deeper than MAX_DEPTH."""

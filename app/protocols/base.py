@@ -93,3 +93,19 @@ def extras_to_send(req: ir.Request, protocol: str, backend_label: str) -> dict[s
             raise invalid(f"`{extra.name}` cannot be sent to {backend_label}: it changes what the "
                           f"{extra.protocol} API may answer and this backend has no equivalent", param=extra.name)
     return own
+
+
+def tool_input(call: ir.ToolCall, at: str, wire_name: str) -> dict:
+    """A call's arguments as the JSON object a wire that takes tool input as an object
+    needs; a 400 at `at` when they are not one. `wire_name`: "Anthropic"."""
+    try:
+        return call.arguments_object()
+    except ValueError:
+        raise invalid(f"tool call {call.id} ({call.name}) has arguments that are not a JSON object; "
+                      f"{wire_name} needs tool input as an object", param=at) from None
+
+
+def token_count(value: Any) -> int:
+    """A token count read from an upstream reply's usage: the int as sent, 0 when it
+    is absent or not an int (a bool is not one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -52,9 +52,9 @@ from typing import Any, Callable, Mapping
 
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid, kind_for_status, redact
-from app.jsonutil import dumps, dumps_str, loads
+from app.jsonutil import dumps, dumps_str, loads_or_none
 from app.upstream.eventstream import ERROR_PREFIX, EXCEPTION_PREFIX
-from app.protocols.base import Target
+from app.protocols.base import Target, tool_input
 from app.upstream.framing import Frame
 
 PROTOCOL = "bedrock_converse"
@@ -221,7 +221,7 @@ def _message_blocks(m: ir.Message, where: str, claude: bool) -> list[dict]:
                 blocks.append(_image_block(part, at))
         elif isinstance(part, ir.ToolCall):
             blocks.append({"toolUse": {"toolUseId": wire_tool_id(part.id), "name": part.name,
-                                       "input": _arguments_for_wire(part, at)}})
+                                       "input": tool_input(part, at, "Bedrock")}})
         elif isinstance(part, ir.ToolResult):
             blocks.append(_tool_result_block(part, at))
         elif isinstance(part, ir.Thinking):
@@ -242,14 +242,6 @@ def _reasoning_block(part: ir.Thinking, claude: bool) -> dict | None:
     if not part.signature:
         return None  # unsigned reasoning cannot be verified; the model does not need it back
     return {"reasoningContent": {"reasoningText": {"text": part.text, "signature": part.signature}}}
-
-
-def _arguments_for_wire(call: ir.ToolCall, at: str) -> dict:
-    try:
-        return call.arguments_object()
-    except ValueError:
-        raise invalid(f"tool call {call.id} ({call.name}) has arguments that are not a JSON object; "
-                      "Bedrock needs tool input as an object", param=at) from None
 
 
 def _tool_result_block(result: ir.ToolResult, at: str) -> dict:
@@ -377,7 +369,7 @@ def _tool_choice(choice: ir.ToolChoice | None, thinking: bool) -> dict | None:
 
 def parse_response(body: bytes, req: ir.Request) -> ir.Response:
     """A Converse reply -> IR. A body that is not one is a bad gateway."""
-    data = _json_or_none(body)
+    data = loads_or_none(body)
     output = data.get("output") if isinstance(data, dict) else None
     message = output.get("message") if isinstance(output, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
@@ -507,7 +499,7 @@ class StreamParser:
         handler = self._handlers.get(event)
         if handler is None:
             return []  # event types newer than this parser
-        data = _json_or_none(frame.data)
+        data = loads_or_none(frame.data)
         if not isinstance(data, dict):
             return self._fail(ProxyError(ErrorKind.bad_gateway, "upstream sent a malformed stream event"))
         return handler(data)
@@ -629,7 +621,7 @@ def exception_error(frame: Frame) -> ProxyError:
     event = frame.event or ""
     if event.startswith(EXCEPTION_PREFIX):
         name = event[len(EXCEPTION_PREFIX):]
-        payload = _json_or_none(frame.data)
+        payload = loads_or_none(frame.data)
         message = payload.get("message") if isinstance(payload, dict) else None
         if isinstance(payload, dict) and payload.get("originalMessage"):
             message = f"{message or 'Model stream error'} (the model said {payload.get('originalStatusCode')}: " \
@@ -648,7 +640,7 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
     """An upstream HTTP error -> ProxyError: the type from `x-amzn-ErrorType` (else the
     body's `__type`/`code`), the message from `{"message": ...}`."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    payload = _json_or_none(body)
+    payload = loads_or_none(body)
     payload = payload if isinstance(payload, dict) else {}
     code = _error_code(lowered.get("x-amzn-errortype") or payload.get("__type") or payload.get("code")
                        or payload.get("Code"))
@@ -670,10 +662,3 @@ def _error_code(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return value.split(":", 1)[0].rsplit("#", 1)[-1].strip() or None
-
-
-def _json_or_none(data: bytes | str) -> Any:
-    try:
-        return loads(data)
-    except ValueError:
-        return None

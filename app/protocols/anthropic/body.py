@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from app import ir
 from app.errors import ErrorKind, ProxyError, invalid
 from app.jsonutil import loads
-from app.protocols.base import extras_to_send, opaque_out, Target
+from app.protocols.base import extras_to_send, opaque_out, Target, tool_input
 from app.protocols.anthropic.common import (
     IMAGE_MEDIA_TYPES, MIN_THINKING_BUDGET, PROTOCOL, _is_anthropic_redaction, _is_int)
 
@@ -161,7 +161,7 @@ def _message_blocks(m: ir.Message, where: str) -> tuple[list[dict], list[dict]]:
                 content.append(_image_block(part, at))
         elif isinstance(part, ir.ToolCall):
             content.append({"type": "tool_use", "id": wire_tool_id(part.id), "name": part.name,
-                            "input": _arguments_for_wire(part, at)})
+                            "input": tool_input(part, at, "Anthropic")})
         elif isinstance(part, ir.Thinking):
             block = _thinking_block(part)
             if block is not None:
@@ -178,14 +178,6 @@ def _thinking_block(part: ir.Thinking) -> dict | None:
     if part.provider != PROTOCOL or not part.signature:
         return None
     return {"type": "thinking", "thinking": part.text, "signature": part.signature}
-
-
-def _arguments_for_wire(call: ir.ToolCall, at: str) -> dict:
-    try:
-        return call.arguments_object()
-    except ValueError:
-        raise invalid(f"tool call {call.id} ({call.name}) has arguments that are not a JSON object; "
-                      "Anthropic needs tool input as an object", param=at) from None
 
 
 def _tool_result_block(result: ir.ToolResult, at: str) -> dict:

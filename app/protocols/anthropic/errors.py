@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from app.errors import ErrorKind, ProxyError, kind_for_status, redact, retry_after_from_headers
-from app.jsonutil import dumps, loads
+from app.jsonutil import dumps, loads_or_none
 from app.protocols.base import ModelInfo
 from app.protocols.anthropic.common import _ERROR_RENDERING
 
@@ -64,7 +64,7 @@ def _rfc3339(epoch_seconds: int) -> str:
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
     """An upstream error reply -> ProxyError. Reads the Anthropic envelope, the Google
     envelope of Vertex fronts (with an Anthropic one embedded in its message), or text."""
-    err = _error_from_payload(_json_or_none(body), status=status)
+    err = _error_from_payload(loads_or_none(body), status=status)
     if err.message == "":
         err.message = redact(_body_text(body) or f"upstream returned HTTP {status}")
     err.retry_after = retry_after_from_headers(headers)
@@ -97,18 +97,11 @@ def _error_fields(payload: Any) -> tuple[str | None, str]:
     message = error.get("message") if isinstance(error.get("message"), str) else ""
     if isinstance(error.get("type"), str):
         return error["type"], message
-    embedded = _json_or_none(message) if message.startswith("{") else None
+    embedded = loads_or_none(message) if message.startswith("{") else None
     if isinstance(embedded, dict) and isinstance(embedded.get("error"), dict):
         return _error_fields(embedded)
     status = error.get("status")
     return (status if isinstance(status, str) else None), message
-
-
-def _json_or_none(data: bytes | str) -> Any:
-    try:
-        return loads(data)
-    except ValueError:
-        return None
 
 
 def _body_text(body: bytes) -> str:

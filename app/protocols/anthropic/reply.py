@@ -5,9 +5,9 @@ from typing import Any
 
 from app import ir
 from app.errors import ErrorKind, ProxyError
-from app.jsonutil import dumps_str
+from app.jsonutil import dumps_str, loads_or_none
 from app.protocols.anthropic.common import PROTOCOL, _is_int
-from app.protocols.anthropic.errors import _error_from_payload, _json_or_none
+from app.protocols.anthropic.errors import _error_from_payload
 
 
 _FINISH_BY_STOP_REASON = {
@@ -23,7 +23,7 @@ _FINISH_BY_STOP_REASON = {
 
 def parse_response(body: bytes, req: ir.Request) -> ir.Response:
     """A `message` object -> IR. A body that is not one is a bad gateway."""
-    data = _json_or_none(body)
+    data = loads_or_none(body)
     if isinstance(data, dict) and data.get("type") == "error":
         raise _error_from_payload(data, status=None)
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):

@@ -5,10 +5,9 @@ from typing import Any, Callable
 
 from app import ir
 from app.errors import ProxyError
-from app.jsonutil import dumps, dumps_str
+from app.jsonutil import dumps, dumps_str, loads_or_none
 from app.upstream.framing import Frame, encode_sse
 from app.protocols.anthropic.common import _ERROR_RENDERING, _is_int, opaque_for_client
-from app.protocols.anthropic.errors import _json_or_none
 from app.protocols.anthropic.response import _model_failure, _stop_reason, _usage_to_wire, message_id
 
 
@@ -201,7 +200,7 @@ class StreamFormatter:
 def _split_tool_start(data: str) -> tuple[dict, dict] | None:
     """A content_block_start whose tool_use input is not empty -> (the start with
     `input: {}`, an input_json_delta with the input); None for any other frame."""
-    payload = _json_or_none(data)
+    payload = loads_or_none(data)
     block = payload.get("content_block") if isinstance(payload, dict) else None
     if not isinstance(block, dict) or block.get("type") != "tool_use" or not block.get("input"):
         return None

@@ -5,10 +5,10 @@ from typing import Any, Callable
 
 from app import ir
 from app.errors import ErrorKind, ProxyError
-from app.jsonutil import dumps_str
+from app.jsonutil import dumps_str, loads_or_none
 from app.upstream.framing import Frame
 from app.protocols.anthropic.common import PROTOCOL
-from app.protocols.anthropic.errors import _error_from_payload, _json_or_none
+from app.protocols.anthropic.errors import _error_from_payload
 from app.protocols.anthropic.reply import _finish_reason, _usage_from_wire
 
 
@@ -63,7 +63,7 @@ class StreamParser:
     def feed(self, frame: Frame) -> list[ir.Event]:
         if self._finished or frame.event == "ping":
             return []
-        data = _json_or_none(frame.data)
+        data = loads_or_none(frame.data)
         if not isinstance(data, dict):
             return self._fail(ProxyError(ErrorKind.bad_gateway, "upstream sent a malformed stream event"))
         handler = self._handlers.get(data.get("type") or frame.event)

@@ -5,6 +5,7 @@ import re
 from typing import Any, Mapping
 
 from app import errors, ir
+from app.protocols.base import token_count
 
 
 PROVIDER = "gemini"
@@ -43,20 +44,16 @@ def _finish_reason_to_gemini(reason: ir.FinishReason, raw: str | None) -> str:
     return _FINISH_TO_GEMINI[reason]
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def usage_from_gemini(meta: Mapping[str, Any]) -> ir.Usage:
     """usageMetadata -> IR usage. Gemini's candidatesTokenCount excludes thoughts;
     the IR output includes them. Tool-use prompt tokens count as prompt so the
     totals add up."""
-    thoughts = _count(meta.get("thoughtsTokenCount"))
+    thoughts = token_count(meta.get("thoughtsTokenCount"))
     return ir.Usage(
-        input_tokens=_count(meta.get("promptTokenCount")) + _count(meta.get("toolUsePromptTokenCount")),
-        output_tokens=_count(meta.get("candidatesTokenCount")) + thoughts,
+        input_tokens=token_count(meta.get("promptTokenCount")) + token_count(meta.get("toolUsePromptTokenCount")),
+        output_tokens=token_count(meta.get("candidatesTokenCount")) + thoughts,
         reasoning_tokens=thoughts,
-        cache_read_tokens=_count(meta.get("cachedContentTokenCount")),
+        cache_read_tokens=token_count(meta.get("cachedContentTokenCount")),
     )
 
 

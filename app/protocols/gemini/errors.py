@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from app import errors
 from app.errors import ErrorKind, ProxyError
-from app.jsonutil import dumps, loads
+from app.jsonutil import dumps, loads_or_none
 from app.protocols.base import ModelInfo
 from app.protocols.gemini.common import PROVIDER
 
@@ -78,10 +78,7 @@ _KIND_BY_CANONICAL = {
 
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
     """A Gemini error reply (google.rpc.Status, or a one-element array of it) -> ProxyError."""
-    try:
-        data = loads(body)
-    except ValueError:
-        data = None
+    data = loads_or_none(body)
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
     error = data.get("error") if isinstance(data, dict) else None

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from app import errors
 from app.errors import ErrorKind, ProxyError
-from app.jsonutil import dumps, loads
+from app.jsonutil import dumps, loads_or_none
 from app.protocols.base import ModelInfo
 
 
@@ -108,8 +108,5 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
     retry = errors.retry_after_from_headers(headers)
     text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body or "")
     fallback = f"Upstream returned HTTP {status}" + (f": {text.strip()[:300]}" if text.strip() else ".")
-    try:
-        doc = loads(body) if text.strip() else None
-    except ValueError:
-        doc = None
+    doc = loads_or_none(body) if text.strip() else None
     return _error_from_envelope(doc, status, retry_after=retry, fallback=fallback)

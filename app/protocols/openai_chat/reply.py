@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
+from app.protocols.base import token_count
 from app.protocols.openai_chat.errors import _error_from_envelope
 
 
@@ -19,21 +20,17 @@ _FINISH_FROM_WIRE = {
 }
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _usage_from_wire(usage: Any) -> ir.Usage:
     if not isinstance(usage, dict):
         return ir.Usage()
     prompt = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
     return ir.Usage(
-        input_tokens=_int(usage.get("prompt_tokens")),  # cached tokens are already included
-        output_tokens=_int(usage.get("completion_tokens")),  # reasoning tokens are already included
-        reasoning_tokens=_int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0,
-        cache_read_tokens=_int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
-        cache_write_tokens=_int(prompt.get("cache_write_tokens")) if isinstance(prompt, dict) else 0,
+        input_tokens=token_count(usage.get("prompt_tokens")),  # cached tokens are already included
+        output_tokens=token_count(usage.get("completion_tokens")),  # reasoning tokens are already included
+        reasoning_tokens=token_count(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0,
+        cache_read_tokens=token_count(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
+        cache_write_tokens=token_count(prompt.get("cache_write_tokens")) if isinstance(prompt, dict) else 0,
     )
 
 

@@ -6,12 +6,9 @@ from typing import Any
 from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
+from app.protocols.base import token_count
 from app.protocols.openai_responses.common import PROTOCOL, _flat_name
 from app.protocols.openai_responses.errors import _failure
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _usage_from_wire(usage: Any) -> ir.Usage:
@@ -19,10 +16,11 @@ def _usage_from_wire(usage: Any) -> ir.Usage:
         return ir.Usage()
     inp = usage.get("input_tokens_details") if isinstance(usage.get("input_tokens_details"), dict) else {}
     out = usage.get("output_tokens_details") if isinstance(usage.get("output_tokens_details"), dict) else {}
-    return ir.Usage(input_tokens=_int(usage.get("input_tokens")), output_tokens=_int(usage.get("output_tokens")),
-                    reasoning_tokens=_int(out.get("reasoning_tokens")),
-                    cache_read_tokens=_int(inp.get("cached_tokens")),
-                    cache_write_tokens=_int(inp.get("cache_write_tokens")))
+    return ir.Usage(input_tokens=token_count(usage.get("input_tokens")),
+                    output_tokens=token_count(usage.get("output_tokens")),
+                    reasoning_tokens=token_count(out.get("reasoning_tokens")),
+                    cache_read_tokens=token_count(inp.get("cached_tokens")),
+                    cache_write_tokens=token_count(inp.get("cache_write_tokens")))
 
 
 def _malformed(what: str) -> ProxyError:

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Mapping
 
 from app import errors, ir
 from app.jsonutil import dumps
+# OpenAI's field checks, effort names and tool-name rule, the same on both of its APIs: kept in Chat once.
+from app.protocols.openai_chat.request import _EFFORTS, _optional, _optional_number, _TOOL_NAME
 from app.protocols.openai_responses.common import PROTOCOL, _flat_name
 
 
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _SUMMARIES = ("auto", "concise", "detailed")
 _VERBOSITY = ("low", "medium", "high")
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Chat Completions fields a Responses request must not carry (the real API refuses them).
 _CHAT_ONLY = {"messages": "input", "max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
               "stop": None, "n": None, "response_format": "text.format", "functions": "tools"}
@@ -124,29 +123,11 @@ def continue_request(req: ir.Request, history: list) -> ir.Request:
 # ---------------------------------------------------------- field checks
 
 
-def _optional(obj: Mapping[str, Any], key: str, kind: type, what: str, *, param: str | None = None) -> Any:
-    value = obj.get(key)
-    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-        raise errors.invalid(f"'{param or key}' must be {what}.", param or key)
-    return value
-
-
 def _optional_int(obj: Mapping[str, Any], key: str, *, minimum: int) -> int | None:
     value = _optional(obj, key, int, "an integer")
     if value is not None and value < minimum:
         raise errors.invalid(f"'{key}' must be at least {minimum}; got {value}.", key)
     return value
-
-
-def _optional_number(obj: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise errors.invalid(f"'{key}' must be a number.", key)
-    if not low <= value <= high:
-        raise errors.invalid(f"'{key}' must be between {low} and {high}; got {value}.", key)
-    return float(value)
 
 
 def _check_include(value: Any) -> None:

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from app import ir
-from app.errors import ErrorKind, ProxyError
+# A failed turn is the same OpenAI error as on Chat, made there once.
+from app.protocols.openai_chat.response import _model_failed
 from app.protocols.openai_responses.common import NAMESPACE_SEPARATOR, PROTOCOL, _custom_input
 
 
@@ -33,12 +34,6 @@ def _usage_to_wire(usage: ir.Usage) -> dict:
             "output_tokens": usage.output_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.total_tokens}
-
-
-def _model_failed(raw_reason: str | None) -> ProxyError:
-    detail = f" ({raw_reason})" if raw_reason else ""
-    return ProxyError(ErrorKind.bad_gateway, f"The model failed to produce a valid response{detail}.",
-                      code="model_error")
 
 
 def _shows_summary(req: ir.Request) -> bool:

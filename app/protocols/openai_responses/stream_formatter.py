@@ -7,11 +7,12 @@ from app import ir
 from app.errors import ProxyError
 from app.jsonutil import dumps, loads
 from app.upstream.framing import Frame, encode_sse
+from app.protocols.openai_chat.response import _model_failed
 from app.protocols.openai_responses.common import PROTOCOL, _custom_input
 from app.protocols.openai_responses.errors import _FAILED_CODE
 from app.protocols.openai_responses.response import (
-    _INCOMPLETE_REASON, _call_item, _client_call, _item_id, _model_failed, _now, _response_id, _response_object,
-    _shows_summary, _usage_to_wire)
+    _INCOMPLETE_REASON, _call_item, _client_call, _item_id, _now, _response_id, _response_object, _shows_summary,
+    _usage_to_wire)
 
 
 class _OpenItem:
