@@ -1,0 +1,67 @@
+"""Ollama (protocols B §5): the native chat API at `{base}/api/chat`, streamed
+as NDJSON; or its OpenAI-compatible Chat Completions at `{base}/v1/chat/completions`
+over the OpenAI wire. The base defaults to a local server, http://127.0.0.1:11434.
+
+A local Ollama takes no credential: with no `api_key` (nor `api_key_env`)
+configured nothing is sent. A key, when one is configured (ollama.com, or a
+server behind an authenticating gateway), goes as `Authorization: Bearer`.
+"""
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from app.base_url import BaseUrl, normalise_base_url
+from app.protocols.base import UpstreamRequest
+from app.providers.base import Call, Provider, base_before, json_request
+from app.upstream.urls import upstream_url
+
+DEFAULT_URL = "http://127.0.0.1:11434"  # where `ollama serve` listens
+_NATIVE_TAIL = re.compile(r"/api(?:/chat)?$")  # a pasted `/api` or `/api/chat`
+
+
+class Ollama(Provider):
+    kind = "ollama"
+    wire = "ollama"
+    framing = "ndjson"
+    url_required = False
+    api_key_optional = True
+
+    @classmethod
+    def base_url(cls, url: str) -> BaseUrl:
+        """The server (and any prefix): a pasted `/api/chat` or `/api` is dropped."""
+        return base_before(url, _NATIVE_TAIL, "requests go to {base}/api/chat")
+
+    def prepare(self, call: Call) -> UpstreamRequest:
+        return json_request(upstream_url(self.backend.url or DEFAULT_URL, "/api/chat"), bearer(self.backend), call)
+
+
+class OllamaOpenAI(Provider):
+    """The OpenAI-compatible route: the OpenAI wire's body with one tweak, the
+    token limit as `max_tokens` (Ollama reads no `max_completion_tokens`)."""
+
+    kind = "ollama_openai"
+    wire = "openai"
+    url_required = False
+    api_key_optional = True
+    endpoint: ClassVar[str] = "/chat/completions"
+
+    @classmethod
+    def base_url(cls, url: str) -> BaseUrl:
+        """As for OpenAI: `…/v1` (a bare host gets `/v1`), a pasted `…/chat/completions` dropped."""
+        return normalise_base_url(cls.wire, url)
+
+    def prepare(self, call: Call) -> UpstreamRequest:
+        body = call.body
+        if "max_completion_tokens" in body:
+            body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+            body["max_tokens"] = call.body["max_completion_tokens"]
+        url = upstream_url(self.backend.url or DEFAULT_URL + "/v1", self.endpoint)
+        return json_request(url, bearer(self.backend), call, body)
+
+
+def bearer(backend) -> dict[str, str]:
+    """`Authorization: Bearer <key>` when the backend configures a key, else nothing."""
+    if backend.api_key is None and backend.api_key_env is None:
+        return {}
+    return {"Authorization": "Bearer " + backend.resolve_api_key()}
