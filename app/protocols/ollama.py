@@ -172,7 +172,7 @@ def _tools(req: ir.Request) -> list[dict[str, Any]]:
     if not tools or (choice is not None and choice.mode == "none"):
         return []
     out = []
-    for i, tool in enumerate(tools):
+    for tool in tools:
         if tool.native is not None:
             raise invalid(f"{tool.native.kind} cannot be sent to {_LABEL}", param=tool.native.where)
         function: dict[str, Any] = {"name": tool.name}
