@@ -12,6 +12,7 @@ import re
 from typing import ClassVar
 
 from app.base_url import BaseUrl, normalise_base_url
+from app.errors import invalid
 from app.protocols.base import UpstreamRequest
 from app.providers.base import Call, Provider, base_before, json_request
 from app.upstream.urls import upstream_url
@@ -37,8 +38,11 @@ class Ollama(Provider):
 
 
 class OllamaOpenAI(Provider):
-    """The OpenAI-compatible route: the OpenAI wire's body with one tweak, the
-    token limit as `max_tokens` (Ollama reads no `max_completion_tokens`)."""
+    """The OpenAI-compatible route: the OpenAI wire's body with what Ollama reads
+    differently from OpenAI: the token limit as `max_tokens` (it reads no
+    `max_completion_tokens`), and no `tool_choice` (it has none and ignores it):
+    `none` leaves the tools out, a forced choice is refused (400 naming it)
+    rather than silently not forced, as on the native route."""
 
     kind = "ollama_openai"
     wire = "openai"
@@ -53,9 +57,16 @@ class OllamaOpenAI(Provider):
 
     def prepare(self, call: Call) -> UpstreamRequest:
         body = call.body
-        if "max_completion_tokens" in body:
-            body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
-            body["max_tokens"] = call.body["max_completion_tokens"]
+        if "max_completion_tokens" in body or "tool_choice" in body:
+            body = {k: v for k, v in body.items() if k not in ("max_completion_tokens", "tool_choice")}
+            if "max_completion_tokens" in call.body:
+                body["max_tokens"] = call.body["max_completion_tokens"]
+            choice = call.body.get("tool_choice")
+            if choice == "none":
+                body.pop("tools", None)
+            elif choice not in (None, "auto") and body.get("tools"):
+                raise invalid("Ollama has no tool choice: it cannot be made to call a tool; send tool_choice "
+                              "auto or none", param="tool_choice")
         url = upstream_url(self.backend.url or DEFAULT_URL + "/v1", self.endpoint)
         return json_request(url, bearer(self.backend), call, body)
 

@@ -395,6 +395,21 @@ def test_ollama_openai_route(tmp_path, written, url):
                                   "stream": True, "max_tokens": 16}
 
 
+@pytest.mark.parametrize("choice, sent", [("auto", {"tools": ["t"]}), ("none", {})])
+def test_ollama_openai_has_no_tool_choice(tmp_path, choice, sent):
+    body = {"model": "m", "messages": [], "tools": ["t"], "tool_choice": choice}
+    r = prepared(tmp_path, 'kind = "ollama_openai"\n', "m", body)
+    assert json.loads(r.body) == {"model": "m", "messages": [], **sent}
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "t"}}])
+def test_ollama_openai_refuses_a_forced_tool_choice(tmp_path, choice):
+    with pytest.raises(ProxyError) as e:
+        prepared(tmp_path, 'kind = "ollama_openai"\n', "m", {"model": "m", "messages": [], "tools": ["t"],
+                                                            "tool_choice": choice})
+    assert (e.value.status, e.value.param) == (400, "tool_choice")
+
+
 def test_ollama_openai_default_url_and_key(tmp_path):
     r = prepared(tmp_path, 'kind = "ollama_openai"\napi_key = "ollama-key-0123456789"\n', "m", BODY)
     assert r.url == "http://127.0.0.1:11434/v1/chat/completions"
