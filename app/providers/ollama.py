@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from app.base_url import BaseUrl, normalise_base_url
+from app.base_url import BaseUrl
 from app.errors import invalid
 from app.protocols.base import UpstreamRequest
 from app.providers.base import Call, Provider, base_before, json_request
@@ -48,12 +48,7 @@ class OllamaOpenAI(Provider):
     wire = "openai"
     url_required = False
     api_key_optional = True
-    endpoint: ClassVar[str] = "/chat/completions"
-
-    @classmethod
-    def base_url(cls, url: str) -> BaseUrl:
-        """As for OpenAI: `…/v1` (a bare host gets `/v1`), a pasted `…/chat/completions` dropped."""
-        return normalise_base_url(cls.wire, url)
+    endpoint: ClassVar[str] = "/chat/completions"  # under `…/v1`, the OpenAI wire's base (a bare host gets /v1)
 
     def prepare(self, call: Call) -> UpstreamRequest:
         body = call.body
