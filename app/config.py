@@ -189,7 +189,8 @@ def check_config(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     if config is not None:
         for b in config.backends.values():
             notes += b.notes
-            if not provider_class(b.kind).uses_api_key:
+            cls = provider_class(b.kind)
+            if not cls.uses_api_key or (cls.api_key_optional and b.api_key is None and b.api_key_env is None):
                 continue
             try:
                 b.resolve_api_key()

@@ -19,6 +19,7 @@ from mocks.bedrock import BedrockProvider
 from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
 from mocks.google_oauth import TokenError
+from mocks.ollama import OllamaOpenAIProvider, OllamaProvider, model_name as ollama_model
 from mocks.openai import OpenAIProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
@@ -34,8 +35,10 @@ AZURE_OPENAI = AzureOpenAIProvider()
 BEDROCK = BedrockProvider()
 RESPONSES = ResponsesProvider()
 AZURE_RESPONSES = AzureResponsesProvider()
+OLLAMA = OllamaProvider()
+OLLAMA_OPENAI = OllamaOpenAIProvider()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
-                                                      AZURE_RESPONSES)}
+                                                      AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI)}
 
 
 def provider_for_request() -> Provider:
@@ -47,6 +50,8 @@ def provider_for_request() -> Provider:
         return GEMINI  # Google's front end answers for every Vertex publisher
     if path.startswith("/model/"):
         return BEDROCK
+    if path.startswith("/api/"):
+        return OLLAMA
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -61,6 +66,15 @@ def _looks_gemini() -> bool:
 def _looks_anthropic() -> bool:
     # GET /v1/models is shared: Anthropic clients send these headers, OpenAI clients do not.
     return bool(request.headers.get("anthropic-version") or request.headers.get("x-api-key"))
+
+
+def _names_ollama_model(raw: bytes) -> bool:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    model = body.get("model") if isinstance(body, dict) else None
+    return isinstance(model, str) and ollama_model(model) is not None
 
 
 def _call() -> Call:
@@ -109,7 +123,10 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     # ------------------------------------------------------------- OpenAI
     @app.post("/v1/chat/completions")
     def openai_chat() -> Response:
-        return generation(OPENAI)
+        call = _call()
+        # The path Ollama's OpenAI-compatible API shares: a model this Ollama has pulled names it.
+        provider = OLLAMA_OPENAI if _names_ollama_model(call.raw_body) else OPENAI
+        return provider.handle_generation(call, state)
 
     @app.post("/v1/responses")
     def openai_responses() -> Response:
@@ -249,6 +266,15 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     def container_credentials() -> Response:  # AWS_CONTAINER_CREDENTIALS_FULL_URI
         status, body = state.aws.container_credentials(request.headers.get("Authorization"))
         return Response(json.dumps(body), status=status, content_type="application/json")
+
+    # ------------------------------------------------------------- Ollama (native; its OpenAI route is above)
+    @app.post("/api/chat")
+    def ollama_chat() -> Response:
+        return generation(OLLAMA)
+
+    @app.get("/api/tags")
+    def ollama_tags() -> Response:
+        return OLLAMA.handle_simple(_call(), state, OLLAMA.list_models)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

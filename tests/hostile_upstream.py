@@ -1,5 +1,5 @@
 """A hostile upstream: speaks just enough OpenAI Chat, OpenAI Responses, Anthropic
-Messages, Gemini and Bedrock Converse to be routed to — at their own paths and at Azure's
+Messages, Gemini, Bedrock Converse and Ollama's native chat to be routed to — at their own paths and at Azure's
 (`/openai/deployments/…`, `/openai/v1/…`), Vertex's (`…/publishers/google/…:generateContent`,
 `…/publishers/anthropic/…:rawPredict`) and Bedrock's (`/model/{id}/converse`, its
 JSON errors with `x-amzn-ErrorType`, its binary event stream) — and echoes the
@@ -49,6 +49,8 @@ def protocol_of(path: str) -> str:
         return "gemini"
     if path.startswith("/model/") and path.endswith(("/converse", "/converse-stream")):
         return "bedrock_converse"
+    if path.endswith("/api/chat"):
+        return "ollama"
     raise ValueError(f"the hostile upstream does not speak the protocol of {path}")
 
 
@@ -65,6 +67,8 @@ def error_body(protocol: str, key: str, status: int) -> dict:
         return {"type": "error", "error": {"type": "invalid_request_error", "message": text}}
     if protocol == "bedrock_converse":
         return {"message": text, "__type": f"{_BEDROCK_ERRORS[status]}{key}"}
+    if protocol == "ollama":
+        return {"error": text}
     return {"error": {"code": status, "message": text, "status": "INVALID_ARGUMENT",
                       "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest",
                                    "fieldViolations": [{"field": f"contents {key}", "description": text}]}]}}
@@ -86,6 +90,8 @@ def content_reply(protocol: str, key: str, model: str) -> dict:
     if protocol == "bedrock_converse":
         return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}, "stopReason": "end_turn",
                 "usage": {"inputTokens": 3, "outputTokens": 5, "totalTokens": 8}, "metrics": {"latencyMs": 1}}
+    if protocol == "ollama":
+        return _ollama_line(model, text, done=True)
     return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
                             "index": 0}],
             "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8},
@@ -118,10 +124,31 @@ def eventstream_frames(key: str, mode: str) -> list[bytes]:
                                         "metrics": {"latencyMs": 1}})]
 
 
+def _ollama_line(model: str, text: str, done: bool) -> dict:
+    line = {"model": model, "created_at": "2025-07-07T20:22:19Z", "message": {"role": "assistant", "content": text},
+            "done": done}
+    if done:
+        line.update(done_reason="stop", prompt_eval_count=3, eval_count=5)
+    return line
+
+
+def ndjson_lines(key: str, model: str, mode: str) -> list[bytes]:
+    """Ollama's NDJSON stream: some content, then (stream_error) an error line echoing the key."""
+    text = f"key {key}" if mode == "content" else "Hello"
+    lines = [_ollama_line(model, text, done=False)]
+    if mode == "stream_error":
+        lines.append({"error": f"Stream failed for key {key} ({masked(key)})"})
+    else:
+        lines.append(_ollama_line(model, "", done=True))
+    return [json.dumps(line).encode() + b"\n" for line in lines]
+
+
 def stream_frames(protocol: str, key: str, model: str, mode: str) -> list[bytes]:
     """The protocol's stream: some content, then (stream_error) its own error event echoing the key."""
     if protocol == "bedrock_converse":
         return eventstream_frames(key, mode)
+    if protocol == "ollama":
+        return ndjson_lines(key, model, mode)
     return [frame.encode() for frame in sse_frames(protocol, key, model, mode)]
 
 
@@ -222,8 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "server_error" or (mode == "stream_error" and not stream):
             self._json(500, error_body(protocol, key, 500), echo)
         elif stream:
-            content_type = ("application/vnd.amazon.eventstream" if protocol == "bedrock_converse"
-                            else "text/event-stream")
+            content_type = {"bedrock_converse": "application/vnd.amazon.eventstream",
+                            "ollama": "application/x-ndjson"}.get(protocol, "text/event-stream")
             self._stream(stream_frames(protocol, key, model, mode), echo, content_type)
         else:
             self._json(200, content_reply(protocol, key, model), echo)

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from mocks.google_oauth import TEST_SERVICE_ACCOUNT
+from mocks.ollama import API_KEY as OLLAMA_KEY
 
 # The credential chain sees nothing of the machine it runs on (no files, no
 # instance metadata, no variables): only what each backend's config gives.
@@ -37,7 +38,9 @@ def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False, n
 
 def kind_blocks(mock_url: str, sa: Path) -> str:
     """The issue's four backends (azure, vertex, vertex-anthropic, bedrock) at the mock, with
-    the client model names the issue gives them, and Azure's Responses (v1 form)."""
+    the client model names the issue gives them, Azure's Responses (v1 form), and Ollama's two
+    routes (the native one with a bearer key, as a hosted Ollama takes it; the compatible one
+    without, as a local server)."""
     return f"""
 [backends.azure]
 kind = "azure_openai"
@@ -80,4 +83,17 @@ aws_secret_access_key = "{SECRET_ACCESS_KEY}"
 [backends.bedrock.model_mapping]
 "claude-3-sonnet" = "anthropic.claude-3-sonnet-20240229-v1:0"
 "nova-pro" = "amazon.nova-pro-v1:0"
+
+[backends.ollama]
+kind = "ollama"
+url = "{mock_url}"
+api_key = "{OLLAMA_KEY}"
+[backends.ollama.model_mapping]
+"ollama-llama3.2" = "llama3.2"
+
+[backends.ollama-openai]
+kind = "ollama_openai"
+url = "{mock_url}/v1"
+[backends.ollama-openai.model_mapping]
+"ollama-mistral-small" = "mistral-small3.2"
 """

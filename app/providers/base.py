@@ -58,6 +58,7 @@ class Provider(ABC):
     settings: ClassVar[Mapping[str, Setting]] = {}
     url_required: ClassVar[bool] = True  # False: derived from settings (a region, a location)
     uses_api_key: ClassVar[bool] = True  # False: authorised otherwise (OAuth2, SigV4)
+    api_key_optional: ClassVar[bool] = False  # True: a backend without api_key/api_key_env sends none (local Ollama)
 
     def __init__(self, backend) -> None:  # backend: app.config.BackendConfig
         self.backend = backend

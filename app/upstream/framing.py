@@ -164,13 +164,16 @@ def encode_sse(data: str | bytes, event: str | None = None) -> bytes:
 
 
 def framer(name: str):
-    """A new framer for a provider's declared stream framing ("sse", "aws-eventstream")."""
+    """A new framer for a provider's declared stream framing ("sse", "aws-eventstream", "ndjson")."""
     if name == "sse":
         return SSEFramer()
+    if name == "ndjson":
+        from app.upstream.ndjson import NDJSONFramer  # imports this module: loaded on first use
+        return NDJSONFramer()
     if name == "aws-eventstream":
         from app.upstream.eventstream import EventStreamFramer  # botocore: only where a provider uses it
         return EventStreamFramer()
     raise ValueError(f"unknown stream framing {name!r}")
 
 
-FRAMINGS = ("sse", "aws-eventstream")
+FRAMINGS = ("sse", "aws-eventstream", "ndjson")

@@ -20,6 +20,7 @@ import requests
 
 from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from mocks.google_oauth import STATIC_TOKEN
+from mocks.ollama import API_KEY as OLLAMA_KEY
 from tests.client_requests import FRONTENDS, client_request, error_message
 from tests.conftest import ServerProcess
 from tests.provider_configs import ISOLATED, service_account
@@ -300,6 +301,13 @@ def stack(tmp_path_factory):
             key = "invalid" if suffix == "-refused" else "azure-proxy-key-0123456789"
             blocks += f'\n[backends.{name}]\nkind = "{kind}"\nurl = "{url}"\napi_key = "{key}"\n{extra}' \
                       f'[backends.{name}.model_mapping]\n"az-{name}" = "{deployment}"\n'
+    # Ollama: no key (a local server), the mock's key (as a hosted Ollama takes it), a refused one.
+    for kind, url in (("ollama", mock.url), ("ollama_openai", mock.url + "/v1")):
+        for suffix, key in (("", None), ("-key", OLLAMA_KEY), ("-refused", "ollama-wrong-key-0123456789")):
+            name = kind.replace("_", "-") + suffix
+            blocks += f'\n[backends.{name}]\nkind = "{kind}"\nurl = "{url}"\n' + \
+                      (f'api_key = "{key}"\n' if key else "") + \
+                      f'[backends.{name}.model_mapping]\n"ol-{name}" = "{"llama3.2" if kind == "ollama" else "mistral-small3.2"}"\n'
     for name, key in (("openai-responses", "sk-proxy-key-0123456789"), ("openai-responses-refused", "invalid")):
         blocks += f'\n[backends.{name}]\nkind = "openai_responses"\nurl = "{mock.url}"\napi_key = "{key}"\n' \
                   f'[backends.{name}.model_mapping]\n"oa-{name}" = "gpt-4o"\n'
@@ -487,3 +495,25 @@ def test_no_credential_reaches_the_log(stack):
                    "ya29.mock-",
                    *key_material(stack["other_key"])):
         assert secret not in log  # ...without any credential
+
+
+# ------------------------------------------------------------------ Ollama: no key, or a bearer key
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("kind, mock_provider", [("ollama", "ollama"), ("ollama-openai", "ollama_openai")])
+def test_ollama_without_and_with_a_key(stack, kind, mock_provider, frontend, stream):
+    seen = []
+    for suffix in ("", "-key"):
+        assert_text(post(stack["proxy"], frontend, f"ol-{kind}{suffix}", stream), stream)
+        seen.append(requests_at_mock(stack, mock_provider)[-1]["headers"].get("authorization"))
+    assert seen == [None, "Bearer [REDACTED]"]  # the client's own credential never goes
+
+
+@pytest.mark.parametrize("kind", ["ollama", "ollama-openai"])
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_ollama_refused_key_is_a_502_naming_the_backend(stack, frontend, kind):
+    r = post(stack["proxy"], frontend, f"ol-{kind}-refused")
+    assert r.status_code == 502, r.text
+    assert f"Backend '{kind}-refused' rejected the proxy's credentials (upstream HTTP 401)" in \
+        error_message(frontend, r.json())

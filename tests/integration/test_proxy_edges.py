@@ -143,7 +143,7 @@ def sse_events(r):
     return [line for line in r.iter_lines(decode_unicode=True) if line]
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "qwen3-vl"])
 def test_drop_mid_stream_becomes_an_in_stream_error(stack, model):
     r = requests.post(stack.proxy_url + OPENAI_PATH, timeout=20, stream=True,
                       headers={"X-Mock-Scenario": "drop_mid_stream"},
@@ -155,7 +155,8 @@ def test_drop_mid_stream_becomes_an_in_stream_error(stack, model):
     assert "error" in last and last["error"]["message"]
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"])
+# qwen3-vl: Ollama's error arrives as an NDJSON line under the 200
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "qwen3-vl"])
 def test_upstream_error_mid_stream_reaches_an_anthropic_client(stack, model):
     r = requests.post(stack.proxy_url + ANTHROPIC_PATH, timeout=20, stream=True,
                       headers={**ANTHROPIC_HEADERS, "X-Mock-Scenario": "error_mid_stream"},

@@ -359,3 +359,29 @@ def summarize_bedrock_stream(events: Iterable[tuple[str, Any]]) -> dict:
     if thinking:
         out["thinking"] = thinking
     return out
+
+
+# ---------------------------------------------------------------- Ollama (native /api/chat)
+
+OLLAMA_FINISH = {"stop": "stop", "length": "length"}
+
+
+def summarize_ollama(lines: list[dict]) -> dict:
+    """A non-streamed reply (one object) or a stream's lines, folded: deltas joined, the
+    `done` line's reason and counts; `stop` with tool calls is `tool_calls`."""
+    text, thinking, calls = "", "", []
+    for line in lines:
+        assert "error" not in line, f"error line: {line}"
+        message = line.get("message") or {}
+        text += message.get("content") or ""
+        thinking += message.get("thinking") or ""
+        calls += [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                  for c in message.get("tool_calls") or []]
+    last = lines[-1]
+    assert last["done"] is True and all(line["done"] is False for line in lines[:-1])
+    finish = OLLAMA_FINISH[last["done_reason"]]
+    out = {"text": text, "tool_calls": calls, "finish": "tool_calls" if calls and finish == "stop" else finish,
+           "usage": _neutral_usage(last.get("prompt_eval_count", 0), last.get("eval_count", 0), None)}
+    if thinking:
+        out["thinking"] = thinking
+    return out

@@ -12,7 +12,8 @@ from mocks.scenarios import PROVIDERS, ScenarioFormatError, ScenarioFrame, Scena
 from tests.mocks.helpers import (
     FAULT_SCENARIOS, GOOD_SCENARIOS, expected_summary, parse_sse, summarize_anthropic_body,
     summarize_anthropic_stream, summarize_bedrock_body, summarize_bedrock_stream, summarize_gemini,
-    summarize_openai_body, summarize_openai_stream, summarize_responses_body, summarize_responses_stream,
+    summarize_ollama, summarize_openai_body, summarize_openai_stream, summarize_responses_body,
+    summarize_responses_stream,
 )
 
 
@@ -39,6 +40,8 @@ def summarize(provider: str, body=None, frames=None) -> dict:
         if body is not None:
             return summarize_responses_body(body)
         return summarize_responses_stream([(f.event, fill(f.data, _lookup)) for f in frames])
+    if provider == "ollama":
+        return summarize_ollama([body] if body is not None else _stream_data(frames))
     return summarize_gemini([body] if body is not None else _stream_data(frames))
 
 
@@ -65,12 +68,13 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     for key in ("text", "tool_calls", "finish", "usage"):
         assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key] \
             == expects["openai_responses"][key], key
-    # Converse reports no reasoning token count; everything else is the same
+    # Converse and Ollama report no reasoning token count; everything else is the same
     reasoning_free = {k: v for k, v in expects["openai"]["usage"].items() if k != "reasoning"}
-    assert expects["bedrock"]["usage"] == reasoning_free
-    assert all(expects["bedrock"][key] == expects["openai"][key] for key in ("text", "tool_calls", "finish"))
+    for provider in ("bedrock", "ollama"):
+        assert expects[provider]["usage"] == reasoning_free
+        assert all(expects[provider][key] == expects["openai"][key] for key in ("text", "tool_calls", "finish"))
     if name == "thinking":
-        assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"]
+        assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"] == expects["ollama"]["thinking"]
         assert "thinking" not in expects["openai"]
         assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"] \
             == expects["openai_responses"]["thinking"]
@@ -125,6 +129,8 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "contentBlockDelta")
         elif provider == "openai_responses":
             text = "".join(f.data["delta"] for f in sent if f.event == "response.output_text.delta")
+        elif provider == "ollama":
+            text = "".join((f.data.get("message") or {}).get("content") or "" for f in sent)
         else:
             text = summarize_gemini(_stream_data(tuple(sent)))["text"]
         assert text == scenario.expect["partial_text"], name

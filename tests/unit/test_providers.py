@@ -349,6 +349,84 @@ def test_bedrock_half_a_key_pair_is_a_configuration_error(tmp_path):
     assert e.value.code == "configuration_error" and "Backend 'b'" in e.value.message
 
 
+# ------------------------------------------------------------------ Ollama
+
+OLLAMA_BODY = {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ollama_local_server_takes_no_key(tmp_path, stream):
+    b = backend(tmp_path, 'kind = "ollama"\n')
+    r = provider_class(b.kind)(b).prepare(Call(model="llama3.2", body=OLLAMA_BODY, stream=stream, headers=FORWARDED))
+    assert (r.method, r.url, r.stream) == ("POST", "http://127.0.0.1:11434/api/chat", stream)
+    assert lower(r.headers) == {"content-type": "application/json", "x-trace": "t-1"}  # no client credential either
+    assert json.loads(r.body) == OLLAMA_BODY  # the wire body, untouched (streaming is the body's `stream`)
+    assert check_config(tmp_path / "c.toml")[1] == []  # no key is no problem for this kind
+
+
+@pytest.mark.parametrize("written,note", [
+    ("https://ollama.example.com", None),
+    ("https://ollama.example.com/api/chat", "https://ollama.example.com/api/chat understood as base "
+                                            "https://ollama.example.com (requests go to {base}/api/chat)"),
+    ("https://gw.example.com/ollama/api", "https://gw.example.com/ollama/api understood as base "
+                                          "https://gw.example.com/ollama (requests go to {base}/api/chat)")])
+def test_ollama_hosted_with_a_bearer_key(tmp_path, written, note):
+    block = f'kind = "ollama"\nurl = "{written}"\napi_key = "ollama-key-0123456789"\n'
+    b = backend(tmp_path, block)
+    assert b.notes == ((f"backends.b.url: {note}",) if note else ())
+    p = provider_class(b.kind)(b)
+    r = p.prepare(Call(model="llama3.2", body=OLLAMA_BODY))
+    assert r.url == written.partition("/api")[0] + "/api/chat"
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer ollama-key-0123456789"}
+    assert p.secrets() == ("ollama-key-0123456789",)
+
+
+def test_ollama_key_from_a_missing_variable_is_a_configuration_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("OLLAMA_TEST_KEY", raising=False)
+    b = backend(tmp_path, 'kind = "ollama"\napi_key_env = "OLLAMA_TEST_KEY"\n')
+    with pytest.raises(ProxyError, match="OLLAMA_TEST_KEY not set in environment"):
+        provider_class(b.kind)(b).prepare(Call(model="llama3.2", body=OLLAMA_BODY))
+    assert check_config(tmp_path / "c.toml")[1] == ["backends.b.api_key_env: OLLAMA_TEST_KEY not set in environment"]
+
+
+@pytest.mark.parametrize("written,url", [
+    ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1/chat/completions"),
+    ("http://127.0.0.1:11434", "http://127.0.0.1:11434/v1/chat/completions"),
+    ("http://127.0.0.1:11434/v1/chat/completions", "http://127.0.0.1:11434/v1/chat/completions")])
+def test_ollama_openai_route(tmp_path, written, url):
+    body = {"model": "mistral-small3.2", "messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 16,
+            "stream": True}
+    r = prepared(tmp_path, f'kind = "ollama_openai"\nurl = "{written}"\n', "mistral-small3.2", body, stream=True,
+                 headers=FORWARDED)
+    assert (r.url, r.stream) == (url, True)
+    assert lower(r.headers) == {"content-type": "application/json", "x-trace": "t-1"}
+    # Ollama reads only max_tokens: the OpenAI wire's max_completion_tokens is renamed, the rest untouched
+    assert json.loads(r.body) == {"model": "mistral-small3.2", "messages": [{"role": "user", "content": "Hi"}],
+                                  "stream": True, "max_tokens": 16}
+
+
+@pytest.mark.parametrize("choice, sent", [("auto", {"tools": ["t"]}), ("none", {})])
+def test_ollama_openai_has_no_tool_choice(tmp_path, choice, sent):
+    body = {"model": "m", "messages": [], "tools": ["t"], "tool_choice": choice}
+    r = prepared(tmp_path, 'kind = "ollama_openai"\n', "m", body)
+    assert json.loads(r.body) == {"model": "m", "messages": [], **sent}
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "t"}}])
+def test_ollama_openai_refuses_a_forced_tool_choice(tmp_path, choice):
+    with pytest.raises(ProxyError) as e:
+        prepared(tmp_path, 'kind = "ollama_openai"\n', "m", {"model": "m", "messages": [], "tools": ["t"],
+                                                            "tool_choice": choice})
+    assert (e.value.status, e.value.param) == (400, "tool_choice")
+
+
+def test_ollama_openai_default_url_and_key(tmp_path):
+    r = prepared(tmp_path, 'kind = "ollama_openai"\napi_key = "ollama-key-0123456789"\n', "m", BODY)
+    assert r.url == "http://127.0.0.1:11434/v1/chat/completions"
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer ollama-key-0123456789"}
+    assert json.loads(r.body) == BODY
+
+
 # ------------------------------------------------------------------ the first-party kinds
 
 @pytest.mark.parametrize("block,url,auth", [
@@ -368,8 +446,8 @@ def test_first_party_kinds(tmp_path, block, url, auth):
 # ------------------------------------------------------------------ the registry
 
 def test_every_kind_is_registered_and_named_for_itself():
-    assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini", "openai",
-                             "openai_responses", "vertex_anthropic", "vertex_gemini"]
+    assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini", "ollama",
+                             "ollama_openai", "openai", "openai_responses", "vertex_anthropic", "vertex_gemini"]
     assert all(cls.kind == kind for kind, cls in KINDS.items())
 
 
@@ -377,7 +455,7 @@ def test_the_stream_framing_each_kind_declares():
     assert {kind: cls.framing for kind, cls in KINDS.items()} == {
         "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
         "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream", "openai_responses": "sse",
-        "azure_responses": "sse"}
+        "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse"}
 
 
 def test_the_actions_each_kind_offers():
