@@ -18,6 +18,7 @@ from mocks.bedrock import BedrockProvider
 from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
 from mocks.google_oauth import TokenError
+from mocks.oci import OCIProvider
 from mocks.openai import OpenAIProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
@@ -33,8 +34,9 @@ AZURE_OPENAI = AzureOpenAIProvider()
 BEDROCK = BedrockProvider()
 RESPONSES = ResponsesProvider()
 AZURE_RESPONSES = AzureResponsesProvider()
+OCI = OCIProvider()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
-                                                      AZURE_RESPONSES)}
+                                                      AZURE_RESPONSES, OCI)}
 
 
 def provider_for_request() -> Provider:
@@ -46,6 +48,8 @@ def provider_for_request() -> Provider:
         return GEMINI  # Google's front end answers for every Vertex publisher
     if path.startswith("/model/"):
         return BEDROCK
+    if path.startswith("/20231130/"):
+        return OCI
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -232,6 +236,13 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/model/<path:model_id>/converse-stream")
     def bedrock_converse_stream(model_id: str) -> Response:
         return bedrock(model_id, stream=True)
+
+    # ------------------------------------------------------------- OCI Generative AI inference (signed)
+    @app.post("/20231130/actions/chat")
+    def oci_chat() -> Response:
+        call = _call()
+        call.notes["raw_target"] = request.environ.get("mocks.raw_target")
+        return OCI.handle_generation(call, state)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")
