@@ -496,6 +496,10 @@ class StreamParser:
         self._calls = 0  # tool calls emitted so far
 
     def feed(self, frame: Frame) -> list[ir.Event]:
+        if "\n" in frame.data:
+            # Events the service separated by one line end arrive as one multi-line event:
+            # each line is an event of its own (compact JSON has no line ends inside).
+            return [e for line in frame.data.split("\n") for e in self.feed(Frame(frame.event, line))]
         if self._finished or frame.data.strip() in ("", "[DONE]"):
             return []
         data = _json_or_none(frame.data)
