@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from oci.generative_ai_inference import models as oci_models
 
 from mocks.oci_signature import SignatureError, verify
 from mocks.provider import Call, Provider
@@ -106,7 +105,9 @@ class _Model:
 
 @lru_cache(maxsize=None)
 def _model(name: str) -> _Model:
-    return _Model(getattr(oci_models, name))
+    # Imported on the first OCI call, not at start-up: the SDK takes a second or two to import.
+    from oci.generative_ai_inference import models
+    return _Model(getattr(models, name))
 
 
 def check_shape(value: Any, type_name: str, path: str) -> None:

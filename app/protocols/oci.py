@@ -494,6 +494,7 @@ class StreamParser:
         self._open: tuple[str, int, str | None] | None = None  # (kind, part index, tool call id)
         self._streamed_text = False
         self._calls = 0  # tool calls emitted so far
+        self._format: str | None = None
 
     def feed(self, frame: Frame) -> list[ir.Event]:
         if "\n" in frame.data:
@@ -508,11 +509,25 @@ class StreamParser:
         if "code" in data and "message" in data and "finishReason" not in data:
             return self._fail(_envelope_error(200, data, None))  # the service's error envelope, mid-stream
         events = self._start()
-        if data.get("apiFormat") == GENERIC or isinstance(data.get("message"), dict):
+        if self._format_of(data) == GENERIC:
             events += self._generic(data)
         else:
             events += self._cohere(data)
         return events
+
+    def _format_of(self, data: dict) -> str:
+        """The event's format: named, or told by its shape, else the stream's so far (a
+        GENERIC terminal event is a bare `{"index", "finishReason"}`)."""
+        named = data.get("apiFormat")
+        if named in API_FORMATS:
+            self._format = named
+        elif isinstance(data.get("message"), dict):
+            self._format = GENERIC
+        elif isinstance(data.get("text"), str):
+            self._format = COHERE
+        elif self._format is None:
+            self._format = COHERE if data.get("finishReason") in _COHERE_FINISH else GENERIC
+        return self._format
 
     def close(self) -> list[ir.Event]:
         if self._finished:

@@ -383,3 +383,10 @@ def test_an_error_body_that_is_not_json():
 
 def test_frames_are_never_passed_through_unparsed():
     assert oci.is_content_frame(Frame(None, '{"apiFormat":"COHERE","text":"x"}')) is False
+
+
+def test_generic_terminal_event_without_a_message():
+    body = sse({"index": 0, "message": {"role": "ASSISTANT", "content": [{"type": "TEXT", "text": "The quick"}]}},
+               {"index": 0, "finishReason": "length"})
+    resp, _ = folded([body])
+    assert resp.parts == (ir.Text("The quick"),) and resp.finish_reason is ir.FinishReason.length
