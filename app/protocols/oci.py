@@ -28,7 +28,9 @@ Policy choices, each one a place where the formats disagree:
 - The terminal COHERE stream event repeats the whole text (and the tool
   calls): it ends the message and adds only what was not streamed before.
 - Stream usage is read from the terminal event when it carries one (the
-  request asks with `streamOptions.isIncludeUsage`).
+  request asks with `streamOptions.isIncludeUsage`). Events the service
+  separates by a single line end reach the parser as one multi-line SSE event:
+  each line is read as an event of its own.
 """
 from __future__ import annotations
 
