@@ -17,6 +17,8 @@ Policy choices, each one a place where the formats disagree:
 - COHERE calls have no ids: replies get ids derived from the call (name,
   arguments, position), and results are written back with their call's name
   and arguments, found by id in the history (the API pairs them by content).
+- COHERE results are free-form objects: a result is `{"output": text}`, a
+  failed one `{"error": text}` (the format has no error flag).
 - COHERE cannot force a tool call: `tool_choice` required or a named tool is
   refused (400 naming it); `none` leaves the tools out. Images are refused:
   COHERE has no image slot (Cohere's command-r family is text-only).

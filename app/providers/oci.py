@@ -72,7 +72,9 @@ class OCIGenerativeAI(Provider):
 
     def prepare(self, call: Call) -> UpstreamRequest:
         signer = self._current_signer()
-        url = (self.backend.url or default_url(self._region or "")) + CHAT_PATH
+        if not self.backend.url and not self._region:
+            raise self._problem("has no region: set `region` (or `url`), or name one in its OCI config file")
+        url = (self.backend.url or default_url(self._region)) + CHAT_PATH
         endpoint_id = self.setting("endpoint_id")
         serving = {"servingType": "DEDICATED", "endpointId": endpoint_id} if endpoint_id else \
             {"servingType": "ON_DEMAND", "modelId": call.model}

@@ -442,6 +442,16 @@ def test_oci_instance_principal_signs_and_renews(tmp_path, monkeypatch):
     assert len(made) == 2
 
 
+def test_oci_config_file_without_a_region_is_a_configuration_error(tmp_path):
+    config = tmp_path / "oci-config"
+    config.write_text("\n".join(line for line in open(OCI_CONFIG).read().splitlines() if not line.startswith("region")))
+    b = backend(tmp_path, OCI.replace(OCI_CONFIG, str(config)))
+    with pytest.raises(ProxyError) as e:
+        provider_class(b.kind)(b).prepare(Call(model="m", body=CHAT_REQUEST))
+    assert e.value.code == "configuration_error"
+    assert e.value.message == "Backend 'b' cannot use its OCI config file (InvalidConfig: {'region': 'missing'})."
+
+
 def test_oci_config_file_key_is_not_renewed_and_nothing_is_secret(tmp_path):
     b = backend(tmp_path, OCI)
     p = provider_class(b.kind)(b)
