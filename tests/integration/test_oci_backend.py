@@ -119,3 +119,20 @@ def test_a_missing_config_file_is_a_configuration_error(servers, frontend):
     assert r.status_code == 500, r.text
     assert error_message(frontend, r.json()).startswith(
         "Backend 'oci-no-file' cannot use its OCI config file (ConfigFileNotFound")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_output_is_asked_for_and_answered(servers, stream):
+    proxy, mock, _ = servers
+    body = {"model": "m-oci", "stream": stream, "response_format": {"type": "json_object"},
+            "messages": [{"role": "user", "content": "The answer, as JSON."}]}
+    r = requests.post(proxy.url + "/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    if stream:
+        chunks = [json.loads(line[6:]) for line in r.text.split("\n\n") if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    assert json.loads(text) == {"answer": 42}
+    last = oci_requests(mock)[-1]
+    assert last["scenario"] == "json" and last["body"]["chatRequest"]["responseFormat"] == {"type": "JSON_OBJECT"}
