@@ -20,6 +20,7 @@ from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
 from mocks.google_oauth import TokenError
 from mocks.ollama import OllamaOpenAIProvider, OllamaProvider, model_name as ollama_model
+from mocks.oci import OCIProvider
 from mocks.openai import OpenAIProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
@@ -37,8 +38,9 @@ RESPONSES = ResponsesProvider()
 AZURE_RESPONSES = AzureResponsesProvider()
 OLLAMA = OllamaProvider()
 OLLAMA_OPENAI = OllamaOpenAIProvider()
+OCI = OCIProvider()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
-                                                      AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI)}
+                                                      AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI, OCI)}
 
 
 def provider_for_request() -> Provider:
@@ -52,6 +54,8 @@ def provider_for_request() -> Provider:
         return BEDROCK
     if path.startswith("/api/"):
         return OLLAMA
+    if path.startswith("/20231130/"):
+        return OCI
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -275,6 +279,13 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.get("/api/tags")
     def ollama_tags() -> Response:
         return OLLAMA.handle_simple(_call(), state, OLLAMA.list_models)
+
+    # ------------------------------------------------------------- OCI Generative AI inference (signed)
+    @app.post("/20231130/actions/chat")
+    def oci_chat() -> Response:
+        call = _call()
+        call.notes["raw_target"] = request.environ.get("mocks.raw_target")
+        return OCI.handle_generation(call, state)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

@@ -31,7 +31,7 @@ MOCK_PORT = 8888
 PROXY_PORT = 9001
 
 
-def ensure_installed(extras: tuple[str, ...] = ("test", "serve")) -> None:  # serve: the gunicorn test
+def ensure_installed(extras: tuple[str, ...] = ("test", "serve", "oci")) -> None:  # serve: the gunicorn test
     """Create the venv and install the project with `extras`, once per pyproject change."""
     digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
     if PY.exists() and STAMP.exists():
@@ -135,7 +135,7 @@ def test(args: list[str]) -> int:
 
 
 def bench(args: list[str]) -> int:
-    ensure_installed(("test", "serve", "bench"))
+    ensure_installed(("test", "serve", "oci", "bench"))
     return subprocess.call([str(PY), "-m", "scripts.bench", *args], cwd=REPO)
 
 

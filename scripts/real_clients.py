@@ -234,7 +234,7 @@ def retarget_tool_call(fixture: dict[str, Any], name: str, arguments: Mapping[st
     """A `function_calling` fixture calling `name(arguments)` instead of its own tool.
 
     Works on every provider's wire shape: the tool name wherever the call is named, whole
-    argument objects (`input`, `args`, Ollama's `arguments`) and Responses' final `arguments` replaced, and streamed
+    argument objects (`input`, `args`, Ollama's `arguments`, OCI Cohere's `parameters`) and Responses' final `arguments` replaced, and streamed
     argument fragments (`arguments` strings, `partial_json`, Bedrock's `input` strings, Responses
     argument deltas) rewritten so they still reassemble: the first non-empty fragment carries the
     whole JSON, the others become empty."""
@@ -250,7 +250,7 @@ def retarget_tool_call(fixture: dict[str, Any], name: str, arguments: Mapping[st
         for k, v in value.items():
             if k == "name" and v in old:
                 out[k] = name
-            elif k in ("input", "args", "arguments") and isinstance(v, dict) and v:  # arguments: Ollama's objects
+            elif k in ("input", "args", "arguments", "parameters") and isinstance(v, dict) and v:  # Ollama's arguments, OCI Cohere's parameters
                 out[k] = dict(arguments)
             elif k == "arguments" and isinstance(v, str) and (
                     value.get("status") == "completed" or value.get("type") == "response.function_call_arguments.done"):

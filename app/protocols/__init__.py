@@ -16,6 +16,7 @@ MODULES = {
     "bedrock_converse": "app.protocols.bedrock_converse",
     "openai_responses": "app.protocols.openai_responses",
     "ollama": "app.protocols.ollama",
+    "oci": "app.protocols.oci",
 }
 
 # The backend half every module has; the frontend half, when a module has one.

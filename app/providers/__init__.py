@@ -16,12 +16,13 @@ from app.providers.base import Provider
 from app.providers.bedrock import BedrockConverse
 from app.providers.gemini import Gemini
 from app.providers.ollama import Ollama, OllamaOpenAI
+from app.providers.oci import OCIGenerativeAI
 from app.providers.openai import OpenAI, OpenAIResponses
 from app.providers.vertex import VertexAnthropic, VertexGemini
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
     OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
-    AzureResponses, Ollama, OllamaOpenAI)}
+    AzureResponses, Ollama, OllamaOpenAI, OCIGenerativeAI)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from scripts.matrix.upstream import (AnthropicUpstream, AzureUpstream, BedrockUpstream, GeminiUpstream, OpenAIUpstream,
                                      VertexAnthropicUpstream, VertexGeminiUpstream)
 from scripts.matrix.upstream_ollama import OllamaOpenAIUpstream, OllamaUpstream
+from scripts.matrix.upstream_oci import OCICohereUpstream
 from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
 
 
@@ -41,11 +42,12 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
                                     True),
     "ollama": UpstreamKind("ollama", "ollama", OllamaUpstream()),
     "ollama_openai": UpstreamKind("ollama_openai", "openai", OllamaOpenAIUpstream()),
+    "oci_cohere": UpstreamKind("oci", "oci", OCICohereUpstream()),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at
 # /token, a model listing, count_tokens) is part of the exchange, not a second request.
-_GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?|/api/chat"
+_GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?|/api/chat|/actions/chat"
                               r"|:(generateContent|streamGenerateContent|rawPredict|streamRawPredict))")
 
 

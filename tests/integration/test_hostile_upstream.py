@@ -18,7 +18,10 @@ from tests.hostile_upstream import MODES, HostileUpstream
 # Every provider kind the proxy has, as a backend, and every wire with a
 # frontend half as a frontend: a kind added later is covered here without a
 # copy, and fails here until BLOCKS and tests/hostile_upstream.py know it.
-PROTOCOLS = tuple(KINDS)
+# A kind that sends no secret has nothing for an upstream to echo: OCI signs each request with a
+# private key that never leaves the proxy (tests/integration/test_oci_backend.py checks it never shows).
+SENDS_NO_SECRET = {"oci_cohere"}
+PROTOCOLS = tuple(k for k in KINDS if k not in SENDS_NO_SECRET)
 FRONTENDS = tuple(p for p in MODULES if hasattr(protocol_module(p), "parse_request"))
 # Deliberately not key-shaped (no `sk-` / `AIza` prefix): only the configured
 # secret redaction can catch these, not the generic key pattern. For Bedrock

@@ -385,3 +385,32 @@ def summarize_ollama(lines: list[dict]) -> dict:
     if thinking:
         out["thinking"] = thinking
     return out
+
+# ---------------------------------------------------------------- OCI Generative AI (apiFormat COHERE)
+
+OCI_FINISH = {"COMPLETE": "stop", "MAX_TOKENS": "length", "ERROR_LIMIT": "length", "ERROR_TOXIC": "content_filter",
+              "USER_CANCEL": "stop"}
+
+
+def _oci_usage(usage: dict | None) -> dict | None:
+    return _neutral_usage(usage["promptTokens"], usage["completionTokens"], None) if usage else None
+
+
+def _oci_summary(text: str, calls: list, finish: str, usage: dict | None) -> dict:
+    return {"text": text, "tool_calls": [{"name": c["name"], "arguments": c["parameters"]} for c in calls],
+            "finish": "tool_calls" if calls else OCI_FINISH[finish], "usage": _oci_usage(usage)}
+
+
+def summarize_oci_body(body: dict) -> dict:
+    chat = body["chatResponse"]
+    return _oci_summary(chat["text"], chat.get("toolCalls") or [], chat["finishReason"], chat.get("usage"))
+
+
+def summarize_oci_stream(events: list) -> dict:
+    """COHERE stream events: text deltas, whole tool calls, then the terminal event (which repeats both)."""
+    *deltas, terminal = events
+    assert "finishReason" in terminal and not any("finishReason" in e for e in deltas), "no single terminal event"
+    text = "".join(e.get("text", "") for e in deltas)
+    calls = [c for e in deltas for c in e.get("toolCalls") or []]
+    assert terminal["text"] == text and (terminal.get("toolCalls") or []) == calls, "the terminal event repeats all"
+    return _oci_summary(text, calls, terminal["finishReason"], terminal.get("usage"))

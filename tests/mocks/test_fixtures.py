@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from mocks import oci
 from mocks.scenarios import PROVIDERS, ScenarioFormatError, ScenarioFrame, ScenarioLibrary, fill
 from tests.mocks.helpers import (
     FAULT_SCENARIOS, GOOD_SCENARIOS, expected_summary, parse_sse, summarize_anthropic_body,
     summarize_anthropic_stream, summarize_bedrock_body, summarize_bedrock_stream, summarize_gemini,
-    summarize_ollama, summarize_openai_body, summarize_openai_stream, summarize_responses_body,
+    summarize_oci_body, summarize_oci_stream, summarize_ollama, summarize_openai_body, summarize_openai_stream, summarize_responses_body,
     summarize_responses_stream,
 )
 
@@ -42,16 +43,28 @@ def summarize(provider: str, body=None, frames=None) -> dict:
         return summarize_responses_stream([(f.event, fill(f.data, _lookup)) for f in frames])
     if provider == "ollama":
         return summarize_ollama([body] if body is not None else _stream_data(frames))
+    if provider == "oci":
+        return summarize_oci_body(body) if body is not None else summarize_oci_stream(_stream_data(frames))
     return summarize_gemini([body] if body is not None else _stream_data(frames))
+
+
+# A provider's own scenario set: a Cohere chat model has no reasoning and reads no images, and
+# OCI answers JSON output on request.
+OWN_SCENARIOS = {"oci": (oci.OMITTED_SCENARIOS, oci.EXTRA_SCENARIOS)}
+
+
+def scenario_names(provider: str) -> set[str]:
+    omitted, extra = OWN_SCENARIOS.get(provider, ((), ()))
+    return (set(GOOD_SCENARIOS) - set(omitted)) | set(extra) | set(FAULT_SCENARIOS)
 
 
 def test_every_provider_has_every_scenario(library: ScenarioLibrary):
     for provider in PROVIDERS:
-        assert set(library.names(provider)) == set(GOOD_SCENARIOS) | set(FAULT_SCENARIOS), provider
+        assert set(library.names(provider)) == scenario_names(provider), provider
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("name", GOOD_SCENARIOS)
+@pytest.mark.parametrize(("provider", "name"), [(p, n) for n in GOOD_SCENARIOS + ("json",) for p in PROVIDERS
+                                                if n in scenario_names(p)])
 def test_body_and_stream_mean_expect(library: ScenarioLibrary, provider: str, name: str):
     scenario = library.get(provider, name)
     assert scenario.status == 200 and scenario.stream is not None and scenario.fault is None
@@ -64,7 +77,7 @@ def test_body_and_stream_mean_expect(library: ScenarioLibrary, provider: str, na
 
 @pytest.mark.parametrize("name", GOOD_SCENARIOS)
 def test_same_content_across_providers(library: ScenarioLibrary, name: str):
-    expects = {p: library.get(p, name).expect for p in PROVIDERS}
+    expects = {p: library.get(p, name).expect for p in PROVIDERS if name in scenario_names(p)}
     for key in ("text", "tool_calls", "finish", "usage"):
         assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key] \
             == expects["openai_responses"][key], key
@@ -73,6 +86,9 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     for provider in ("bedrock", "ollama"):
         assert expects[provider]["usage"] == reasoning_free
         assert all(expects[provider][key] == expects["openai"][key] for key in ("text", "tool_calls", "finish"))
+    if name in scenario_names("oci"):  # OCI reports no reasoning token count either
+        assert expects["oci"]["usage"] == reasoning_free
+        assert all(expects["oci"][key] == expects["openai"][key] for key in ("text", "tool_calls", "finish"))
     if name == "thinking":
         assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"] == expects["ollama"]["thinking"]
         assert "thinking" not in expects["openai"]
@@ -131,6 +147,8 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
             text = "".join(f.data["delta"] for f in sent if f.event == "response.output_text.delta")
         elif provider == "ollama":
             text = "".join((f.data.get("message") or {}).get("content") or "" for f in sent)
+        elif provider == "oci":
+            text = "".join(f.data.get("text", "") for f in sent if "finishReason" not in f.data)
         else:
             text = summarize_gemini(_stream_data(tuple(sent)))["text"]
         assert text == scenario.expect["partial_text"], name

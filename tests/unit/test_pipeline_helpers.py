@@ -92,7 +92,7 @@ def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
     wsgi = importlib.import_module("app.wsgi")
     r = wsgi.application.test_client().get("/health")
     assert r.status_code == 200 and r.get_json()["backends"] == \
-        ["anthropic", "azure", "azure-responses", "bedrock", "gemini", "ollama", "ollama-openai", "openai", "vertex",
+        ["anthropic", "azure", "azure-responses", "bedrock", "gemini", "oci", "ollama", "ollama-openai", "openai", "vertex",
          "vertex-anthropic"]
 
 

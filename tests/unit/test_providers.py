@@ -427,6 +427,125 @@ def test_ollama_openai_default_url_and_key(tmp_path):
     assert json.loads(r.body) == BODY
 
 
+# ------------------------------------------------------------------ OCI Generative AI
+
+OCI_CONFIG = "mocks/testdata/oci-config"
+COMPARTMENT = "ocid1.compartment.oc1..aaaaaaaaexample"
+OCI = f'kind = "oci_cohere"\ncompartment_id = "{COMPARTMENT}"\nconfig_file = "{OCI_CONFIG}"\n'
+CHAT_REQUEST = {"chatRequest": {"apiFormat": "COHERE", "message": "Hi"}}
+OCI_HOST = "inference.generativeai.us-chicago-1.oci.oraclecloud.com"
+
+
+def _oci_verify(r, host: str):
+    """The mock's check of the signature (independent of the oci signer) over the request as sent."""
+    from mocks.oci import _test_keys
+    from mocks.oci_signature import verify
+
+    class Insensitive(dict):
+        def get(self, name, default=None):
+            return super().get(name.lower(), default)
+    headers = Insensitive(lower(r.headers))
+    assert headers["host"] == host
+    return verify("POST", r.url.partition(host)[2], headers, r.body, public_keys=_test_keys())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_oci_request_is_chat_details_signed_as_sent(tmp_path, stream):
+    r = prepared(tmp_path, OCI, "cohere.command-r-plus-08-2024", CHAT_REQUEST, stream=stream,
+                 headers={**FORWARDED, "Date": "Thu, 01 Jan 1970 00:00:00 GMT", "x-content-sha256": "forged"})
+    assert r.method == "POST" and r.url == f"https://{OCI_HOST}/20231130/actions/chat"  # the config file's region
+    assert r.body == (b'{"compartmentId":"' + COMPARTMENT.encode() + b'","servingMode":{"servingType":"ON_DEMAND",'
+                      b'"modelId":"cohere.command-r-plus-08-2024"},"chatRequest":{"apiFormat":"COHERE","message":"Hi"}}')
+    headers = lower(r.headers)
+    assert set(headers) == {"content-type", "accept", "x-trace", "date", "host", "content-length", "x-content-sha256",
+                            "authorization"}
+    assert headers["content-type"] == "application/json"  # ours, not the client's text/plain
+    assert headers["accept"] == ("text/event-stream" if stream else "application/json")
+    assert headers["date"] != "Thu, 01 Jan 1970 00:00:00 GMT" and headers["x-content-sha256"] != "forged"
+    assert headers["content-length"] == str(len(r.body))
+    auth = headers["authorization"]
+    assert auth.startswith('Signature algorithm="rsa-sha256",headers="date (request-target) host content-length '
+                           'content-type x-content-sha256",keyId="ocid1.tenancy.oc1..aaaaaaaainterchangetesttenancy/'
+                           'ocid1.user.oc1..aaaaaaaainterchangetestuser/')
+    assert auth.endswith(',version="1"')
+    assert _oci_verify(r, OCI_HOST).startswith("ocid1.tenancy.oc1..")
+
+
+def test_oci_dedicated_serving_and_region_and_url(tmp_path):
+    block = OCI + 'endpoint_id = "ocid1.generativeaiendpoint.oc1.us-chicago-1.amaaaaexample"\nregion = "eu-frankfurt-1"\n'
+    r = prepared(tmp_path, block, "cohere.command-r-plus-08-2024", CHAT_REQUEST)
+    assert r.url == "https://inference.generativeai.eu-frankfurt-1.oci.oraclecloud.com/20231130/actions/chat"
+    assert json.loads(r.body)["servingMode"] == {"servingType": "DEDICATED",
+                                                 "endpointId": "ocid1.generativeaiendpoint.oc1.us-chicago-1.amaaaaexample"}
+    b = backend(tmp_path, OCI + 'url = "https://private.example.com/genai/20231130/actions/chat"\n')
+    assert b.url == "https://private.example.com/genai" and len(b.notes) == 1
+    r = provider_class(b.kind)(b).prepare(Call(model="m", body=CHAT_REQUEST))
+    assert r.url == "https://private.example.com/genai/20231130/actions/chat"
+    _oci_verify(r, "private.example.com")
+
+
+def test_oci_settings_validated(tmp_path):
+    assert problems(tmp_path, 'kind = "oci_cohere"\napi_key = "k"\nauth = "password"\n') == [
+        "backends.b.compartment_id: required for a oci_cohere backend (the OCID of the compartment the calls are "
+        "made in)",
+        "backends.b.auth: must be one of api_key, instance_principal (got 'password')",
+        "backends.b.api_key: a oci_cohere backend is not authorised by an API key (its keys: compartment_id, auth, "
+        "config_file, profile, region, endpoint_id)"]
+
+
+@pytest.mark.parametrize("extra", ['config_file = "/nonexistent/oci-config"\n', 'profile = "NOPE"\n'])
+def test_oci_unusable_config_file_is_a_configuration_error(tmp_path, extra):
+    block = OCI.replace(f'config_file = "{OCI_CONFIG}"\n', "") + extra
+    if "profile" in extra:
+        block += f'config_file = "{OCI_CONFIG}"\n'
+    b = backend(tmp_path, block)
+    with pytest.raises(ProxyError) as e:
+        provider_class(b.kind)(b).prepare(Call(model="m", body=CHAT_REQUEST))
+    assert e.value.code == "configuration_error" and "Backend 'b' cannot use its OCI config file" in e.value.message
+
+
+def test_oci_instance_principal_signs_and_renews(tmp_path, monkeypatch):
+    """The instance's signer (never the real one here: it would call the metadata service)
+    is made once, gives the region, and is made anew after a refused call."""
+    import oci
+
+    made = []
+
+    class InstanceSigner(oci.signer.Signer):
+        def __init__(self):
+            config = oci.config.from_file(OCI_CONFIG)
+            super().__init__(config["tenancy"], config["user"], config["fingerprint"], config["key_file"])
+            self.region = "ap-tokyo-1"
+            made.append(self)
+    monkeypatch.setattr(oci.auth.signers, "InstancePrincipalsSecurityTokenSigner", InstanceSigner)
+    b = backend(tmp_path, f'kind = "oci_cohere"\ncompartment_id = "{COMPARTMENT}"\nauth = "instance_principal"\n')
+    p = provider_class(b.kind)(b)
+    r = p.prepare(Call(model="m", body=CHAT_REQUEST))
+    p.prepare(Call(model="m", body=CHAT_REQUEST))
+    assert r.url == "https://inference.generativeai.ap-tokyo-1.oci.oraclecloud.com/20231130/actions/chat"
+    _oci_verify(r, "inference.generativeai.ap-tokyo-1.oci.oraclecloud.com")
+    assert len(made) == 1
+    assert p.forget_credentials() is True
+    p.prepare(Call(model="m", body=CHAT_REQUEST))
+    assert len(made) == 2
+
+
+def test_oci_config_file_without_a_region_is_a_configuration_error(tmp_path):
+    config = tmp_path / "oci-config"
+    config.write_text("\n".join(line for line in open(OCI_CONFIG).read().splitlines() if not line.startswith("region")))
+    b = backend(tmp_path, OCI.replace(OCI_CONFIG, str(config)))
+    with pytest.raises(ProxyError) as e:
+        provider_class(b.kind)(b).prepare(Call(model="m", body=CHAT_REQUEST))
+    assert e.value.code == "configuration_error"
+    assert e.value.message == "Backend 'b' cannot use its OCI config file (InvalidConfig: {'region': 'missing'})."
+
+
+def test_oci_config_file_key_is_not_renewed_and_nothing_is_secret(tmp_path):
+    b = backend(tmp_path, OCI)
+    p = provider_class(b.kind)(b)
+    p.prepare(Call(model="m", body=CHAT_REQUEST))
+    assert p.forget_credentials() is False and p.secrets() == ()
+
 # ------------------------------------------------------------------ the first-party kinds
 
 @pytest.mark.parametrize("block,url,auth", [
@@ -446,8 +565,9 @@ def test_first_party_kinds(tmp_path, block, url, auth):
 # ------------------------------------------------------------------ the registry
 
 def test_every_kind_is_registered_and_named_for_itself():
-    assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini", "ollama",
-                             "ollama_openai", "openai", "openai_responses", "vertex_anthropic", "vertex_gemini"]
+    assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini",
+                             "oci_cohere", "ollama", "ollama_openai", "openai", "openai_responses",
+                             "vertex_anthropic", "vertex_gemini"]
     assert all(cls.kind == kind for kind, cls in KINDS.items())
 
 
@@ -455,7 +575,7 @@ def test_the_stream_framing_each_kind_declares():
     assert {kind: cls.framing for kind, cls in KINDS.items()} == {
         "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
         "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream", "openai_responses": "sse",
-        "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse"}
+        "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse", "oci_cohere": "sse"}
 
 
 def test_the_actions_each_kind_offers():
