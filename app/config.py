@@ -402,7 +402,7 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
         capabilities=caps, priority=int(num["priority"]), timeout=float(num["timeout"]),
         connect_timeout=float(num["connect_timeout"]), model_mapping=mapping,
         forward_headers=tuple(headers), passthrough=flags["passthrough"], catch_all=flags["catch_all"],
-        options=dict(options),
+        options={**cls.wire_options, **options},
     )
 
 

@@ -75,7 +75,11 @@ _FINISH_FROM_WIRE = {
     "tool_calls": ir.FinishReason.tool_calls,
     "function_call": ir.FinishReason.tool_calls,
     "content_filter": ir.FinishReason.content_filter,
+    "error": ir.FinishReason.error,  # OpenRouter: the upstream model failed mid-turn
 }
+
+
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
 
 
 def _now() -> int:
@@ -575,6 +579,9 @@ class StreamFormatter:
     def finish(self) -> bytes:
         return b""  # [DONE] comes from MessageStop; after an error nothing follows
 
+    def keepalive(self) -> bytes:
+        return KEEPALIVE_COMMENT  # SSE readers skip comment lines
+
     # -------------------------------------------------------------- internals
 
     def _start(self, upstream_id: str | None, model: str | None) -> None:
@@ -697,9 +704,14 @@ def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
         body["stop"] = list(req.stop)
     if req.n != 1:
         body["n"] = req.n
-    effort = _reasoning_effort(req.reasoning)
-    if effort is not None:
-        body["reasoning_effort"] = effort
+    if target.options.get("reasoning_object"):
+        reasoning = _reasoning_object(req.reasoning)
+        if reasoning is not None:
+            body["reasoning"] = reasoning
+    else:
+        effort = _reasoning_effort(req.reasoning)
+        if effort is not None:
+            body["reasoning_effort"] = effort
     if req.response_format is not None:
         body["response_format"] = _wire_response_format(req.response_format)
     if req.stream:
@@ -727,6 +739,27 @@ def _reasoning_effort(reasoning: ir.Reasoning | None) -> str | None:
     if budget <= 1024:
         return "low"
     return "medium" if budget <= 8192 else "high"
+
+
+def _reasoning_object(reasoning: ir.Reasoning | None) -> dict[str, Any] | None:
+    """OpenRouter's `reasoning` object (wire option `reasoning_object`): an effort as
+    `effort`, a token budget kept as `max_tokens`, a dynamic budget (-1) as `enabled`;
+    thoughts the client does not want shown as `exclude`."""
+    if reasoning is None:
+        return None
+    out: dict[str, Any] = {}
+    budget = reasoning.budget_tokens
+    if reasoning.effort is not None:
+        out["effort"] = reasoning.effort
+    elif budget is not None and budget > 0:
+        out["max_tokens"] = budget
+    elif budget == -1 or (budget is None and reasoning.include_thoughts):
+        out["enabled"] = True
+    else:
+        return None  # 0 (off) or nothing asked: the model's default
+    if reasoning.include_thoughts is False:
+        out["exclude"] = True
+    return out
 
 
 def _wire_tool(tool: ir.Tool) -> dict:
@@ -887,6 +920,27 @@ def _reasoning_text(obj: Mapping[str, Any]) -> str:
     return ""
 
 
+def _reasoning_pieces(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A message's or delta's reasoning as ("thinking", text) / ("redacted_thinking", data)
+    pieces. OpenRouter's structured `reasoning_details` (reasoning.text, .summary,
+    .encrypted) when present, since its `reasoning` string repeats the same text;
+    otherwise the plain `reasoning_content` / `reasoning` string."""
+    details = obj.get("reasoning_details")
+    if not isinstance(details, list) or not details:
+        text = _reasoning_text(obj)
+        return [("thinking", text)] if text else []
+    pieces: list[tuple[str, str]] = []
+    for item in details:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        value = item.get("text") if kind == "reasoning.text" else item.get("summary") \
+            if kind == "reasoning.summary" else item.get("data") if kind == "reasoning.encrypted" else None
+        if isinstance(value, str) and value:
+            pieces.append(("redacted_thinking" if kind == "reasoning.encrypted" else "thinking", value))
+    return pieces
+
+
 def _malformed(what: str) -> ProxyError:
     return ProxyError(ErrorKind.bad_gateway, f"Upstream returned a malformed chat completion: {what}.")
 
@@ -922,9 +976,17 @@ def parse_response(body: bytes, req: ir.Request) -> ir.Response:
 
 def _message_parts(message: dict, response_id: Any) -> list[ir.Part]:
     parts: list[ir.Part] = []
-    thinking = _reasoning_text(message)
+    thinking: list[str] = []
+    for kind, value in _reasoning_pieces(message):
+        if kind == "thinking":
+            thinking.append(value)
+            continue
+        if thinking:
+            parts.append(ir.Thinking("".join(thinking)))
+            thinking = []
+        parts.append(ir.Thinking(redacted=value, provider=PROTOCOL))
     if thinking:
-        parts.append(ir.Thinking(thinking))
+        parts.append(ir.Thinking("".join(thinking)))
     content = message.get("content")
     if isinstance(content, list):  # a few servers answer with content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -987,8 +1049,18 @@ def _error_from_envelope(doc: Any, status: int | None, *, retry_after: str | Non
         loose = err if isinstance(err, str) else (doc.get("message") or doc.get("detail")
                                                    if isinstance(doc, dict) else None)
         message, err_type, param, code = loose, None, None, None
+    if isinstance(code, int) and not isinstance(code, bool):
+        # OpenRouter: the HTTP status as an integer code (also inside a 200 stream), the
+        # category in metadata.error_type.
+        meta = err.get("metadata") if isinstance(err, dict) else None
+        error_type = meta.get("error_type") if isinstance(meta, dict) else None
+        if status is None or status < 400:
+            status = code
+        code = error_type if isinstance(error_type, str) else None
     code = _text_or_none(code)
-    if code in _KIND_BY_CODE:
+    if status == 402:  # out of credits: OpenAI's name for an exhausted account
+        kind, code = ErrorKind.rate_limit, "insufficient_quota"
+    elif code in _KIND_BY_CODE:
         kind = _KIND_BY_CODE[code]
     elif status is not None and status >= 400:
         kind = errors.kind_for_status(status)
@@ -1135,7 +1207,11 @@ class StreamParser:
     def _choice(self, choice: dict, events: list[ir.Event]) -> None:
         delta = choice.get("delta")  # absent in Azure content-filter chunks
         if isinstance(delta, dict):
-            self._text("thinking", _reasoning_text(delta), events)
+            for kind, value in _reasoning_pieces(delta):
+                if kind == "thinking":
+                    self._text("thinking", value, events)
+                else:
+                    self._redacted(value, events)
             content = delta.get("content")
             self._text("text", content if isinstance(content, str) else "", events)
             refusal = delta.get("refusal")
@@ -1171,6 +1247,16 @@ class StreamParser:
         self._close_open(events)
         self._open_part(kind, None, None, events)
         events.append(_delta_event(kind, self._open_index, text))
+
+    def _redacted(self, data: str, events: list[ir.Event]) -> None:
+        """Encrypted reasoning arrives whole: a part of its own, opened and closed at once."""
+        if self._open_kind == "tool_call":
+            self._queue.append(["redacted_thinking", [data]])
+            return
+        self._blank = None
+        self._close_open(events)
+        self._open_part("redacted_thinking", None, None, events, data=data)
+        self._close_open(events)
 
     def _hold_text(self, kind: str, text: str) -> None:
         if self._queue and self._queue[-1][0] == kind:
@@ -1227,10 +1313,11 @@ class StreamParser:
 
     # ------------------------------------------------------------ parts
 
-    def _open_part(self, kind: str, call_id: str | None, name: str | None, events: list[ir.Event]) -> int:
+    def _open_part(self, kind: str, call_id: str | None, name: str | None, events: list[ir.Event],
+                   data: str | None = None) -> int:
         index = self._next_index
         self._next_index += 1
-        events.append(ir.PartStart(index=index, kind=kind, id=call_id, name=name))
+        events.append(ir.PartStart(index=index, kind=kind, id=call_id, name=name, data=data))
         self._open_kind, self._open_key, self._open_index = kind, None, index
         return index
 
@@ -1249,6 +1336,8 @@ class StreamParser:
                 if state.arguments:
                     events.append(ir.ToolArgumentsDelta(index, "".join(state.arguments)))
                     state.arguments = []
+            elif kind == "redacted_thinking":
+                self._open_part(kind, None, None, events, data=payload[0])
             else:
                 text = "".join(payload)
                 if not text.strip():

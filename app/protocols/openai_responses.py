@@ -55,7 +55,8 @@ from app.jsonutil import dumps, loads
 from app.protocols.base import opaque_out, Target
 # The Responses API shares Chat's error envelope, model list and tool-call id
 # rule; the helpers live there once.
-from app.protocols.openai_chat import _reasoning_effort, format_error, format_models, parse_error, wire_call_id
+from app.protocols.openai_chat import (KEEPALIVE_COMMENT, _reasoning_effort, format_error, format_models, parse_error,
+                                       wire_call_id)
 from app.upstream.framing import Frame, encode_sse
 
 PROTOCOL = "openai_responses"  # the registry name (app/protocols/__init__.py MODULES)
@@ -858,6 +859,9 @@ class StreamFormatter:
 
     def finish(self) -> bytes:
         return b""  # the terminal event comes from MessageStop / StreamError
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE_COMMENT  # SSE readers skip comment lines
 
     def _keep_final(self, data: str) -> None:
         try:
