@@ -19,6 +19,7 @@ from mocks.gemini import METHODS as GEMINI_METHODS
 from mocks.gemini import GeminiProvider
 from mocks.google_oauth import TokenError
 from mocks.openai import OpenAIProvider
+from mocks.openrouter import OpenRouterProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
 from mocks.responses import AzureResponsesProvider, ResponsesProvider
@@ -33,8 +34,9 @@ AZURE_OPENAI = AzureOpenAIProvider()
 BEDROCK = BedrockProvider()
 RESPONSES = ResponsesProvider()
 AZURE_RESPONSES = AzureResponsesProvider()
+OPENROUTER = OpenRouterProvider()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
-                                                      AZURE_RESPONSES)}
+                                                      AZURE_RESPONSES, OPENROUTER)}
 
 
 def provider_for_request() -> Provider:
@@ -46,6 +48,8 @@ def provider_for_request() -> Provider:
         return GEMINI  # Google's front end answers for every Vertex publisher
     if path.startswith("/model/"):
         return BEDROCK
+    if path.startswith("/api/v1/"):
+        return OPENROUTER
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -232,6 +236,15 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/model/<path:model_id>/converse-stream")
     def bedrock_converse_stream(model_id: str) -> Response:
         return bedrock(model_id, stream=True)
+
+    # ------------------------------------------------------------- OpenRouter
+    @app.post("/api/v1/chat/completions")
+    def openrouter_chat() -> Response:
+        return generation(OPENROUTER)
+
+    @app.get("/api/v1/models")
+    def openrouter_models() -> Response:
+        return OPENROUTER.handle_simple(_call(), state, OPENROUTER.list_models)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

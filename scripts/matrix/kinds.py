@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from scripts.matrix.upstream import (AnthropicUpstream, AzureUpstream, BedrockUpstream, GeminiUpstream, OpenAIUpstream,
                                      VertexAnthropicUpstream, VertexGeminiUpstream)
+from scripts.matrix.upstream_openrouter import OpenRouterUpstream
 from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
 
 
@@ -38,6 +39,7 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "openai_responses": UpstreamKind("openai_responses", "openai_responses", ResponsesUpstream(), _NO_STOP, True),
     "azure_responses": UpstreamKind("azure_openai_responses", "openai_responses", AzureResponsesUpstream(), _NO_STOP,
                                     True),
+    "openrouter": UpstreamKind("openrouter", "openrouter", OpenRouterUpstream()),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at

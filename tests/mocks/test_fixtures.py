@@ -24,9 +24,21 @@ def _stream_data(frames: tuple[Frame, ...]) -> list:
     return [fill(f.data, _lookup) for f in frames if f.raw is None]
 
 
+def _openrouter_thinking(summary: dict, messages: list) -> dict:
+    """OpenRouter shows reasoning (`reasoning`, streamed as `delta.reasoning`)."""
+    thinking = "".join(m.get("reasoning") or "" for m in messages)
+    return {**summary, "thinking": thinking} if thinking else summary
+
+
 def summarize(provider: str, body=None, frames=None) -> dict:
     if provider == "openai":
         return summarize_openai_body(body) if body is not None else summarize_openai_stream(_stream_data(frames))
+    if provider == "openrouter":
+        if body is not None:
+            return _openrouter_thinking(summarize_openai_body(body), [body["choices"][0]["message"]])
+        chunks = _stream_data(frames)
+        return _openrouter_thinking(summarize_openai_stream(chunks),
+                                    [c["delta"] for chunk in chunks if chunk != "[DONE]" for c in chunk["choices"]])
     if provider == "anthropic":
         if body is not None:
             return summarize_anthropic_body(body)
@@ -42,9 +54,14 @@ def summarize(provider: str, body=None, frames=None) -> dict:
     return summarize_gemini([body] if body is not None else _stream_data(frames))
 
 
+# Scenarios only one provider has (what only its API does).
+OWN_SCENARIOS = {"openrouter": {"error_402", "processing_keepalive"}}
+
+
 def test_every_provider_has_every_scenario(library: ScenarioLibrary):
     for provider in PROVIDERS:
-        assert set(library.names(provider)) == set(GOOD_SCENARIOS) | set(FAULT_SCENARIOS), provider
+        assert set(library.names(provider)) == set(GOOD_SCENARIOS) | set(FAULT_SCENARIOS) \
+            | OWN_SCENARIOS.get(provider, set()), provider
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -64,7 +81,7 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     expects = {p: library.get(p, name).expect for p in PROVIDERS}
     for key in ("text", "tool_calls", "finish", "usage"):
         assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key] \
-            == expects["openai_responses"][key], key
+            == expects["openai_responses"][key] == expects["openrouter"][key], key
     # Converse reports no reasoning token count; everything else is the same
     reasoning_free = {k: v for k, v in expects["openai"]["usage"].items() if k != "reasoning"}
     assert expects["bedrock"]["usage"] == reasoning_free
@@ -73,7 +90,7 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
         assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"]
         assert "thinking" not in expects["openai"]
         assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"] \
-            == expects["openai_responses"]["thinking"]
+            == expects["openai_responses"]["thinking"] == expects["openrouter"]["thinking"]
 
 
 @pytest.mark.parametrize("name", ("text", "after_tool_result", "thinking", "max_tokens", "stop_sequence", "vision"))
@@ -117,7 +134,9 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
         scenario = library.get(provider, name)
         cut = scenario.fault.after_frames if scenario.fault else len(scenario.stream) - 1
         sent = [f for f in scenario.stream[:cut]]
-        if provider == "openai":
+        if provider == "openrouter":  # its keep-alive comments are raw frames
+            sent = [f for f in sent if f.raw is None]
+        if provider in ("openai", "openrouter"):
             text = "".join(f.data["choices"][0]["delta"].get("content") or "" for f in sent)
         elif provider == "anthropic":
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "content_block_delta")
