@@ -506,11 +506,14 @@ def _table(value: Any, key: str, problems: list[str]) -> Mapping:
     return {}
 
 
+_TYPE_NAMES = {int: "an integer", dict: "a table", list: "a list"}
+
+
 def _typed(value: Any, typ: type, key: str, problems: list[str]) -> Any:
     if value is None:
         return None
     if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        problems.append(f"{key}: must be {'an integer' if typ is int else 'a string'}")
+        problems.append(f"{key}: must be {_TYPE_NAMES.get(typ, 'a string')}")
         return None
     return value
 

@@ -40,6 +40,7 @@ PROVIDER_FIELDS = frozenset({
     "ignore", "quantizations", "sort", "preferred_min_throughput", "preferred_max_latency", "max_price",
 })
 REASONING_FIELDS = frozenset({"effort", "max_tokens", "exclude", "enabled", "summary"})
+REASONING_BACK = frozenset({"reasoning", "reasoning_details"})  # assistant message fields
 EFFORTS = ("max", "xhigh", "high", "medium", "low", "minimal", "none")
 
 
@@ -178,7 +179,18 @@ class OpenRouterProvider(oa.OpenAIProvider):
         checked = {k: v for k, v in body.items() if k not in model_rules}
         oa._check_sampling(checked, "gpt-4o")  # a model with every sampling knob: only types and ranges apply
         oa._check_tools(body)
-        oa._check_messages(body["messages"])
+        # OpenRouter takes an assistant turn's reasoning back (for models that need it): checked here,
+        # not as an unknown field.
+        messages = []
+        for i, m in enumerate(body["messages"]):
+            if isinstance(m, dict) and m.get("role") == "assistant" and REASONING_BACK & m.keys():
+                if m.get("reasoning") is not None and not isinstance(m["reasoning"], str):
+                    raise oa.type_error(f"messages[{i}].reasoning", "a string", m["reasoning"])
+                if m.get("reasoning_details") is not None and not isinstance(m["reasoning_details"], list):
+                    raise oa.type_error(f"messages[{i}].reasoning_details", "an array", m["reasoning_details"])
+                m = {k: v for k, v in m.items() if k not in REASONING_BACK}
+            messages.append(m)
+        oa._check_messages(messages)
 
     def detect(self, call: Call) -> str:
         body = call.body

@@ -920,7 +920,12 @@ def _reasoning_text(obj: Mapping[str, Any]) -> str:
     return ""
 
 
-def _reasoning_pieces(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+# OpenRouter's reasoning_details item type -> (IR part kind, the field holding its content).
+_REASONING_DETAILS = {"reasoning.text": ("thinking", "text"), "reasoning.summary": ("thinking", "summary"),
+                      "reasoning.encrypted": ("redacted_thinking", "data")}
+
+
+def _reasoning_pieces(obj: Mapping[str, Any]) -> list[tuple[str, str]] | tuple[()]:
     """A message's or delta's reasoning as ("thinking", text) / ("redacted_thinking", data)
     pieces. OpenRouter's structured `reasoning_details` (reasoning.text, .summary,
     .encrypted) when present, since its `reasoning` string repeats the same text;
@@ -928,16 +933,14 @@ def _reasoning_pieces(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
     details = obj.get("reasoning_details")
     if not isinstance(details, list) or not details:
         text = _reasoning_text(obj)
-        return [("thinking", text)] if text else []
+        return [("thinking", text)] if text else ()
     pieces: list[tuple[str, str]] = []
     for item in details:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        value = item.get("text") if kind == "reasoning.text" else item.get("summary") \
-            if kind == "reasoning.summary" else item.get("data") if kind == "reasoning.encrypted" else None
-        if isinstance(value, str) and value:
-            pieces.append(("redacted_thinking" if kind == "reasoning.encrypted" else "thinking", value))
+        known = _REASONING_DETAILS.get(item.get("type")) if isinstance(item, dict) else None
+        if known is not None:
+            value = item.get(known[1])
+            if isinstance(value, str) and value:
+                pieces.append((known[0], value))
     return pieces
 
 

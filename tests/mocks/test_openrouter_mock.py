@@ -88,6 +88,15 @@ def test_the_key_is_checked(mock_url, key, message):
     assert models.status_code == 401
 
 
+def test_reasoning_goes_back_in_assistant_turns(mock_url):
+    turn = {"role": "assistant", "content": "42", "reasoning": "Hmm.",
+            "reasoning_details": [{"type": "reasoning.text", "text": "Hmm."}]}
+    assert post(mock_url, {"model": R1, "messages": [*USER, turn, *USER]}).status_code == 200
+    reply = post(mock_url, {"model": R1, "messages": [*USER, {**turn, "reasoning": 1}, *USER]})
+    assert reply.json() == {"error": {"code": 400, "message": "Invalid type for 'messages[1].reasoning': expected a "
+                                                              "string, but got an integer instead."}}
+
+
 def test_openrouter_fields_are_accepted(mock_url):
     body = {"model": LLAMA, "messages": USER, "models": ["mistralai/mistral-7b-instruct"], "route": "fallback",
             "transforms": ["middle-out"], "provider": {"order": ["deepinfra"], "allow_fallbacks": False,

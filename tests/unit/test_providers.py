@@ -388,8 +388,10 @@ def test_openrouter_url_note_and_settings_validated(tmp_path):
     assert check_config(tmp_path / "c.toml") == (
         ["backends.b.url: https://openrouter.ai/api/v1 understood as base https://openrouter.ai "
          "(requests go to {base}/api/v1/chat/completions)"], [])
-    assert problems(tmp_path, OPENROUTER + 'url = "https://openrouter.ai"\ntitle = 3\nregion = "x"\n')[1:] == [
-        "backends.b.title: must be a string"]
+    assert problems(tmp_path, OPENROUTER + 'url = "https://openrouter.ai"\ntitle = 3\nprovider = "deepinfra"\n'
+                    'models = "m"\nregion = "x"\n')[1:] == [
+        "backends.b.title: must be a string", "backends.b.provider: must be a table",
+        "backends.b.models: must be a list"]
 
 
 # ------------------------------------------------------------------ the first-party kinds
