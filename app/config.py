@@ -403,7 +403,7 @@ def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | No
         capabilities=caps, priority=int(num["priority"]), timeout=float(num["timeout"]),
         connect_timeout=float(num["connect_timeout"]), model_mapping=mapping,
         forward_headers=tuple(headers), passthrough=flags["passthrough"], catch_all=flags["catch_all"],
-        options=dict(options),
+        options={**cls.wire_options, **options},
     )
 
 
@@ -507,11 +507,14 @@ def _table(value: Any, key: str, problems: list[str]) -> Mapping:
     return {}
 
 
+_TYPE_NAMES = {int: "an integer", dict: "a table", list: "a list"}
+
+
 def _typed(value: Any, typ: type, key: str, problems: list[str]) -> Any:
     if value is None:
         return None
     if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        problems.append(f"{key}: must be {'an integer' if typ is int else 'a string'}")
+        problems.append(f"{key}: must be {_TYPE_NAMES.get(typ, 'a string')}")
         return None
     return value
 

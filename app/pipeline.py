@@ -375,6 +375,12 @@ class _Relay:
             self._frame(frame, out)
             if self.failed:
                 break
+        if self.framer.keepalive:
+            # The upstream said it is alive but has nothing yet (OpenRouter's comments while
+            # the model is queued): the client hears the same, in its protocol's form.
+            self.framer.keepalive = False
+            if not self.failed and not any(out):
+                out.append(self.formatter.keepalive())
         return b"".join(out)
 
     def _end(self) -> bytes:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import yaml
 
-PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "openai_responses", "ollama", "oci")
+PROVIDERS = ("openai", "anthropic", "gemini", "bedrock", "openai_responses", "ollama", "oci", "openrouter")
 FAULT_TYPES = ("stall_mid_stream", "drop_mid_stream", "malformed_body", "slow_first_byte")
 FINISH_VALUES = ("stop", "length", "tool_calls", "content_filter")
 

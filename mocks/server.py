@@ -22,6 +22,7 @@ from mocks.google_oauth import TokenError
 from mocks.ollama import OllamaOpenAIProvider, OllamaProvider, model_name as ollama_model
 from mocks.oci import OCIProvider
 from mocks.openai import OpenAIProvider
+from mocks.openrouter import OpenRouterProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
 from mocks.responses import AzureResponsesProvider, ResponsesProvider
@@ -39,8 +40,10 @@ AZURE_RESPONSES = AzureResponsesProvider()
 OLLAMA = OllamaProvider()
 OLLAMA_OPENAI = OllamaOpenAIProvider()
 OCI = OCIProvider()
+OPENROUTER = OpenRouterProvider()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
-                                                      AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI, OCI)}
+                                                      AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI, OCI,
+                                                      OPENROUTER)}
 
 
 def provider_for_request() -> Provider:
@@ -52,6 +55,8 @@ def provider_for_request() -> Provider:
         return GEMINI  # Google's front end answers for every Vertex publisher
     if path.startswith("/model/"):
         return BEDROCK
+    if path.startswith("/api/v1/"):
+        return OPENROUTER
     if path.startswith("/api/"):
         return OLLAMA
     if path.startswith("/20231130/"):
@@ -286,6 +291,15 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         call = _call()
         call.notes["raw_target"] = request.environ.get("mocks.raw_target")
         return OCI.handle_generation(call, state)
+
+    # ------------------------------------------------------------- OpenRouter
+    @app.post("/api/v1/chat/completions")
+    def openrouter_chat() -> Response:
+        return generation(OPENROUTER)
+
+    @app.get("/api/v1/models")
+    def openrouter_models() -> Response:
+        return OPENROUTER.handle_simple(_call(), state, OPENROUTER.list_models)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

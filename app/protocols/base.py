@@ -12,6 +12,8 @@ Frontend side (the proxy speaks it to clients):
         .feed(event: ir.Event) -> bytes      frames for the client (b"" when none)
         .relay(frame: Frame) -> bytes        same-protocol passthrough of an upstream frame
         .finish() -> bytes                   end of the client stream (e.g. `]`, `[DONE]` only via events)
+        .keepalive() -> bytes                bytes that keep the client's stream alive and mean nothing
+                                             (sent while the upstream sends only its own keep-alives)
     format_error(err: ProxyError) -> tuple[int, dict[str, str], bytes]
     format_models(models: list[ModelInfo]) -> dict
 

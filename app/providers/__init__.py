@@ -18,11 +18,12 @@ from app.providers.gemini import Gemini
 from app.providers.ollama import Ollama, OllamaOpenAI
 from app.providers.oci import OCIGenerativeAI
 from app.providers.openai import OpenAI, OpenAIResponses
+from app.providers.openrouter import OpenRouter
 from app.providers.vertex import VertexAnthropic, VertexGemini
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
     OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
-    AzureResponses, Ollama, OllamaOpenAI, OCIGenerativeAI)}
+    AzureResponses, Ollama, OllamaOpenAI, OCIGenerativeAI, OpenRouter)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:

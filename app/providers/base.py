@@ -59,6 +59,9 @@ class Provider(ABC):
     url_required: ClassVar[bool] = True  # False: derived from settings (a region, a location)
     uses_api_key: ClassVar[bool] = True  # False: authorised otherwise (OAuth2, SigV4)
     api_key_optional: ClassVar[bool] = False  # True: a backend without api_key/api_key_env sends none (local Ollama)
+    # Wire options every backend of this kind gets (under its config `options`, which win):
+    # how this provider's dialect of the wire differs (OpenRouter's `reasoning` object).
+    wire_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, backend) -> None:  # backend: app.config.BackendConfig
         self.backend = backend

@@ -38,14 +38,15 @@ def is_exception(frame: Frame) -> bool:
 
 class EventStreamFramer:
     """Incremental event-stream decoder with the SSEFramer's interface
-    (`feed(chunk) -> frames`, `close() -> frames`)."""
+    (`feed(chunk) -> frames`, `close() -> frames`, `keepalive`)."""
 
-    __slots__ = ("_buffer", "_pending", "_failed")
+    __slots__ = ("_buffer", "_pending", "_failed", "keepalive")
 
     def __init__(self) -> None:
         self._buffer = EventStreamBuffer()
         self._pending = 0  # bytes fed that are not yet part of a whole message
         self._failed = False
+        self.keepalive = False  # the event stream has no keep-alive message: never set
 
     def feed(self, chunk: bytes) -> list[Frame]:
         if self._failed or not chunk:

@@ -26,9 +26,10 @@ _FIELDS = (b"data", b"event", b"id", b"retry")
 class SSEFramer:
     """Incremental Server-Sent Events decoder (WHATWG rules: `\\n`, `\\r\\n` or `\\r`
     line ends; multi-line `data:` joined with `\\n`; one space after the colon
-    dropped; comment lines ignored)."""
+    dropped; comment lines ignored). `keepalive` is set when a comment line was read
+    (a provider's keep-alive, OpenRouter's `: OPENROUTER PROCESSING`); the reader clears it."""
 
-    __slots__ = ("_tail", "_event", "_data", "_raw")
+    __slots__ = ("_tail", "_event", "_data", "_raw", "keepalive")
 
     def __init__(self) -> None:
         # The unfinished last line, in pieces: a long line arriving in many
@@ -38,6 +39,7 @@ class SSEFramer:
         self._event: str | None = None
         self._data: list[bytes] = []
         self._raw: list[bytes] = []
+        self.keepalive = False
 
     def feed(self, chunk: bytes) -> list[Frame]:
         tail = self._tail
@@ -102,6 +104,7 @@ class SSEFramer:
             self._dispatch(frames)
             return
         if line[0:1] == b":":
+            self.keepalive = True
             return
         colon = line.find(b":")
         name = line if colon < 0 else line[:colon]

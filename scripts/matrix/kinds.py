@@ -9,6 +9,7 @@ from scripts.matrix.upstream import (AnthropicUpstream, AzureUpstream, BedrockUp
                                      VertexAnthropicUpstream, VertexGeminiUpstream)
 from scripts.matrix.upstream_ollama import OllamaOpenAIUpstream, OllamaUpstream
 from scripts.matrix.upstream_oci import OCICohereUpstream
+from scripts.matrix.upstream_openrouter import OpenRouterUpstream
 from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
 
 
@@ -43,6 +44,7 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "ollama": UpstreamKind("ollama", "ollama", OllamaUpstream()),
     "ollama_openai": UpstreamKind("ollama_openai", "openai", OllamaOpenAIUpstream()),
     "oci_cohere": UpstreamKind("oci", "oci", OCICohereUpstream()),
+    "openrouter": UpstreamKind("openrouter", "openrouter", OpenRouterUpstream()),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at

@@ -82,7 +82,8 @@ class OpenAIClient(Frontend):
         if message.get("role") != "assistant":
             reply.problem(f"message.role: expected 'assistant' got {message.get('role')!r}")
         reply.text = message.get("content") or ""
-        reply.thinking = message.get("reasoning_content") or ""
+        # Non-standard: DeepSeek-style servers and the proxy say reasoning_content, OpenRouter reasoning.
+        reply.thinking = message.get("reasoning_content") or message.get("reasoning") or ""
         for i, tc in enumerate(message.get("tool_calls") or []):
             if tc.get("type") != "function":
                 reply.problem(f"tool_calls[{i}].type: expected 'function' got {tc.get('type')!r}")
@@ -141,7 +142,7 @@ class OpenAIClient(Frontend):
                 if finish_at is not None and (delta.get("content") or delta.get("tool_calls")):
                     reply.problem("content delta after the finish_reason chunk")
                 reply.text += delta.get("content") or ""
-                reply.thinking += delta.get("reasoning_content") or ""
+                reply.thinking += delta.get("reasoning_content") or delta.get("reasoning") or ""
                 for tc in delta.get("tool_calls") or []:
                     self._tool_delta(tc, calls, reply)
                 if choice.get("finish_reason") is not None:

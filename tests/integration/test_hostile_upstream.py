@@ -44,6 +44,7 @@ BLOCKS = {
                         'aws_secret_access_key = "' + AWS_SECRET + '"\naws_session_token = "{key}"\n',
     "ollama": 'url = "{url}"\napi_key = "{key}"\n',  # a hosted Ollama: the key as a Bearer token
     "ollama_openai": 'url = "{url}/v1"\napi_key = "{key}"\n',
+    "openrouter": 'url = "{url}"\napi_key = "{key}"\n',
 }
 
 

@@ -61,7 +61,7 @@ def test_matrix_row(cells, frontend, backend, model):
 def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
     kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
     assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse", "azure_responses", "ollama",
-            "ollama_openai", "oci_cohere"} <= kinds
+            "ollama_openai", "oci_cohere", "openrouter"} <= kinds
     by_protocol = {(c.frontend, c.capability) for c in cells
                    if c.status == "n/a" and c.capability in matrix.FRONTENDS[c.frontend].unsupported}
     assert by_protocol == {("openai_responses", "stop_sequence")}
@@ -70,7 +70,9 @@ def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
     assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking"),
                               ("azure-responses", None, "stop_sequence"), ("ollama", "llama3.2", "thinking"),
                               ("ollama", "llama3.2", "vision"), ("ollama-openai", None, "thinking"),
-                              ("oci", None, "thinking"), ("oci", None, "vision")}  # Command R+: text only
+                              ("oci", None, "thinking"), ("oci", None, "vision"),  # Command R+: text only
+                              ("openrouter", "openrouter-llama-3.1-8b", "thinking"),
+                              ("openrouter", "openrouter-llama-3.1-8b", "vision")}
 
 
 def test_vertex_rows_fetch_a_token_per_lifetime_not_per_request(run):

@@ -75,7 +75,8 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
                 name = line[7:]
             elif line.startswith("data: "):
                 data.append(line[6:])
-        events.append((name, "\n".join(data)))
+        if name is not None or data:  # a comment-only block (a keep-alive) dispatches nothing
+            events.append((name, "\n".join(data)))
     return events
 
 

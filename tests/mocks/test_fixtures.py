@@ -26,9 +26,21 @@ def _stream_data(frames: tuple[ScenarioFrame, ...]) -> list:
     return [fill(f.data, _lookup) for f in frames if f.raw is None]
 
 
+def _openrouter_thinking(summary: dict, messages: list) -> dict:
+    """OpenRouter shows reasoning (`reasoning`, streamed as `delta.reasoning`)."""
+    thinking = "".join(m.get("reasoning") or "" for m in messages)
+    return {**summary, "thinking": thinking} if thinking else summary
+
+
 def summarize(provider: str, body=None, frames=None) -> dict:
     if provider == "openai":
         return summarize_openai_body(body) if body is not None else summarize_openai_stream(_stream_data(frames))
+    if provider == "openrouter":
+        if body is not None:
+            return _openrouter_thinking(summarize_openai_body(body), [body["choices"][0]["message"]])
+        chunks = _stream_data(frames)
+        return _openrouter_thinking(summarize_openai_stream(chunks),
+                                    [c["delta"] for chunk in chunks if chunk != "[DONE]" for c in chunk["choices"]])
     if provider == "anthropic":
         if body is not None:
             return summarize_anthropic_body(body)
@@ -48,9 +60,10 @@ def summarize(provider: str, body=None, frames=None) -> dict:
     return summarize_gemini([body] if body is not None else _stream_data(frames))
 
 
-# A provider's own scenario set: a Cohere chat model has no reasoning and reads no images, and
-# OCI answers JSON output on request.
-OWN_SCENARIOS = {"oci": (oci.OMITTED_SCENARIOS, oci.EXTRA_SCENARIOS)}
+# A provider's own scenario set (omitted, extra): a Cohere chat model has no reasoning and reads
+# no images, and OCI answers JSON output on request; OpenRouter has what only its API does.
+OWN_SCENARIOS = {"oci": (oci.OMITTED_SCENARIOS, oci.EXTRA_SCENARIOS),
+                 "openrouter": ((), ("error_402", "processing_keepalive"))}
 
 
 def scenario_names(provider: str) -> set[str]:
@@ -80,7 +93,7 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
     expects = {p: library.get(p, name).expect for p in PROVIDERS if name in scenario_names(p)}
     for key in ("text", "tool_calls", "finish", "usage"):
         assert expects["openai"][key] == expects["anthropic"][key] == expects["gemini"][key] \
-            == expects["openai_responses"][key], key
+            == expects["openai_responses"][key] == expects["openrouter"][key], key
     # Converse and Ollama report no reasoning token count; everything else is the same
     reasoning_free = {k: v for k, v in expects["openai"]["usage"].items() if k != "reasoning"}
     for provider in ("bedrock", "ollama"):
@@ -93,7 +106,7 @@ def test_same_content_across_providers(library: ScenarioLibrary, name: str):
         assert expects["bedrock"]["thinking"] == expects["anthropic"]["thinking"] == expects["ollama"]["thinking"]
         assert "thinking" not in expects["openai"]
         assert expects["anthropic"]["thinking"] == expects["gemini"]["thinking"] \
-            == expects["openai_responses"]["thinking"]
+            == expects["openai_responses"]["thinking"] == expects["openrouter"]["thinking"]
 
 
 @pytest.mark.parametrize("name", ("text", "after_tool_result", "thinking", "max_tokens", "stop_sequence", "vision"))
@@ -137,7 +150,9 @@ def test_mid_stream_faults_send_the_partial_text_first(library: ScenarioLibrary,
         scenario = library.get(provider, name)
         cut = scenario.fault.after_frames if scenario.fault else len(scenario.stream) - 1
         sent = [f for f in scenario.stream[:cut]]
-        if provider == "openai":
+        if provider == "openrouter":  # its keep-alive comments are raw frames
+            sent = [f for f in sent if f.raw is None]
+        if provider in ("openai", "openrouter"):
             text = "".join(f.data["choices"][0]["delta"].get("content") or "" for f in sent)
         elif provider == "anthropic":
             text = "".join(f.data["delta"].get("text", "") for f in sent if f.event == "content_block_delta")

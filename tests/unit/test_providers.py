@@ -546,6 +546,62 @@ def test_oci_config_file_key_is_not_renewed_and_nothing_is_secret(tmp_path):
     p.prepare(Call(model="m", body=CHAT_REQUEST))
     assert p.forget_credentials() is False and p.secrets() == ()
 
+
+# ------------------------------------------------------------------ OpenRouter
+
+OPENROUTER = 'kind = "openrouter"\napi_key = "sk-or-v1-own-0123456789"\n'
+
+
+@pytest.mark.parametrize("url", ["https://openrouter.ai", "https://openrouter.ai/", "https://openrouter.ai/api/v1",
+                                 "https://openrouter.ai/api/v1/chat/completions"])
+def test_openrouter_request(tmp_path, url):
+    r = prepared(tmp_path, OPENROUTER + f'url = "{url}"\n', "meta-llama/llama-3.1-8b-instruct", BODY, stream=True,
+                 headers=FORWARDED)
+    assert (r.method, r.url, r.stream) == ("POST", "https://openrouter.ai/api/v1/chat/completions", True)
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer sk-or-v1-own-0123456789",
+                                "x-trace": "t-1"}
+    assert json.loads(r.body) == BODY  # the OpenAI wire body, untouched
+
+
+def test_openrouter_attribution_and_routing_defaults(tmp_path):
+    block = OPENROUTER + textwrap.dedent("""\
+        url = "https://openrouter.ai"
+        http_referer = "https://app.example"
+        title = "Interchange"
+        models = ["mistralai/mistral-7b-instruct"]
+        transforms = ["middle-out"]
+        route = "fallback"
+        [backends.b.provider]
+        order = ["deepinfra", "together"]
+        allow_fallbacks = false
+        """)
+    r = prepared(tmp_path, block, "m", BODY)
+    assert lower(r.headers) == {"content-type": "application/json", "authorization": "Bearer sk-or-v1-own-0123456789",
+                                "http-referer": "https://app.example", "x-title": "Interchange"}
+    assert json.loads(r.body) == {**BODY, "models": ["mistralai/mistral-7b-instruct"], "transforms": ["middle-out"],
+                                  "route": "fallback", "provider": {"order": ["deepinfra", "together"],
+                                                                    "allow_fallbacks": False}}
+    # The client's own preferences (an OpenAI client's body goes on as it came) win over the defaults.
+    own = {**BODY, "provider": {"sort": "price"}}
+    assert json.loads(prepared(tmp_path, block, "m", own).body)["provider"] == {"sort": "price"}
+
+
+def test_openrouter_writes_the_reasoning_object(tmp_path):
+    b = backend(tmp_path, OPENROUTER + 'url = "https://openrouter.ai"\n')
+    assert b.options == {"reasoning_object": True}  # the kind's wire option, from the registry
+
+
+def test_openrouter_url_note_and_settings_validated(tmp_path):
+    (tmp_path / "c.toml").write_text("[backends.b]\n" + OPENROUTER + 'url = "https://openrouter.ai/api/v1"\n')
+    assert check_config(tmp_path / "c.toml") == (
+        ["backends.b.url: https://openrouter.ai/api/v1 understood as base https://openrouter.ai "
+         "(requests go to {base}/api/v1/chat/completions)"], [])
+    assert problems(tmp_path, OPENROUTER + 'url = "https://openrouter.ai"\ntitle = 3\nprovider = "deepinfra"\n'
+                    'models = "m"\nregion = "x"\n')[1:] == [
+        "backends.b.title: must be a string", "backends.b.provider: must be a table",
+        "backends.b.models: must be a list"]
+
+
 # ------------------------------------------------------------------ the first-party kinds
 
 @pytest.mark.parametrize("block,url,auth", [
@@ -566,7 +622,7 @@ def test_first_party_kinds(tmp_path, block, url, auth):
 
 def test_every_kind_is_registered_and_named_for_itself():
     assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini",
-                             "oci_cohere", "ollama", "ollama_openai", "openai", "openai_responses",
+                             "oci_cohere", "ollama", "ollama_openai", "openai", "openai_responses", "openrouter",
                              "vertex_anthropic", "vertex_gemini"]
     assert all(cls.kind == kind for kind, cls in KINDS.items())
 
@@ -575,7 +631,8 @@ def test_the_stream_framing_each_kind_declares():
     assert {kind: cls.framing for kind, cls in KINDS.items()} == {
         "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
         "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream", "openai_responses": "sse",
-        "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse", "oci_cohere": "sse"}
+        "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse", "oci_cohere": "sse",
+        "openrouter": "sse"}
 
 
 def test_the_actions_each_kind_offers():

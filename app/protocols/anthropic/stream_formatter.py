@@ -81,6 +81,9 @@ class StreamFormatter:
     def finish(self) -> bytes:
         return b""  # message_stop (or error) already ended the stream
 
+    def keepalive(self) -> bytes:
+        return b"" if self._done else _event({"type": "ping"})  # the API's own keep-alive; SDKs skip it anywhere
+
     # -------------------------------------------------------- message level
 
     def _message_start(self, event: ir.MessageStart) -> list[bytes]:

@@ -75,6 +75,12 @@ class StreamFormatter:
         items = payload if isinstance(payload, list) else [payload]
         return b"".join(self._emit(dumps(item)) for item in items)
 
+    def keepalive(self) -> bytes:
+        """A bare line end: an SSE reader dispatches nothing for it, and it is JSON whitespace
+        in the array form. Not a comment: google-genai reads a line that is not `data: ` as
+        raw JSON (an error body) and would fail on one."""
+        return b"" if self._closed else b"\n"
+
     def finish(self) -> bytes:
         if self._sse or self._closed:
             return b""

@@ -36,7 +36,7 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
 """
 from __future__ import annotations
 
-from app.protocols.openai_chat.common import FORWARDED_CLIENT_HEADERS, PROTOCOL, RESPONSE_MODEL_FIELD
+from app.protocols.openai_chat.common import FORWARDED_CLIENT_HEADERS, KEEPALIVE_COMMENT, PROTOCOL, RESPONSE_MODEL_FIELD
 from app.protocols.openai_chat.errors import format_error, format_models, parse_error
 from app.protocols.openai_chat.request import parse_request
 from app.protocols.openai_chat.response import format_response

@@ -45,9 +45,14 @@ def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
         body["stop"] = list(req.stop)
     if req.n != 1:
         body["n"] = req.n
-    effort = _reasoning_effort(req.reasoning)
-    if effort is not None:
-        body["reasoning_effort"] = effort
+    if target.options.get("reasoning_object"):
+        reasoning = _reasoning_object(req.reasoning)
+        if reasoning is not None:
+            body["reasoning"] = reasoning
+    else:
+        effort = _reasoning_effort(req.reasoning)
+        if effort is not None:
+            body["reasoning_effort"] = effort
     if req.response_format is not None:
         body["response_format"] = _wire_response_format(req.response_format)
     if req.stream:
@@ -75,6 +80,27 @@ def _reasoning_effort(reasoning: ir.Reasoning | None) -> str | None:
     if budget <= 1024:
         return "low"
     return "medium" if budget <= 8192 else "high"
+
+
+def _reasoning_object(reasoning: ir.Reasoning | None) -> dict[str, Any] | None:
+    """OpenRouter's `reasoning` object (wire option `reasoning_object`): an effort as
+    `effort`, a token budget kept as `max_tokens`, a dynamic budget (-1) as `enabled`;
+    thoughts the client does not want shown as `exclude`."""
+    if reasoning is None:
+        return None
+    out: dict[str, Any] = {}
+    budget = reasoning.budget_tokens
+    if reasoning.effort is not None:
+        out["effort"] = reasoning.effort
+    elif budget is not None and budget > 0:
+        out["max_tokens"] = budget
+    elif budget == -1 or (budget is None and reasoning.include_thoughts):
+        out["enabled"] = True
+    else:
+        return None  # 0 (off) or nothing asked: the model's default
+    if reasoning.include_thoughts is False:
+        out["exclude"] = True
+    return out
 
 
 def _wire_tool(tool: ir.Tool) -> dict:

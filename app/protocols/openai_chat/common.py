@@ -7,6 +7,8 @@ from app import ir
 PROTOCOL = "openai"  # the registry name (app/protocols/__init__.py MODULES)
 FORWARDED_CLIENT_HEADERS: tuple[str, ...] = ()
 RESPONSE_MODEL_FIELD = "model"
+# An SSE comment: every SSE reader skips it, so it keeps an idle stream alive.
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
 
 
 def _wire_tool_call(call: ir.ToolCall) -> dict:

@@ -90,8 +90,18 @@ def _error_from_envelope(doc: Any, status: int | None, *, retry_after: str | Non
         loose = err if isinstance(err, str) else (doc.get("message") or doc.get("detail")
                                                    if isinstance(doc, dict) else None)
         message, err_type, param, code = loose, None, None, None
+    if isinstance(code, int) and not isinstance(code, bool):
+        # OpenRouter: the HTTP status as an integer code (also inside a 200 stream), the
+        # category in metadata.error_type.
+        meta = err.get("metadata") if isinstance(err, dict) else None
+        error_type = meta.get("error_type") if isinstance(meta, dict) else None
+        if status is None or status < 400:
+            status = code
+        code = error_type if isinstance(error_type, str) else None
     code = _text_or_none(code)
-    if code in _KIND_BY_CODE:
+    if status == 402:  # out of credits: OpenAI's name for an exhausted account
+        kind, code = ErrorKind.rate_limit, "insufficient_quota"
+    elif code in _KIND_BY_CODE:
         kind = _KIND_BY_CODE[code]
     elif status is not None and status >= 400:
         kind = errors.kind_for_status(status)

@@ -8,6 +8,7 @@ from app import ir
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps, loads
 from app.protocols.base import token_count
+from app.protocols.openai_chat.common import PROTOCOL
 from app.protocols.openai_chat.errors import _error_from_envelope
 
 
@@ -17,6 +18,7 @@ _FINISH_FROM_WIRE = {
     "tool_calls": ir.FinishReason.tool_calls,
     "function_call": ir.FinishReason.tool_calls,
     "content_filter": ir.FinishReason.content_filter,
+    "error": ir.FinishReason.error,  # OpenRouter: the upstream model failed mid-turn
 }
 
 
@@ -62,6 +64,30 @@ def _reasoning_text(obj: Mapping[str, Any]) -> str:
     return ""
 
 
+# OpenRouter's reasoning_details item type -> (IR part kind, the field holding its content).
+_REASONING_DETAILS = {"reasoning.text": ("thinking", "text"), "reasoning.summary": ("thinking", "summary"),
+                      "reasoning.encrypted": ("redacted_thinking", "data")}
+
+
+def _reasoning_pieces(obj: Mapping[str, Any]) -> list[tuple[str, str]] | tuple[()]:
+    """A message's or delta's reasoning as ("thinking", text) / ("redacted_thinking", data)
+    pieces. OpenRouter's structured `reasoning_details` (reasoning.text, .summary,
+    .encrypted) when present, since its `reasoning` string repeats the same text;
+    otherwise the plain `reasoning_content` / `reasoning` string."""
+    details = obj.get("reasoning_details")
+    if not isinstance(details, list) or not details:
+        text = _reasoning_text(obj)
+        return [("thinking", text)] if text else ()
+    pieces: list[tuple[str, str]] = []
+    for item in details:
+        known = _REASONING_DETAILS.get(item.get("type")) if isinstance(item, dict) else None
+        if known is not None:
+            value = item.get(known[1])
+            if isinstance(value, str) and value:
+                pieces.append((known[0], value))
+    return pieces
+
+
 def _malformed(what: str) -> ProxyError:
     return ProxyError(ErrorKind.bad_gateway, f"Upstream returned a malformed chat completion: {what}.")
 
@@ -97,9 +123,17 @@ def parse_response(body: bytes, req: ir.Request) -> ir.Response:
 
 def _message_parts(message: dict, response_id: Any) -> list[ir.Part]:
     parts: list[ir.Part] = []
-    thinking = _reasoning_text(message)
+    thinking: list[str] = []
+    for kind, value in _reasoning_pieces(message):
+        if kind == "thinking":
+            thinking.append(value)
+            continue
+        if thinking:
+            parts.append(ir.Thinking("".join(thinking)))
+            thinking = []
+        parts.append(ir.Thinking(redacted=value, provider=PROTOCOL))
     if thinking:
-        parts.append(ir.Thinking(thinking))
+        parts.append(ir.Thinking("".join(thinking)))
     content = message.get("content")
     if isinstance(content, list):  # a few servers answer with content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -6,6 +6,7 @@ from typing import Any
 from app import ir
 from app.jsonutil import dumps, loads
 from app.upstream.framing import Frame, encode_sse
+from app.protocols.openai_chat.common import KEEPALIVE_COMMENT
 from app.protocols.openai_chat.errors import _error_body
 from app.protocols.openai_chat.response import _FINISH_TO_WIRE, _completion_id, _model_failed, _now, _usage_to_wire
 
@@ -80,6 +81,9 @@ class StreamFormatter:
 
     def finish(self) -> bytes:
         return b""  # [DONE] comes from MessageStop; after an error nothing follows
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE_COMMENT  # SSE readers skip comment lines
 
     # -------------------------------------------------------------- internals
 

@@ -9,7 +9,7 @@ from app.jsonutil import loads
 from app.upstream.framing import Frame
 from app.protocols.openai_chat.errors import _error_from_envelope
 from app.protocols.openai_chat.reply import (
-    _FINISH_FROM_WIRE, _arguments_text, _malformed, _reasoning_text, _synthetic_call_id, _usage_from_wire)
+    _FINISH_FROM_WIRE, _arguments_text, _malformed, _reasoning_pieces, _synthetic_call_id, _usage_from_wire)
 
 
 def is_content_frame(frame: Frame) -> bool:
@@ -116,7 +116,11 @@ class StreamParser:
     def _choice(self, choice: dict, events: list[ir.Event]) -> None:
         delta = choice.get("delta")  # absent in Azure content-filter chunks
         if isinstance(delta, dict):
-            self._text("thinking", _reasoning_text(delta), events)
+            for kind, value in _reasoning_pieces(delta):
+                if kind == "thinking":
+                    self._text("thinking", value, events)
+                else:
+                    self._redacted(value, events)
             content = delta.get("content")
             self._text("text", content if isinstance(content, str) else "", events)
             refusal = delta.get("refusal")
@@ -152,6 +156,16 @@ class StreamParser:
         self._close_open(events)
         self._open_part(kind, None, None, events)
         events.append(_delta_event(kind, self._open_index, text))
+
+    def _redacted(self, data: str, events: list[ir.Event]) -> None:
+        """Encrypted reasoning arrives whole: a part of its own, opened and closed at once."""
+        if self._open_kind == "tool_call":
+            self._queue.append(["redacted_thinking", [data]])
+            return
+        self._blank = None
+        self._close_open(events)
+        self._open_part("redacted_thinking", None, None, events, data=data)
+        self._close_open(events)
 
     def _hold_text(self, kind: str, text: str) -> None:
         if self._queue and self._queue[-1][0] == kind:
@@ -208,10 +222,11 @@ class StreamParser:
 
     # ------------------------------------------------------------ parts
 
-    def _open_part(self, kind: str, call_id: str | None, name: str | None, events: list[ir.Event]) -> int:
+    def _open_part(self, kind: str, call_id: str | None, name: str | None, events: list[ir.Event],
+                   data: str | None = None) -> int:
         index = self._next_index
         self._next_index += 1
-        events.append(ir.PartStart(index=index, kind=kind, id=call_id, name=name))
+        events.append(ir.PartStart(index=index, kind=kind, id=call_id, name=name, data=data))
         self._open_kind, self._open_key, self._open_index = kind, None, index
         return index
 
@@ -230,6 +245,8 @@ class StreamParser:
                 if state.arguments:
                     events.append(ir.ToolArgumentsDelta(index, "".join(state.arguments)))
                     state.arguments = []
+            elif kind == "redacted_thinking":
+                self._open_part(kind, None, None, events, data=payload[0])
             else:
                 text = "".join(payload)
                 if not text.strip():

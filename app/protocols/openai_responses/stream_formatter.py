@@ -7,6 +7,7 @@ from app import ir
 from app.errors import ProxyError
 from app.jsonutil import dumps, loads
 from app.upstream.framing import Frame, encode_sse
+from app.protocols.openai_chat.common import KEEPALIVE_COMMENT
 from app.protocols.openai_chat.response import _model_failed
 from app.protocols.openai_responses.common import PROTOCOL, _custom_input
 from app.protocols.openai_responses.errors import _FAILED_CODE
@@ -88,6 +89,9 @@ class StreamFormatter:
 
     def finish(self) -> bytes:
         return b""  # the terminal event comes from MessageStop / StreamError
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE_COMMENT  # SSE readers skip comment lines
 
     def _keep_final(self, data: str) -> None:
         try:
