@@ -16,11 +16,12 @@ CONTENT_TYPE = "application/x-ndjson"
 
 class NDJSONFramer:
     """Incremental NDJSON decoder with the SSEFramer's interface
-    (`feed(chunk) -> frames`, `close() -> frames`)."""
+    (`feed(chunk) -> frames`, `close() -> frames`, `keepalive`)."""
 
-    __slots__ = ("_tail",)
+    __slots__ = ("_tail", "keepalive")
 
     def __init__(self) -> None:
+        self.keepalive = False  # NDJSON has no keep-alive line: never set
         # The unfinished last line, in pieces: joined once when its line end comes.
         self._tail: list[bytes] = []
 

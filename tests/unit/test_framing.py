@@ -1,5 +1,7 @@
 """SSE framing: whole frames out, whatever the chunk boundaries."""
-from app.upstream.framing import Frame, SSEFramer, encode_sse
+import pytest
+
+from app.upstream.framing import FRAMINGS, Frame, SSEFramer, encode_sse, framer
 from tests.conftest import every_split
 
 
@@ -59,3 +61,11 @@ def test_raw_json_lines_become_a_raw_frame():
 def test_encode_sse():
     assert encode_sse('{"a":1}') == b'data: {"a":1}\n\n'
     assert encode_sse(b"{}", "ping") == b"event: ping\ndata: {}\n\n"
+
+
+@pytest.mark.parametrize("name", FRAMINGS)
+def test_every_framing_has_the_relays_interface(name):
+    """What the pipeline's relay calls on any provider's framer: feed, close, and the
+    keepalive flag (set only by a framing that has keep-alive messages)."""
+    f = framer(name)
+    assert f.feed(b"") == [] and f.close() == [] and f.keepalive is False
