@@ -22,6 +22,7 @@ from mocks.openai import OpenAIProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
 from mocks.responses import AzureResponsesProvider, ResponsesProvider
+from mocks.runpod import RunPodOpenAIRoute, RunPodQueue
 from mocks.scenarios import DEFAULT_ROOT, ScenarioLibrary
 from mocks.vertex import VertexAnthropicProvider, VertexGeminiProvider
 from mocks.wire import read_body
@@ -33,13 +34,17 @@ AZURE_OPENAI = AzureOpenAIProvider()
 BEDROCK = BedrockProvider()
 RESPONSES = ResponsesProvider()
 AZURE_RESPONSES = AzureResponsesProvider()
+RUNPOD_QUEUE = RunPodQueue()  # its job store is the process's (job ids are unique)
+RUNPOD_OPENAI = RunPodOpenAIRoute()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
-                                                      AZURE_RESPONSES)}
+                                                      AZURE_RESPONSES, RUNPOD_QUEUE, RUNPOD_OPENAI)}
 
 
 def provider_for_request() -> Provider:
     """Whose envelope an error on this path should use."""
     path = request.path
+    if path.startswith("/v2/"):
+        return RUNPOD_OPENAI if "/openai/" in path else RUNPOD_QUEUE
     if path.startswith("/openai/"):
         return AZURE_OPENAI
     if path.startswith(("/v1/projects/", "/v1beta1/projects/")):
@@ -232,6 +237,25 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.post("/model/<path:model_id>/converse-stream")
     def bedrock_converse_stream(model_id: str) -> Response:
         return bedrock(model_id, stream=True)
+
+    # ------------------------------------------------------------- RunPod Serverless (queue, and vLLM's OpenAI route)
+    def runpod_call(endpoint: str, **notes) -> Call:
+        call = _call()
+        call.notes.update(endpoint=endpoint, **notes)
+        return call
+
+    @app.post("/v2/<endpoint>/<any(run, runsync):op>")
+    def runpod_submit(endpoint: str, op: str) -> Response:
+        return RUNPOD_QUEUE.submit(runpod_call(endpoint, sync=op == "runsync"), state)
+
+    @app.get("/v2/<endpoint>/<any(status, stream):op>/<job_id>")
+    @app.post("/v2/<endpoint>/<any(cancel):op>/<job_id>")
+    def runpod_job(endpoint: str, op: str, job_id: str) -> Response:
+        return RUNPOD_QUEUE.operation(runpod_call(endpoint), state, op, job_id)
+
+    @app.post("/v2/<endpoint>/openai/v1/chat/completions")
+    def runpod_openai(endpoint: str) -> Response:
+        return RUNPOD_OPENAI.handle_generation(runpod_call(endpoint), state)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

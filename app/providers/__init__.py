@@ -16,11 +16,12 @@ from app.providers.base import Provider
 from app.providers.bedrock import BedrockConverse
 from app.providers.gemini import Gemini
 from app.providers.openai import OpenAI, OpenAIResponses
+from app.providers.runpod import RunPod, RunPodOpenAI
 from app.providers.vertex import VertexAnthropic, VertexGemini
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
     OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
-    AzureResponses)}
+    AzureResponses, RunPod, RunPodOpenAI)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:
