@@ -13,7 +13,8 @@ the queue API and through the worker's OpenAI-compatible route.
   The body is `{"input": …}` (plus `webhook` / `policy` / `s3Config`); the input is
   the worker's OpenAI route: `{"openai_route": "/v1/chat/completions",
   "openai_input": <chat body>}`, the chat body checked as vLLM serving SERVED_MODEL
-  would (the OpenAI rules, that model, no images). As on RunPod, the platform does
+  would (the OpenAI rules, that model, no images; stricter than vLLM, which ignores
+  unknown fields, so that a converter bug shows here). As on RunPod, the platform does
   not read the input: a body vLLM refuses makes a FAILED job (HTTP 200) whose error is
   vLLM's error object.
 - Jobs keep time: IN_QUEUE for `queue_ms`, then IN_PROGRESS, their output appearing
@@ -112,6 +113,10 @@ def check_chat(chat: Call) -> None:
     chat.body = {**body, "model": _STAND_IN_MODEL}
     try:
         _OPENAI.validate(chat)
+    except ApiError as err:
+        error = err.body.get("error") if isinstance(err.body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else str(err.body)
+        raise ApiError(err.status, vllm_error(err.status, message, "BadRequestError")) from None
     finally:
         chat.body = body
     chat.model = model

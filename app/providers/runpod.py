@@ -58,22 +58,16 @@ class RunPod(Provider):
     url_required = False
     settings = {
         "endpoint_id": _ENDPOINT,
-        "poll_interval_ms": Setting(int, help="time between /status and /stream polls (default 500)"),
+        "poll_interval_ms": Setting(int, help="time between /status and /stream polls (default 500)", minimum=10),
         "job_timeout": Setting(int, help="seconds a job may take, queue included, before it is cancelled "
-                                         "(default 600)"),
+                                         "(default 600)", minimum=1),
     }
 
     def __init__(self, backend) -> None:
         super().__init__(backend)
         self._base = upstream_url(backend.url or DEFAULT_URL, "/v2/{endpoint}", endpoint=self.setting("endpoint_id"))
-        interval = self.setting("poll_interval_ms", 500)
-        timeout = self.setting("job_timeout", 600)
-        if interval < 10:
-            raise ValueError(f"backends.{backend.name}.poll_interval_ms: must be at least 10 (got {interval})")
-        if timeout < 1:
-            raise ValueError(f"backends.{backend.name}.job_timeout: must be at least 1 second (got {timeout})")
-        self.poll_interval = interval / 1000
-        self.job_timeout = float(timeout)
+        self.poll_interval = self.setting("poll_interval_ms", 500) / 1000
+        self.job_timeout = float(self.setting("job_timeout", 600))
         # How long /runsync holds the request (RunPod allows 1-300 s).
         self.sync_wait_ms = int(min(300_000, max(1000, backend.timeout * 500)))
 

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from app.errors import ErrorKind, ProxyError
+from app.errors import ErrorKind, ProxyError, redact
 from app.jsonutil import dumps, loads
 from app.protocols.base import UpstreamRequest
 from app.upstream.http import HeldConnection, UpstreamClient, abandoned, read_body
@@ -65,6 +65,7 @@ class Job:
         self.gone = threading.Event()
         self._abort: Callable[[], None] | None = None  # the request in flight's
         self.job_id: str | None = None
+        self.label = "?"  # the job id as messages and logs show it (redacted: an upstream chose it)
         self.status = ""
         self.done = False  # finish() ran
         self.deadline = time.monotonic() + provider.job_timeout
@@ -131,7 +132,7 @@ class Job:
         status, _, body = self._send(self.provider.job_request("GET", action, self.job_id))
         if status >= 400:
             self.cancel()
-            raise ProxyError(ErrorKind.bad_gateway, f"Backend '{self.backend.name}': polling job {self.job_id} "
+            raise ProxyError(ErrorKind.bad_gateway, f"Backend '{self.backend.name}': polling job {self.label} "
                              f"failed with HTTP {status}.", provider=self.backend.name)
         return self._doc(body, "/" + action)
 
@@ -140,6 +141,7 @@ class Job:
         job_id = doc.get("id")
         if isinstance(job_id, str) and job_id and self.job_id is None:
             self.job_id = job_id
+            self.label = redact(job_id, self.provider.secrets())
         status = doc.get("status")
         if not isinstance(status, str):
             raise self._bad_reply("the job", "no status")
@@ -154,7 +156,7 @@ class Job:
         now = time.monotonic()
         if now >= self.deadline:
             self.cancel()
-            raise ProxyError(ErrorKind.timeout, f"Backend '{self.backend.name}': job {self.job_id} did not finish "
+            raise ProxyError(ErrorKind.timeout, f"Backend '{self.backend.name}': job {self.label} did not finish "
                              f"within {self.provider.job_timeout:g} s (cancelled).", provider=self.backend.name)
         delay = min(max(0.0, since + self.provider.poll_interval - now), self.deadline - now)
         if self.gone.wait(delay):
@@ -170,12 +172,12 @@ class Job:
         if isinstance(output, str):
             return JobReply(200, {"Content-Type": "application/json"}, output.encode())
         if not isinstance(output, dict):
-            return _json_reply(502, _error_object(f"RunPod job {self.job_id} completed without a chat completion "
+            return _json_reply(502, _error_object(f"RunPod job {self.label} completed without a chat completion "
                                                   "in its output.", "server_error"))
         return _json_reply(200, output)
 
     def _failure(self, doc: dict) -> JobReply:
-        status, error = job_error(doc, self.job_id)
+        status, error = job_error(doc, self.label)
         return _json_reply(status, {"error": error})
 
     def cancel(self) -> None:
@@ -188,8 +190,8 @@ class Job:
                                     hold=self.held)
             read_body(resp, self.backend, 64 * 1024)
         except ProxyError as e:
-            log.warning("backend %s: cancelling job %s failed (%s)", self.backend.name, self.job_id, e.message)
-        log.info("backend %s: job %s cancelled", self.backend.name, self.job_id)
+            log.warning("backend %s: cancelling job %s failed (%s)", self.backend.name, self.label, e.message)
+        log.info("backend %s: job %s cancelled", self.backend.name, self.label)
 
     def finish(self) -> None:
         """The exchange is over: a job not yet ended is cancelled, the connection goes back
@@ -258,11 +260,11 @@ class _StreamRelay:
                     break
                 if job.status in RUNNING and polled - self.progress > job.backend.timeout:
                     job.cancel()
-                    raise ProxyError(ErrorKind.timeout, f"Backend '{job.backend.name}': job {job.job_id} produced "
+                    raise ProxyError(ErrorKind.timeout, f"Backend '{job.backend.name}': job {job.label} produced "
                                      f"no output for {job.backend.timeout:g} s (cancelled).",
                                      provider=job.backend.name)
             if job.status != "COMPLETED":
-                _, error = job_error(job._poll("status"), job.job_id)
+                _, error = job_error(job._poll("status"), job.label)
                 yield b"data: " + dumps({"error": error}) + b"\n\n"
             elif self.framed:
                 yield _SSE_DONE
@@ -298,9 +300,9 @@ class _StreamRelay:
         return b"".join(pieces) + (_SSE_DONE if self.framed else b"")
 
 
-def job_error(doc: Mapping[str, Any], job_id: str | None) -> tuple[int, dict]:
+def job_error(doc: Mapping[str, Any], job_id: str) -> tuple[int, dict]:
     """(HTTP status, OpenAI error object) for a job that did not complete. The worker's own
-    OpenAI-style error object (what vLLM answered) goes on as it is; a handler's failure
+    OpenAI-style error object (what vLLM answered, with its status) goes on as it is; a handler's failure
     (`error` a JSON string of error_type / error_message / traceback) is told by its type
     and message, never its traceback."""
     status = doc.get("status")
@@ -317,7 +319,8 @@ def job_error(doc: Mapping[str, Any], job_id: str | None) -> tuple[int, dict]:
     if isinstance(error, dict) and isinstance(error.get("error"), dict):
         error = error["error"]  # {"error": {...}}: the worker yielded an OpenAI error envelope
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return 500, error
+        code = error.get("code")  # vLLM's error objects carry the HTTP status it answered
+        return (code if isinstance(code, int) and 400 <= code <= 599 else 500), error
     if isinstance(error, dict) and isinstance(error.get("error_message"), str):
         kind = error.get("error_type")
         detail = f"{kind}: {error['error_message']}" if isinstance(kind, str) and kind else error["error_message"]
