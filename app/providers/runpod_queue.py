@@ -100,6 +100,7 @@ class Job:
     def run_stream(self, submit: UpstreamRequest) -> JobReply:
         status, headers, body = self._send(submit)
         if status >= 400:
+            self.finish()
             return JobReply(status, headers, body)
         self._track(self._doc(body, "/run"))
         if self.job_id is None:
@@ -191,20 +192,22 @@ class Job:
             read_body(resp, self.backend, 64 * 1024)
         except ProxyError as e:
             log.warning("backend %s: cancelling job %s failed (%s)", self.backend.name, self.label, e.message)
-        log.info("backend %s: job %s cancelled", self.backend.name, self.label)
+        else:
+            log.info("backend %s: job %s cancelled (HTTP %s)", self.backend.name, self.label, resp.status_code)
 
     def finish(self) -> None:
-        """The exchange is over: a job not yet ended is cancelled, the connection goes back
-        to the pool if the job ended cleanly (else it is closed), the client is no longer watched."""
+        """The exchange is over: a job not yet ended is cancelled, the client is no longer
+        watched, the connection goes back to the pool (closed, if the job was left unfinished
+        or the client left: what an abandoned call opened does not outlive it)."""
         if self.done:
             return
         self.done = True
-        clean = self.status in FINAL and not self.gone.is_set() and self.status != "CANCELLED"
-        if not clean:
+        unfinished = self.job_id is not None and self.status not in FINAL
+        if unfinished:
             self.cancel()
         if self.link is not None:
             self.link.on_gone(None)
-        self.held.release(reuse=clean)
+        self.held.release(reuse=not unfinished and not self.gone.is_set())
 
     def _doc(self, body: bytes, what: str) -> dict:
         try:

@@ -340,10 +340,12 @@ GENERATION_CALLS = [
     "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
     "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
     "/model/amazon.nova-pro-v1%3A0/converse", "/model/amazon.nova-pro-v1%3A0/converse-stream",
+    "/v2/ep-1/runsync", "/v2/ep-1/run", "/v2/ep-1/openai/v1/chat/completions",
 ]
 OTHER_CALLS = [("POST", "/token"), ("GET", "/v1/models"), ("POST", "/v1/messages/count_tokens"),
                ("POST", "/v1beta/models/gemini-2.5-flash:countTokens"), ("GET", "/v1/responses/resp_1"),
-               ("DELETE", "/v1/responses/resp_1"), ("GET", "/v1/chat/completions")]
+               ("DELETE", "/v1/responses/resp_1"), ("GET", "/v1/chat/completions"),
+               ("GET", "/v2/ep-1/status/job-1"), ("GET", "/v2/ep-1/stream/job-1"), ("POST", "/v2/ep-1/cancel/job-1")]
 
 
 @pytest.mark.parametrize("path", GENERATION_CALLS)
