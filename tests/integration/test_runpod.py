@@ -123,6 +123,8 @@ def test_a_job_runsync_leaves_running_is_polled(tmp_path, stack):
     ("error_429", False, 429, None), ("error_429", True, 429, None),
     ("error_mid_stream", True, 200, "Hello! I'm a mock"), ("drop_mid_stream", True, 200, "Hello! I'm a mock"),
     ("malformed_body", False, 502, None), ("malformed_body", True, 200, "Hello"),
+    ("error_mid_stream", False, 503, None), ("drop_mid_stream", False, 502, None), ("error_500", False, 500, None),
+    ("error_401", False, 502, None), ("error_400", True, 400, None), ("overloaded", False, 503, None),
 ])
 def test_faults(clean, scenario, stream, status, text):
     r = chat(clean, stream, {"X-Mock-Scenario": scenario})
