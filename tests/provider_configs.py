@@ -37,7 +37,8 @@ def service_account(tmp_path: Path, mock_url: str, *, other_key: bool = False, n
 
 def kind_blocks(mock_url: str, sa: Path) -> str:
     """The issue's four backends (azure, vertex, vertex-anthropic, bedrock) at the mock, with
-    the client model names the issue gives them, and Azure's Responses (v1 form)."""
+    the client model names the issue gives them, Azure's Responses (v1 form), and RunPod's
+    queue and OpenAI route."""
     return f"""
 [backends.azure]
 kind = "azure_openai"
@@ -80,4 +81,21 @@ aws_secret_access_key = "{SECRET_ACCESS_KEY}"
 [backends.bedrock.model_mapping]
 "claude-3-sonnet" = "anthropic.claude-3-sonnet-20240229-v1:0"
 "nova-pro" = "amazon.nova-pro-v1:0"
+
+[backends.runpod]
+kind = "runpod"
+url = "{mock_url}"
+api_key = "runpod-proxy-key-0123456789"
+endpoint_id = "mock-vllm-endpoint"
+poll_interval_ms = 20
+[backends.runpod.model_mapping]
+"runpod-mistral-7b" = "mistralai/Mistral-7B-Instruct-v0.3"
+
+[backends.runpod-openai]
+kind = "runpod_openai"
+url = "{mock_url}"
+api_key = "runpod-proxy-key-0123456789"
+endpoint_id = "mock-vllm-endpoint"
+[backends.runpod-openai.model_mapping]
+"runpod-openai-mistral-7b" = "mistralai/Mistral-7B-Instruct-v0.3"
 """
