@@ -483,6 +483,9 @@ def _settings(cls, raw: Mapping, key: str, problems: list[str]) -> dict[str, Any
         if spec.choices and value not in spec.choices:
             problems.append(f"{where}: must be one of {', '.join(spec.choices)} (got {value!r})")
             continue
+        if spec.minimum is not None and value < spec.minimum:
+            problems.append(f"{where}: must be at least {spec.minimum} (got {value!r})")
+            continue
         out[name] = value
     return out
 

@@ -26,6 +26,7 @@ from mocks.openrouter import OpenRouterProvider
 from mocks.provider import Call, MockState, Provider
 from mocks.request_log import RequestLog
 from mocks.responses import AzureResponsesProvider, ResponsesProvider
+from mocks.runpod import RunPodOpenAIRoute, RunPodQueue
 from mocks.scenarios import DEFAULT_ROOT, ScenarioLibrary
 from mocks.vertex import VertexAnthropicProvider, VertexGeminiProvider
 from mocks.wire import read_body
@@ -41,14 +42,18 @@ OLLAMA = OllamaProvider()
 OLLAMA_OPENAI = OllamaOpenAIProvider()
 OCI = OCIProvider()
 OPENROUTER = OpenRouterProvider()
+RUNPOD_QUEUE = RunPodQueue()  # its job store is the process's (job ids are unique)
+RUNPOD_OPENAI = RunPodOpenAIRoute()
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
                                                       AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI, OCI,
-                                                      OPENROUTER)}
+                                                      OPENROUTER, RUNPOD_QUEUE, RUNPOD_OPENAI)}
 
 
 def provider_for_request() -> Provider:
     """Whose envelope an error on this path should use."""
     path = request.path
+    if path.startswith("/v2/"):
+        return RUNPOD_OPENAI if "/openai/" in path else RUNPOD_QUEUE
     if path.startswith("/openai/"):
         return AZURE_OPENAI
     if path.startswith(("/v1/projects/", "/v1beta1/projects/")):
@@ -300,6 +305,25 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     @app.get("/api/v1/models")
     def openrouter_models() -> Response:
         return OPENROUTER.handle_simple(_call(), state, OPENROUTER.list_models)
+
+    # ------------------------------------------------------------- RunPod Serverless (queue, and vLLM's OpenAI route)
+    def runpod_call(endpoint: str, **notes) -> Call:
+        call = _call()
+        call.notes.update(endpoint=endpoint, **notes)
+        return call
+
+    @app.post("/v2/<endpoint>/<any(run, runsync):op>")
+    def runpod_submit(endpoint: str, op: str) -> Response:
+        return RUNPOD_QUEUE.submit(runpod_call(endpoint, sync=op == "runsync"), state)
+
+    @app.get("/v2/<endpoint>/<any(status, stream):op>/<job_id>")
+    @app.post("/v2/<endpoint>/<any(cancel):op>/<job_id>")
+    def runpod_job(endpoint: str, op: str, job_id: str) -> Response:
+        return RUNPOD_QUEUE.operation(runpod_call(endpoint), state, op, job_id)
+
+    @app.post("/v2/<endpoint>/openai/v1/chat/completions")
+    def runpod_openai(endpoint: str) -> Response:
+        return RUNPOD_OPENAI.handle_generation(runpod_call(endpoint), state)
 
     # ------------------------------------------------------------- mock endpoints
     @app.get("/health")

@@ -1,8 +1,9 @@
 """A hostile upstream: speaks just enough OpenAI Chat, OpenAI Responses, Anthropic
 Messages, Gemini, Bedrock Converse and Ollama's native chat to be routed to — at their own paths and at Azure's
 (`/openai/deployments/…`, `/openai/v1/…`), Vertex's (`…/publishers/google/…:generateContent`,
-`…/publishers/anthropic/…:rawPredict`) and Bedrock's (`/model/{id}/converse`, its
-JSON errors with `x-amzn-ErrorType`, its binary event stream) — and echoes the
+`…/publishers/anthropic/…:rawPredict`), Bedrock's (`/model/{id}/converse`, its
+JSON errors with `x-amzn-ErrorType`, its binary event stream) and RunPod's queue (a job
+whose id and output echo the key, polled at `/stream/{id}`) — and echoes the
 credential it receives (a key, a bearer token, an AWS session token) everywhere a
 provider could put text — error bodies (message, type, param, code), reply
 headers (Retry-After, others), stream error events, and generated content —
@@ -15,6 +16,7 @@ config), one of MODES.
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 from mocks.eventstream import encode_event, encode_exception
@@ -51,8 +53,15 @@ def protocol_of(path: str) -> str:
         return "bedrock_converse"
     if path.endswith("/api/chat"):
         return "ollama"
+    if _RUNPOD_SUBMIT.fullmatch(path):
+        return "runpod"
     raise ValueError(f"the hostile upstream does not speak the protocol of {path}")
 
+
+# RunPod's queue: a job's submission carries an OpenAI Chat body; its id (echoing the key) is polled.
+_RUNPOD_SUBMIT = re.compile(r"/v2/[^/]+/run(?:sync)?")
+_RUNPOD_JOB = re.compile(r"/v2/[^/]+/(?P<op>stream|status|cancel)/(?P<job>[^/]+)")
+_RUNPOD_OUTPUT: dict[str, list[str]] = {}  # a streamed job's output, until its /stream poll takes it
 
 # Bedrock's error type per hostile status, as its front end names them.
 _BEDROCK_ERRORS = {400: "ValidationException", 401: "UnrecognizedClientException", 429: "ThrottlingException",
@@ -223,12 +232,30 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
+    def do_GET(self) -> None:
+        self._runpod_job()
+
+    def _runpod_job(self) -> None:
+        """A RunPod job's /stream (its whole output, once), /status or /cancel."""
+        match = _RUNPOD_JOB.fullmatch(urlsplit(self.path).path)
+        job = match["job"]
+        if match["op"] == "stream":
+            output = _RUNPOD_OUTPUT.pop(job, [])
+            self._json(200, {"status": "COMPLETED", "stream": [{"output": o} for o in output]}, {})
+        else:
+            self._json(200, {"id": job, "status": "CANCELLED" if match["op"] == "cancel" else "COMPLETED"}, {})
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         url = urlsplit(self.path)
+        if _RUNPOD_JOB.fullmatch(url.path):
+            return self._runpod_job()
         key = received_key(self.headers, parse_qs(url.query))
         protocol = protocol_of(url.path)
+        job = None
+        if protocol == "runpod":
+            protocol, job, body = "openai", f"job-{key}", body["input"]["openai_input"]
         mode = self.headers.get("X-Hostile", "error_body")
         if protocol == "bedrock_converse":
             model = url.path.split("/")[2]
@@ -248,6 +275,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, error_body(protocol, key, 401), echo)
         elif mode == "server_error" or (mode == "stream_error" and not stream):
             self._json(500, error_body(protocol, key, 500), echo)
+        elif job is not None and stream:
+            _RUNPOD_OUTPUT[job] = sse_frames(protocol, key, model, mode)
+            self._json(200, {"id": job, "status": "IN_QUEUE"}, echo)
+        elif job is not None:
+            self._json(200, {"id": job, "status": "COMPLETED", "output": [content_reply(protocol, key, model)]}, echo)
         elif stream:
             content_type = {"bedrock_converse": "application/vnd.amazon.eventstream",
                             "ollama": "application/x-ndjson"}.get(protocol, "text/event-stream")

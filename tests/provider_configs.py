@@ -40,7 +40,7 @@ def kind_blocks(mock_url: str, sa: Path) -> str:
     """The issue's four backends (azure, vertex, vertex-anthropic, bedrock) at the mock, with
     the client model names the issue gives them, Azure's Responses (v1 form), and Ollama's two
     routes (the native one with a bearer key, as a hosted Ollama takes it; the compatible one
-    without, as a local server)."""
+    without, as a local server), and RunPod's queue and OpenAI route."""
     return f"""
 [backends.azure]
 kind = "azure_openai"
@@ -96,4 +96,21 @@ kind = "ollama_openai"
 url = "{mock_url}/v1"
 [backends.ollama-openai.model_mapping]
 "ollama-mistral-small" = "mistral-small3.2"
+
+[backends.runpod]
+kind = "runpod"
+url = "{mock_url}"
+api_key = "runpod-proxy-key-0123456789"
+endpoint_id = "mock-vllm-endpoint"
+poll_interval_ms = 20
+[backends.runpod.model_mapping]
+"runpod-mistral-7b" = "mistralai/Mistral-7B-Instruct-v0.3"
+
+[backends.runpod-openai]
+kind = "runpod_openai"
+url = "{mock_url}"
+api_key = "runpod-proxy-key-0123456789"
+endpoint_id = "mock-vllm-endpoint"
+[backends.runpod-openai.model_mapping]
+"runpod-openai-mistral-7b" = "mistralai/Mistral-7B-Instruct-v0.3"
 """

@@ -19,11 +19,13 @@ from app.providers.ollama import Ollama, OllamaOpenAI
 from app.providers.oci import OCIGenerativeAI
 from app.providers.openai import OpenAI, OpenAIResponses
 from app.providers.openrouter import OpenRouter
+from app.providers.runpod import RunPod, RunPodOpenAI
 from app.providers.vertex import VertexAnthropic, VertexGemini
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
     OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
-    AzureResponses, Ollama, OllamaOpenAI, OCIGenerativeAI, OpenRouter)}
+    AzureResponses, Ollama, OllamaOpenAI, OCIGenerativeAI, OpenRouter,
+    RunPod, RunPodOpenAI)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:

@@ -48,6 +48,7 @@ class Setting:
     required: bool = False
     help: str = ""
     choices: tuple[str, ...] = ()  # the values allowed, when it is one of a few
+    minimum: int | None = None  # the least value allowed (numbers)
 
 
 class Provider(ABC):

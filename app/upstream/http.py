@@ -257,10 +257,11 @@ class UpstreamResponse:
     streamed reply can be relayed as it arrives (`iter_body`)."""
 
     __slots__ = ("status_code", "headers", "_client", "_conn", "_framing", "_left", "_done", "_reusable",
-                 "_encoding")
+                 "_encoding", "_held")
 
     def __init__(self, client: "UpstreamClient", conn: _Conn, status: int, headers: Headers,
                  framing: str, length: int, reusable: bool, encoding: str | None):
+        self._held: HeldConnection | None = None  # where a reusable connection goes instead of the pool
         self.status_code = status
         self.headers: Mapping[str, str] = headers
         self._client = client
@@ -343,6 +344,45 @@ class UpstreamResponse:
         self._client._watch.forget(conn)
         conn.served()
         if reuse and self._done and self._reusable and not conn.buf and not conn.abandoned:
+            if self._held is not None:
+                self._held.keep(conn)
+            else:
+                self._client._checkin(conn)
+        else:
+            conn.close()
+
+
+class HeldConnection:
+    """One kept-alive connection for a run of requests that belong together (a queued
+    job's polls): between them it stays here, not in the shared pool, so a run that
+    ends abandoned closes what it opened instead of leaving it idle in the pool.
+    Pass it to `UpstreamClient.send(hold=...)`; `release()` when the run is over."""
+
+    __slots__ = ("_client", "_conn")
+
+    def __init__(self, client: "UpstreamClient"):
+        self._client = client
+        self._conn: _Conn | None = None
+
+    def keep(self, conn: _Conn) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = conn
+
+    def take(self) -> _Conn | None:
+        """The kept connection if it is still usable (the server may have closed it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not _still_open(conn.sock):
+            conn.close()
+            return None
+        return conn
+
+    def release(self, reuse: bool = True) -> None:
+        """The run is over: the connection goes to the shared pool (`reuse`) or is closed."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if reuse:
             self._client._checkin(conn)
         else:
             conn.close()
@@ -403,26 +443,35 @@ class UpstreamClient:
         self._watch = _StallWatch()
 
     def send(self, backend: BackendConfig, req: UpstreamRequest,
-             client_link: ClientLink | None = None) -> UpstreamResponse:
+             client_link: ClientLink | None = None, hold: HeldConnection | None = None) -> UpstreamResponse:
         """Send and return the reply with its body unread. If `client_link` leaves
         before the reply is closed, the call is abandoned (a ProxyError here
-        or from `iter_body`)."""
+        or from `iter_body`). With `hold`, the request goes on the connection it
+        keeps (if any, and of the same origin), and the connection is kept there after."""
         origin, path = self._split_url(req.url)
         head = _request_head(req, path, origin.host_header, backend)
         data = head + req.body if len(req.body) < _ONE_SEND else None
-        conn, reused = self._checkout(backend, origin)
+        conn = hold.take() if hold is not None else None
+        if conn is not None and conn.key != _pool_key(backend, origin):
+            self._checkin(conn)
+            conn = None
+        reused = conn is not None
+        if conn is None:
+            conn, reused = self._checkout(backend, origin)
         try:
-            return self._exchange(backend, conn, req, head, data, client_link)
+            resp = self._exchange(backend, conn, req, head, data, client_link)
         except _ClosedBeforeReply:
             if not reused:
                 raise _unreachable(backend, "RemoteDisconnected") from None
-        # The server closed the idle connection just as we reused it, before
-        # reading anything of ours: sending again on a new one is safe.
-        conn = self._connect(backend, origin)
-        try:
-            return self._exchange(backend, conn, req, head, data, client_link)
-        except _ClosedBeforeReply:
-            raise _unreachable(backend, "RemoteDisconnected") from None
+            # The server closed the idle connection just as we reused it, before
+            # reading anything of ours: sending again on a new one is safe.
+            conn = self._connect(backend, origin)
+            try:
+                resp = self._exchange(backend, conn, req, head, data, client_link)
+            except _ClosedBeforeReply:
+                raise _unreachable(backend, "RemoteDisconnected") from None
+        resp._held = hold
+        return resp
 
     def _exchange(self, backend: BackendConfig, conn: _Conn, req: UpstreamRequest, head: bytes,
                   data: bytes | None, client_link: ClientLink | None) -> UpstreamResponse:
@@ -443,7 +492,7 @@ class UpstreamClient:
             conn.served()
             conn.close()
             if isinstance(e, _ClientGone):
-                raise _abandoned(backend) from None
+                raise abandoned(backend) from None
             if isinstance(e, socket.timeout):
                 raise ProxyError(ErrorKind.timeout, f"Backend '{backend.name}' did not answer within "
                                  f"{backend.timeout:g} s.", provider=backend.name) from None
@@ -691,7 +740,7 @@ def _unreachable(backend: BackendConfig, name: str) -> ProxyError:
                       provider=backend.name)
 
 
-def _abandoned(backend: BackendConfig) -> ProxyError:
+def abandoned(backend: BackendConfig) -> ProxyError:
     log.info("backend %s: call abandoned, the client left", backend.name)
     return ProxyError(ErrorKind.bad_gateway, f"The client closed the connection; the call to backend "
                       f"'{backend.name}' was abandoned.", code="client_closed", provider=backend.name)
@@ -702,7 +751,7 @@ def iter_body(resp: UpstreamResponse, backend: BackendConfig) -> Iterator[bytes]
     try:
         yield from resp.iter_raw()
     except _ClientGone:
-        raise _abandoned(backend) from None
+        raise abandoned(backend) from None
     except socket.timeout as e:
         raise ProxyError(ErrorKind.timeout, f"Backend '{backend.name}' stalled mid-response "
                          f"(no data for {backend.timeout:g} s).", provider=backend.name) from e

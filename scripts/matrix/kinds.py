@@ -11,6 +11,7 @@ from scripts.matrix.upstream_ollama import OllamaOpenAIUpstream, OllamaUpstream
 from scripts.matrix.upstream_oci import OCICohereUpstream
 from scripts.matrix.upstream_openrouter import OpenRouterUpstream
 from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
+from scripts.matrix.upstream_runpod import RunPodOpenAIUpstream, RunPodUpstream
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,16 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "ollama_openai": UpstreamKind("ollama_openai", "openai", OllamaOpenAIUpstream()),
     "oci_cohere": UpstreamKind("oci", "oci", OCICohereUpstream()),
     "openrouter": UpstreamKind("openrouter", "openrouter", OpenRouterUpstream()),
+    "runpod": UpstreamKind("runpod", "openai", RunPodUpstream()),
+    "runpod_openai": UpstreamKind("runpod_openai", "openai", RunPodOpenAIUpstream()),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at
-# /token, a model listing, count_tokens) is part of the exchange, not a second request.
+# /token, a model listing, count_tokens, a RunPod job's /status and /stream polls and its
+# /cancel) is part of the exchange, not a second request.
 _GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?|/api/chat|/actions/chat"
-                              r"|:(generateContent|streamGenerateContent|rawPredict|streamRawPredict))")
+                              r"|:(generateContent|streamGenerateContent|rawPredict|streamRawPredict)"
+                              r"|/v2/[^/]+/run(sync)?)")
 
 
 def is_generation_call(entry: Mapping[str, Any]) -> bool:

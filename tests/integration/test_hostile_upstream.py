@@ -45,6 +45,8 @@ BLOCKS = {
     "ollama": 'url = "{url}"\napi_key = "{key}"\n',  # a hosted Ollama: the key as a Bearer token
     "ollama_openai": 'url = "{url}/v1"\napi_key = "{key}"\n',
     "openrouter": 'url = "{url}"\napi_key = "{key}"\n',
+    "runpod": 'url = "{url}"\napi_key = "{key}"\nendpoint_id = "ep"\npoll_interval_ms = 10\n',
+    "runpod_openai": 'url = "{url}"\napi_key = "{key}"\nendpoint_id = "ep"\n',
 }
 
 

@@ -61,7 +61,8 @@ def test_matrix_row(cells, frontend, backend, model):
 def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
     kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
     assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse", "azure_responses", "ollama",
-            "ollama_openai", "oci_cohere", "openrouter"} <= kinds
+            "ollama_openai", "oci_cohere", "openrouter", "runpod",
+            "runpod_openai"} <= kinds
     by_protocol = {(c.frontend, c.capability) for c in cells
                    if c.status == "n/a" and c.capability in matrix.FRONTENDS[c.frontend].unsupported}
     assert by_protocol == {("openai_responses", "stop_sequence")}
@@ -72,7 +73,10 @@ def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
                               ("ollama", "llama3.2", "vision"), ("ollama-openai", None, "thinking"),
                               ("oci", None, "thinking"), ("oci", None, "vision"),  # Command R+: text only
                               ("openrouter", "openrouter-llama-3.1-8b", "thinking"),
-                              ("openrouter", "openrouter-llama-3.1-8b", "vision")}
+                              ("openrouter", "openrouter-llama-3.1-8b", "vision"),
+                              # Mistral 7B Instruct: no reasoning, text only
+                              ("runpod", None, "thinking"), ("runpod", None, "vision"),
+                              ("runpod-openai", None, "thinking"), ("runpod-openai", None, "vision")}
 
 
 def test_vertex_rows_fetch_a_token_per_lifetime_not_per_request(run):
@@ -341,10 +345,12 @@ GENERATION_CALLS = [
     "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
     "/v1/projects/p-123456/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
     "/model/amazon.nova-pro-v1%3A0/converse", "/model/amazon.nova-pro-v1%3A0/converse-stream",
+    "/v2/ep-1/runsync", "/v2/ep-1/run", "/v2/ep-1/openai/v1/chat/completions",
 ]
 OTHER_CALLS = [("POST", "/token"), ("GET", "/v1/models"), ("POST", "/v1/messages/count_tokens"),
                ("POST", "/v1beta/models/gemini-2.5-flash:countTokens"), ("GET", "/v1/responses/resp_1"),
-               ("DELETE", "/v1/responses/resp_1"), ("GET", "/v1/chat/completions")]
+               ("DELETE", "/v1/responses/resp_1"), ("GET", "/v1/chat/completions"),
+               ("GET", "/v2/ep-1/status/job-1"), ("GET", "/v2/ep-1/stream/job-1"), ("POST", "/v2/ep-1/cancel/job-1")]
 
 
 @pytest.mark.parametrize("path", GENERATION_CALLS)

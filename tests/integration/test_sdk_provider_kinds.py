@@ -1,6 +1,6 @@
 """The openai SDK through the proxy to each provider kind that needs its own
 URLs and credentials (Azure Chat and Responses, Vertex Gemini, Claude on Vertex, Bedrock
-Converse, Ollama native and OpenAI-compatible), at the strict mock: text, a tool call and streams parse to the
+Converse, Ollama native and OpenAI-compatible, RunPod's queue and its vLLM worker's OpenAI route), at the strict mock: text, a tool call and streams parse to the
 fixtures' content with the SDK's own accumulators."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from tests.provider_configs import ISOLATED, kind_blocks, service_account
 
 TEXT = "Hello! I'm a mock assistant. How can I help you today?"
 MODELS = ["azure-gpt-4o", "azure-responses-gpt-4o", "vertex-gemini-2.5-pro", "vertex-claude-sonnet-4-5", "claude-3-sonnet", "nova-pro",
-          "ollama-llama3.2", "ollama-mistral-small"]
+          "ollama-llama3.2", "ollama-mistral-small",
+          "runpod-mistral-7b", "runpod-openai-mistral-7b"]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather",
                                            "parameters": {"type": "object", "required": ["location"],
                                                           "properties": {"location": {"type": "string",

@@ -268,11 +268,12 @@ def test_scenarios_endpoint(mock_url):
     listing = requests.get(mock_url + "/_mock/scenarios", timeout=5).json()
     assert set(listing) == {"openai", "anthropic", "gemini", "bedrock", "azure_openai", "vertex_gemini",
                             "vertex_anthropic", "openai_responses", "azure_openai_responses", "ollama", "ollama_openai", "oci",
-                            "openrouter"}
+                            "openrouter", "runpod", "runpod_openai"}
     assert listing["openrouter"]["error_402"]["status"] == 402
     assert listing["bedrock"]["error_mid_stream"]["streams"] is True
     # Azure and Vertex replay the fixtures of the wire format they speak.
-    assert listing["azure_openai"] == listing["openai"] == listing["ollama_openai"]
+    assert listing["azure_openai"] == listing["openai"] == listing["ollama_openai"] == listing["runpod"] \
+        == listing["runpod_openai"]
     assert listing["azure_openai_responses"] == listing["openai_responses"]
     assert listing["vertex_gemini"] == listing["gemini"] and listing["vertex_anthropic"] == listing["anthropic"]
     assert listing["gemini"]["overloaded"]["status"] == 503

@@ -87,12 +87,13 @@ def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
     import importlib
     import sys
     from tests.conftest import REPO
+    from app.config import load_config
     monkeypatch.setenv("INTERCHANGE_CONFIG", str(REPO / "config-mock.toml"))
     sys.modules.pop("app.wsgi", None)
     wsgi = importlib.import_module("app.wsgi")
     r = wsgi.application.test_client().get("/health")
-    from app.config import load_config
     assert r.status_code == 200 and r.get_json()["backends"] == sorted(load_config(REPO / "config-mock.toml").backends)
+    assert {"anthropic", "openai", "gemini", "bedrock"} <= set(r.get_json()["backends"])
 
 
 def test_adaptive_thinking_is_dropped_only_where_the_backend_cannot_think():

@@ -601,6 +601,71 @@ def test_openrouter_url_note_and_settings_validated(tmp_path):
         "backends.b.title: must be a string", "backends.b.provider: must be a table",
         "backends.b.models: must be a list"]
 
+# ------------------------------------------------------------------ RunPod Serverless
+
+RUNPOD = 'kind = "runpod"\napi_key = "rp-key-0123456789"\nendpoint_id = "ep-1"\n'
+CHAT_BODY = {"model": "mistralai/Mistral-7B-Instruct-v0.3", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize("stream,tail", [(False, "/runsync?wait=60000"), (True, "/run")])
+def test_runpod_job_submission(tmp_path, stream, tail):
+    """The OpenAI Chat body as the vLLM worker's OpenAI-route input; not streamed, /runsync
+    held half the backend's timeout (120 s by default); streamed, /run (polled at /stream)."""
+    body = {**CHAT_BODY, "stream": stream}
+    r = prepared(tmp_path, RUNPOD, "mistralai/Mistral-7B-Instruct-v0.3", body, stream=stream, headers=FORWARDED)
+    assert (r.method, r.url) == ("POST", "https://api.runpod.ai/v2/ep-1" + tail)
+    assert lower(r.headers) == {"content-type": "application/json", "x-trace": "t-1",
+                                "authorization": "Bearer rp-key-0123456789"}
+    assert r.body == json.dumps({"input": {"openai_route": "/v1/chat/completions", "openai_input": body}},
+                                separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("timeout,wait", [(1, "1000"), (30, "15000"), (900, "300000")])
+def test_runpod_runsync_wait_stays_within_the_backend_timeout_and_runpods_range(tmp_path, timeout, wait):
+    r = prepared(tmp_path, RUNPOD + f"timeout = {timeout}\n", "m", CHAT_BODY)
+    assert r.url == f"https://api.runpod.ai/v2/ep-1/runsync?wait={wait}"
+
+
+def test_runpod_job_operations(tmp_path):
+    b = backend(tmp_path, RUNPOD + 'url = "http://127.0.0.1:9"\n')
+    p = provider_class(b.kind)(b)
+    assert [(r.method, r.url, lower(r.headers), r.body) for r in (
+        p.job_request("GET", "status", "abc-1-u1"), p.job_request("GET", "stream", "a/b?c"),
+        p.job_request("POST", "cancel", "sync-9"))] == [
+        ("GET", "http://127.0.0.1:9/v2/ep-1/status/abc-1-u1", {"authorization": "Bearer rp-key-0123456789"}, b""),
+        ("GET", "http://127.0.0.1:9/v2/ep-1/stream/a%2Fb%3Fc", {"authorization": "Bearer rp-key-0123456789"}, b""),
+        ("POST", "http://127.0.0.1:9/v2/ep-1/cancel/sync-9", {"authorization": "Bearer rp-key-0123456789"}, b"")]
+
+
+@pytest.mark.parametrize("kind,tail", [("runpod", "/runsync?wait=60000"),
+                                       ("runpod_openai", "/openai/v1/chat/completions")])
+@pytest.mark.parametrize("written", ["https://api.runpod.ai", "https://api.runpod.ai/v2/other/runsync",
+                                     "https://api.runpod.ai/v2/other/openai/v1"])
+def test_runpod_url_is_the_host_and_the_endpoint_comes_from_endpoint_id(tmp_path, kind, tail, written):
+    b = backend(tmp_path, RUNPOD.replace("runpod", kind, 1) + f'url = "{written}"\n')
+    assert b.url == "https://api.runpod.ai"
+    assert bool(b.notes) == (written != "https://api.runpod.ai")
+    r = provider_class(b.kind)(b).prepare(Call(model="m", body=CHAT_BODY))
+    assert r.url == "https://api.runpod.ai/v2/ep-1" + tail
+
+
+def test_runpod_openai_route(tmp_path):
+    r = prepared(tmp_path, RUNPOD.replace("runpod", "runpod_openai", 1), "m", CHAT_BODY, headers=FORWARDED)
+    assert (r.method, r.url) == ("POST", "https://api.runpod.ai/v2/ep-1/openai/v1/chat/completions")
+    assert lower(r.headers) == {"content-type": "application/json", "x-trace": "t-1",
+                                "authorization": "Bearer rp-key-0123456789"}
+    assert r.body == json.dumps(CHAT_BODY, separators=(",", ":")).encode()
+
+
+def test_runpod_settings_validated(tmp_path):
+    assert problems(tmp_path, 'kind = "runpod"\napi_key = "k"\npoll_interval_ms = "fast"\njob_timeout = 1.5\n') == [
+        "backends.b.endpoint_id: required for a runpod backend (the serverless endpoint's id)",
+        "backends.b.poll_interval_ms: must be an integer", "backends.b.job_timeout: must be an integer"]
+    assert problems(tmp_path, 'kind = "runpod_openai"\napi_key = "k"\n') == [
+        "backends.b.endpoint_id: required for a runpod_openai backend (the serverless endpoint's id)"]
+    assert problems(tmp_path, RUNPOD + "poll_interval_ms = 0\njob_timeout = -5\n") == [
+        "backends.b.poll_interval_ms: must be at least 10 (got 0)", "backends.b.job_timeout: must be at least 1 (got -5)"]
+
 
 # ------------------------------------------------------------------ the first-party kinds
 
@@ -623,7 +688,7 @@ def test_first_party_kinds(tmp_path, block, url, auth):
 def test_every_kind_is_registered_and_named_for_itself():
     assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini",
                              "oci_cohere", "ollama", "ollama_openai", "openai", "openai_responses", "openrouter",
-                             "vertex_anthropic", "vertex_gemini"]
+                             "runpod", "runpod_openai", "vertex_anthropic", "vertex_gemini"]
     assert all(cls.kind == kind for kind, cls in KINDS.items())
 
 
@@ -632,7 +697,7 @@ def test_the_stream_framing_each_kind_declares():
         "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
         "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream", "openai_responses": "sse",
         "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse", "oci_cohere": "sse",
-        "openrouter": "sse"}
+        "openrouter": "sse", "runpod": "sse", "runpod_openai": "sse"}
 
 
 def test_the_actions_each_kind_offers():

@@ -24,6 +24,7 @@ from app.config import BackendConfig
 from app.errors import ErrorKind, ProxyError
 from app.protocols.base import UpstreamRequest
 from app.upstream.http import (
+    HeldConnection,
     Headers,
     UpstreamClient,
     UpstreamProtocolError,
@@ -1094,6 +1095,26 @@ def test_client_close_closes_idle_connections(server, client):
     assert server.conns[0].closed.wait(2)
     assert fetch(client, b) == b"two"  # still usable: opens a new connection
     assert len(server.conns) == 2
+
+
+def test_a_held_connection_carries_a_run_of_requests_outside_the_pool(server, client):
+    """A queued job's polls: one connection, kept by its holder between them, while another
+    call meanwhile opens its own; released, it goes to the pool (or is closed)."""
+    for body in (b"p1", b"other", b"p2", b"pooled", b"h1"):
+        server.reply(ok(body))
+    b = backend_for(server.url)
+    held = HeldConnection(client)
+    assert read_body(client.send(b, post(server.url + "/x"), hold=held), b) == b"p1"
+    assert fetch(client, b) == b"other"  # not on the held connection
+    assert read_body(client.send(b, post(server.url + "/x"), hold=held), b) == b"p2"
+    assert [len(c.requests) for c in server.conns] == [2, 1]
+    held.release()
+    assert fetch(client, b) == b"pooled"  # the pool's last checked-in: the held one
+    assert [len(c.requests) for c in server.conns] == [3, 1]
+    again = HeldConnection(client)
+    assert read_body(client.send(b, post(server.url + "/x"), hold=again), b) == b"h1"
+    again.release(reuse=False)
+    assert server.conns[0].closed.wait(2)
 
 
 # ================================================================ TLS
