@@ -24,6 +24,7 @@ from mocks.request_log import RequestLog
 from mocks.responses import AzureResponsesProvider, ResponsesProvider
 from mocks.scenarios import DEFAULT_ROOT, ScenarioLibrary
 from mocks.vertex import VertexAnthropicProvider, VertexGeminiProvider
+from mocks.watsonx import WatsonxProvider
 from mocks.wire import read_body
 
 OPENAI = OpenAIProvider()
@@ -33,6 +34,7 @@ AZURE_OPENAI = AzureOpenAIProvider()
 BEDROCK = BedrockProvider()
 RESPONSES = ResponsesProvider()
 AZURE_RESPONSES = AzureResponsesProvider()
+WATSONX = WatsonxProvider()  # the envelope of errors on its paths; each app has its own (its IAM tokens)
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
                                                       AZURE_RESPONSES)}
 
@@ -46,6 +48,8 @@ def provider_for_request() -> Provider:
         return GEMINI  # Google's front end answers for every Vertex publisher
     if path.startswith("/model/"):
         return BEDROCK
+    if path.startswith("/ml/"):
+        return WATSONX
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -98,7 +102,9 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     app.extensions["mock_state"] = state
     vertex_gemini = VertexGeminiProvider(state.tokens)
     vertex_anthropic = VertexAnthropicProvider(state.tokens)
-    providers = {**PROVIDERS, vertex_gemini.name: vertex_gemini, vertex_anthropic.name: vertex_anthropic}
+    watsonx = WatsonxProvider()
+    providers = {**PROVIDERS, vertex_gemini.name: vertex_gemini, vertex_anthropic.name: vertex_anthropic,
+                 watsonx.name: watsonx}
 
     def generation(provider: Provider) -> Response:
         return provider.handle_generation(_call(), state)
@@ -159,6 +165,41 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         if publisher == "anthropic" and version == "v1" and method in ("rawPredict", "streamRawPredict"):
             return vertex_anthropic.handle_generation(call, state)
         abort(404)
+
+    # ------------------------------------------------------------- IBM Cloud IAM and watsonx.ai
+    @app.post("/identity/token")
+    def ibm_iam_token() -> Response:
+        status, body = watsonx.iam.grant(request.get_data())
+        return Response(json.dumps(body), status=status, content_type="application/json")
+
+    @app.post("/ml/v1/text/<any(chat, chat_stream, generation, generation_stream):endpoint>")
+    def watsonx_text(endpoint: str) -> Response:
+        call = _call()
+        api, _, stream = endpoint.partition("_")
+        call.notes["api"], call.stream = api, bool(stream)
+        return watsonx.handle_generation(call, state)
+
+    @app.get("/_mock/iam")
+    def iam_stats() -> Response:
+        return jsonify(watsonx.iam.stats())
+
+    @app.post("/_mock/iam")
+    def iam_settings() -> Response:
+        settings = request.get_json(silent=True) or {}
+        if settings.get("revoke") is True:
+            watsonx.iam.revoke()
+        lifetime = settings.get("expires_in")
+        if lifetime is not None:
+            if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 1:
+                return Response('{"error": "expires_in: a positive integer (seconds)"}', status=400,
+                                content_type="application/json")
+            watsonx.iam.lifetime = lifetime
+        return jsonify(watsonx.iam.stats())
+
+    @app.delete("/_mock/iam")
+    def iam_reset() -> Response:
+        watsonx.iam.reset()
+        return jsonify(watsonx.iam.stats())
 
     # ------------------------------------------------------------- Anthropic
     @app.post("/v1/messages")

@@ -15,6 +15,7 @@ MODULES = {
     "gemini": "app.protocols.gemini",
     "bedrock_converse": "app.protocols.bedrock_converse",
     "openai_responses": "app.protocols.openai_responses",
+    "watsonx": "app.protocols.watsonx",
 }
 
 # The backend half every module has; the frontend half, when a module has one.

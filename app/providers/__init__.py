@@ -17,10 +17,11 @@ from app.providers.bedrock import BedrockConverse
 from app.providers.gemini import Gemini
 from app.providers.openai import OpenAI, OpenAIResponses
 from app.providers.vertex import VertexAnthropic, VertexGemini
+from app.providers.watsonx import Watsonx
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
     OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
-    AzureResponses)}
+    AzureResponses, Watsonx)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from scripts.matrix.upstream import (AnthropicUpstream, AzureUpstream, BedrockUpstream, GeminiUpstream, OpenAIUpstream,
                                      VertexAnthropicUpstream, VertexGeminiUpstream)
 from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
+from scripts.matrix.upstream_watsonx import WatsonxUpstream
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "openai_responses": UpstreamKind("openai_responses", "openai_responses", ResponsesUpstream(), _NO_STOP, True),
     "azure_responses": UpstreamKind("azure_openai_responses", "openai_responses", AzureResponsesUpstream(), _NO_STOP,
                                     True),
+    "watsonx": UpstreamKind("watsonx", "openai", WatsonxUpstream()),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at
 # /token, a model listing, count_tokens) is part of the exchange, not a second request.
-_GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?"
+_GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?|/ml/v1/text/\w+"
                               r"|:(generateContent|streamGenerateContent|rawPredict|streamRawPredict))")
 
 
