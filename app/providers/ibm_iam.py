@@ -79,9 +79,9 @@ class IamToken:
         if resp.status_code != 200 or not isinstance(doc, dict):
             # IAM's own error text names the problem (`BXNIM0415E: Provided API key could not be
             # found`); the key itself is never in it.
-            detail = doc.get("errorMessage") if isinstance(doc, dict) else None
-            raise self._failed(f"the token endpoint answered HTTP {resp.status_code}"
-                               + (f" ({str(detail)[:200]})" if detail else ""))
+            detail = ": ".join(str(doc[k])[:200] for k in ("errorCode", "errorMessage") if doc.get(k)) \
+                if isinstance(doc, dict) else ""
+            raise self._failed(f"the token endpoint answered HTTP {resp.status_code}" + (f" ({detail})" if detail else ""))
         token, expiration = doc.get("access_token"), doc.get("expiration")
         if not isinstance(token, str) or not token or not isinstance(expiration, (int, float)):
             raise self._failed("the token endpoint's reply has no access_token and expiration")
