@@ -267,7 +267,7 @@ def test_unknown_paths_use_the_provider_envelope(mock_url, method, path, headers
 def test_scenarios_endpoint(mock_url):
     listing = requests.get(mock_url + "/_mock/scenarios", timeout=5).json()
     assert set(listing) == {"openai", "anthropic", "gemini", "bedrock", "azure_openai", "vertex_gemini",
-                            "vertex_anthropic", "openai_responses", "azure_openai_responses"}
+                            "vertex_anthropic", "openai_responses", "azure_openai_responses", "watsonx"}
     assert listing["bedrock"]["error_mid_stream"]["streams"] is True
     # Azure and Vertex replay the fixtures of the wire format they speak.
     assert listing["azure_openai"] == listing["openai"]

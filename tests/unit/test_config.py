@@ -106,10 +106,10 @@ def test_every_problem_is_named_by_key(tmp_path):
         "max_body_bytes, models_file, port)",
         "server.port: must be an integer",
         "backends.a.protocol: unknown protocol 'opena' (known: openai, anthropic, gemini, azure_openai, "
-        "vertex_gemini, vertex_anthropic, bedrock_converse, openai_responses, azure_responses)",
+        "vertex_gemini, vertex_anthropic, bedrock_converse, openai_responses, azure_responses, watsonx)",
         "backends.a.url: must start with http:// or https:// (got 'ftp://x')",
         "backends.b.kind: required (one of openai, anthropic, gemini, azure_openai, vertex_gemini, "
-        "vertex_anthropic, bedrock_converse, openai_responses, azure_responses)",
+        "vertex_anthropic, bedrock_converse, openai_responses, azure_responses, watsonx)",
         "backends.b.capabilities: unknown capability 'telepathy' (known: text, tools, streaming, vision, thinking, json)",
         "backends.b.timeout: must be a positive number (seconds)",
         "models.m.backend: unknown backend 'nope' (defined: none)",

@@ -92,7 +92,7 @@ def test_wsgi_entry_builds_the_app_from_the_environment(monkeypatch):
     wsgi = importlib.import_module("app.wsgi")
     r = wsgi.application.test_client().get("/health")
     assert r.status_code == 200 and r.get_json()["backends"] == \
-        ["anthropic", "azure", "azure-responses", "bedrock", "gemini", "openai", "vertex", "vertex-anthropic"]
+        ["anthropic", "azure", "azure-responses", "bedrock", "gemini", "openai", "vertex", "vertex-anthropic", "watsonx"]
 
 
 def test_adaptive_thinking_is_dropped_only_where_the_backend_cannot_think():
