@@ -127,7 +127,7 @@ def build_body(req: ir.Request, target: Target) -> dict[str, Any]:
 
 
 def _chat_body(req: ir.Request, target: Target) -> dict[str, Any]:
-    body = chat.build_body(dataclasses.replace(req, extras=()), target)
+    body = chat.build_body(dataclasses.replace(req, extras=()) if req.extras else req, target)
     body["model_id"] = body.pop("model")
     for key in _DROPPED:
         body.pop(key, None)

@@ -52,15 +52,15 @@ class IamToken:
         return self._token
 
     def forget(self, refused: str | None) -> bool:
-        """The service refused `refused`: drop it if it is still the one in use. True when a
-        replay is worth it (a new token will be, or already was, fetched)."""
+        """The service refused `refused`: drop it if it is still the one in use (requests refused
+        with it together share one renewal). True when a replay is worth it: a token was refused,
+        and the next `token()` is another one (fetched then, or already)."""
         if refused is None:
             return False
         with self._lock:
             if self._token == refused:
                 self._token = None
-                return True
-            return self._token is not None
+        return True
 
     def _fetch(self) -> None:
         import requests

@@ -39,6 +39,7 @@ BLOCKS = {
     "vertex_anthropic": 'url = "{url}"\nproject = "p"\nlocation = "us-east5"\naccess_token = "{key}"\n',
     "bedrock_converse": 'url = "{url}"\nregion = "us-east-1"\naws_access_key_id = "AKIDHOSTILE"\n'
                         'aws_secret_access_key = "' + AWS_SECRET + '"\naws_session_token = "{key}"\n',
+    "watsonx": 'url = "{url}"\niam_url = "{url}"\napi_key = "{key}"\nproject_id = "p"\n',
 }
 
 
