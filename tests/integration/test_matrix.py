@@ -60,14 +60,19 @@ def test_matrix_row(cells, frontend, backend, model):
 
 def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
     kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
-    assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse", "azure_responses"} <= kinds
+    assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse", "azure_responses",
+            "watsonx"} <= kinds
     by_protocol = {(c.frontend, c.capability) for c in cells
                    if c.status == "n/a" and c.capability in matrix.FRONTENDS[c.frontend].unsupported}
     assert by_protocol == {("openai_responses", "stop_sequence")}
     not_applicable = {(c.backend, c.model, c.capability) for c in cells
                       if c.status == "n/a" and (c.frontend, c.capability) not in by_protocol}
+    # Granite 3 8B neither reasons nor sees images; Granite 3 8B base (text generation) is text only.
+    watsonx = {("watsonx", None, "thinking"), ("watsonx", None, "vision")} | {
+        ("watsonx", "granite-3-8b-base", c) for c in ("tools", "parallel_tools", "tool_result", "stream_tools",
+                                                       "thinking", "vision")}
     assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking"),
-                              ("azure-responses", None, "stop_sequence")}
+                              ("azure-responses", None, "stop_sequence")} | watsonx
 
 
 def test_vertex_rows_fetch_a_token_per_lifetime_not_per_request(run):
