@@ -29,6 +29,7 @@ from mocks.responses import AzureResponsesProvider, ResponsesProvider
 from mocks.runpod import RunPodOpenAIRoute, RunPodQueue
 from mocks.scenarios import DEFAULT_ROOT, ScenarioLibrary
 from mocks.vertex import VertexAnthropicProvider, VertexGeminiProvider
+from mocks.watsonx import WatsonxProvider
 from mocks.wire import read_body
 
 OPENAI = OpenAIProvider()
@@ -44,6 +45,7 @@ OCI = OCIProvider()
 OPENROUTER = OpenRouterProvider()
 RUNPOD_QUEUE = RunPodQueue()  # its job store is the process's (job ids are unique)
 RUNPOD_OPENAI = RunPodOpenAIRoute()
+WATSONX = WatsonxProvider()  # the envelope of errors on its paths; each app has its own (its IAM tokens)
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (OPENAI, ANTHROPIC, GEMINI, AZURE_OPENAI, BEDROCK, RESPONSES,
                                                       AZURE_RESPONSES, OLLAMA, OLLAMA_OPENAI, OCI,
                                                       OPENROUTER, RUNPOD_QUEUE, RUNPOD_OPENAI)}
@@ -66,6 +68,8 @@ def provider_for_request() -> Provider:
         return OLLAMA
     if path.startswith("/20231130/"):
         return OCI
+    if path.startswith("/ml/"):
+        return WATSONX
     if path.startswith("/v1beta") or (path.startswith("/v1/models/") and ":" in path) or _looks_gemini():
         return GEMINI
     if path.startswith("/v1/messages") or _looks_anthropic():
@@ -127,9 +131,10 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
     app.extensions["mock_state"] = state
     vertex_gemini = VertexGeminiProvider(state.tokens)
     vertex_anthropic = VertexAnthropicProvider(state.tokens)
+    watsonx = WatsonxProvider()
     bedrock_runtime = BedrockProvider(state.aws)  # accepts the temporary credentials this app issues
     providers = {**PROVIDERS, vertex_gemini.name: vertex_gemini, vertex_anthropic.name: vertex_anthropic,
-                 bedrock_runtime.name: bedrock_runtime}
+                 bedrock_runtime.name: bedrock_runtime, watsonx.name: watsonx}
 
     def generation(provider: Provider) -> Response:
         return provider.handle_generation(_call(), state)
@@ -193,6 +198,41 @@ def create_app(scenario_root: Path = DEFAULT_ROOT, log_capacity: int = 500) -> F
         if publisher == "anthropic" and version == "v1" and method in ("rawPredict", "streamRawPredict"):
             return vertex_anthropic.handle_generation(call, state)
         abort(404)
+
+    # ------------------------------------------------------------- IBM Cloud IAM and watsonx.ai
+    @app.post("/identity/token")
+    def ibm_iam_token() -> Response:
+        status, body = watsonx.iam.grant(request.get_data())
+        return Response(json.dumps(body), status=status, content_type="application/json")
+
+    @app.post("/ml/v1/text/<any(chat, chat_stream, generation, generation_stream):endpoint>")
+    def watsonx_text(endpoint: str) -> Response:
+        call = _call()
+        api, _, stream = endpoint.partition("_")
+        call.notes["api"], call.stream = api, bool(stream)
+        return watsonx.handle_generation(call, state)
+
+    @app.get("/_mock/iam")
+    def iam_stats() -> Response:
+        return jsonify(watsonx.iam.stats())
+
+    @app.post("/_mock/iam")
+    def iam_settings() -> Response:
+        settings = request.get_json(silent=True) or {}
+        if settings.get("revoke") is True:
+            watsonx.iam.revoke()
+        lifetime = settings.get("expires_in")
+        if lifetime is not None:
+            if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 1:
+                return Response('{"error": "expires_in: a positive integer (seconds)"}', status=400,
+                                content_type="application/json")
+            watsonx.iam.lifetime = lifetime
+        return jsonify(watsonx.iam.stats())
+
+    @app.delete("/_mock/iam")
+    def iam_reset() -> Response:
+        watsonx.iam.reset()
+        return jsonify(watsonx.iam.stats())
 
     # ------------------------------------------------------------- Anthropic
     @app.post("/v1/messages")

@@ -21,3 +21,12 @@ MODELS.update({name: name for name in _NARROWING})
 BACKENDS = list(MODELS)
 MOCK_PROVIDER: dict[str, str] = {name: UPSTREAM_KINDS[CONFIG.backends[_NARROWING.get(name, name)].kind].mock_provider
                                  for name in MODELS}
+
+
+def can(backend: str, *needs: str) -> bool:
+    """Whether `backend`'s client model serves every capability in `needs`: a narrowing registry
+    model by its own capabilities, a backend by its declared ones (none declared: anything)."""
+    wanted = frozenset(needs)
+    if backend in _NARROWING:
+        return wanted <= CONFIG.models[backend].capabilities
+    return CONFIG.backends[backend].has(wanted)

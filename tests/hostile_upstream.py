@@ -2,8 +2,10 @@
 Messages, Gemini, Bedrock Converse and Ollama's native chat to be routed to — at their own paths and at Azure's
 (`/openai/deployments/…`, `/openai/v1/…`), Vertex's (`…/publishers/google/…:generateContent`,
 `…/publishers/anthropic/…:rawPredict`), Bedrock's (`/model/{id}/converse`, its
-JSON errors with `x-amzn-ErrorType`, its binary event stream) and RunPod's queue (a job
-whose id and output echo the key, polled at `/stream/{id}`) — and echoes the
+JSON errors with `x-amzn-ErrorType`, its binary event stream), RunPod's queue (a job
+whose id and output echo the key, polled at `/stream/{id}`) and watsonx's (`/ml/v1/text/chat`,
+its `errors[]` envelope, `event: error`; its IAM `/identity/token` hands the API key back as
+the access token, so the key itself is what the chat calls carry) — and echoes the
 credential it receives (a key, a bearer token, an AWS session token) everywhere a
 provider could put text — error bodies (message, type, param, code), reply
 headers (Retry-After, others), stream error events, and generated content —
@@ -55,6 +57,8 @@ def protocol_of(path: str) -> str:
         return "ollama"
     if _RUNPOD_SUBMIT.fullmatch(path):
         return "runpod"
+    if path in ("/ml/v1/text/chat", "/ml/v1/text/chat_stream"):
+        return "watsonx"
     raise ValueError(f"the hostile upstream does not speak the protocol of {path}")
 
 
@@ -78,6 +82,9 @@ def error_body(protocol: str, key: str, status: int) -> dict:
         return {"message": text, "__type": f"{_BEDROCK_ERRORS[status]}{key}"}
     if protocol == "ollama":
         return {"error": text}
+    if protocol == "watsonx":
+        return {"errors": [{"code": f"c_{key}", "message": text, "more_info": key,
+                            "target": {"type": "field", "name": f"param {key}"}}], "trace": key, "status_code": status}
     return {"error": {"code": status, "message": text, "status": "INVALID_ARGUMENT",
                       "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest",
                                    "fieldViolations": [{"field": f"contents {key}", "description": text}]}]}}
@@ -85,6 +92,10 @@ def error_body(protocol: str, key: str, status: int) -> dict:
 
 def content_reply(protocol: str, key: str, model: str) -> dict:
     text = f"The proxy's key is {key}."
+    if protocol == "watsonx":
+        return {"id": "chatcmpl-h", "object": "chat.completion", "model_id": model, "model": model, "created": 1,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
     if protocol == "openai":
         return {"id": "chatcmpl-h", "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "finish_reason": "stop",
@@ -165,6 +176,16 @@ def sse_frames(protocol: str, key: str, model: str, mode: str) -> list[str]:
     """SSE frames: some content, then (stream_error) the protocol's own error event echoing the key."""
     text = f"key {key}" if mode == "content" else "Hello"
     error_text = f"Stream failed for key {key} ({masked(key)})"
+    if protocol == "watsonx":
+        chunk = {"id": "chatcmpl-h", "object": "chat.completion.chunk", "model_id": model, "created": 1,
+                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]}
+        frames = [f"id: 1\nevent: message\ndata: {json.dumps(chunk)}\n\n"]
+        if mode == "stream_error":
+            return frames + [f"id: 2\nevent: error\ndata: {json.dumps(error_body(protocol, key, 500))}\n\n"]
+        end = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        usage = {**chunk, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+        return frames + [f"id: 2\nevent: message\ndata: {json.dumps(end)}\n\n",
+                         f"id: 3\nevent: message\ndata: {json.dumps(usage)}\n\n"]
     if protocol == "openai":
         chunk = {"id": "chatcmpl-h", "object": "chat.completion.chunk", "created": 1, "model": model,
                  "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]}
@@ -247,10 +268,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        raw = self.rfile.read(length)
         url = urlsplit(self.path)
         if _RUNPOD_JOB.fullmatch(url.path):
             return self._runpod_job()
+        if url.path == "/identity/token":  # IBM IAM: the API key comes back as the access token
+            key = parse_qs(raw.decode())["apikey"][0]
+            return self._json(200, {"access_token": key, "token_type": "Bearer", "expires_in": 3600,
+                                    "expiration": 4102444800}, {})
+        body = json.loads(raw or b"{}")
         key = received_key(self.headers, parse_qs(url.query))
         protocol = protocol_of(url.path)
         job = None
@@ -260,8 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
         if protocol == "bedrock_converse":
             model = url.path.split("/")[2]
         else:
-            model = body.get("model") or url.path.rpartition("/")[2].partition(":")[0]
-        stream = body.get("stream") is True or url.path.endswith((":streamGenerateContent", "/converse-stream"))
+            model = body.get("model") or body.get("model_id") or url.path.rpartition("/")[2].partition(":")[0]
+        stream = body.get("stream") is True or url.path.endswith((":streamGenerateContent", "/converse-stream",
+                                                                   "_stream"))
         echo = {"Retry-After": key, "X-Echo-Key": key, "Set-Cookie": f"session={key}"}
         if protocol == "bedrock_converse":
             status = {"error_body": 400, "rate_limit": 429, "auth": 401}.get(mode, 500)

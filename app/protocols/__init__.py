@@ -17,6 +17,7 @@ MODULES = {
     "openai_responses": "app.protocols.openai_responses",
     "ollama": "app.protocols.ollama",
     "oci": "app.protocols.oci",
+    "watsonx": "app.protocols.watsonx",
 }
 
 # The backend half every module has; the frontend half, when a module has one.

@@ -21,11 +21,12 @@ from app.providers.openai import OpenAI, OpenAIResponses
 from app.providers.openrouter import OpenRouter
 from app.providers.runpod import RunPod, RunPodOpenAI
 from app.providers.vertex import VertexAnthropic, VertexGemini
+from app.providers.watsonx import Watsonx
 
 KINDS: dict[str, type[Provider]] = {cls.kind: cls for cls in (
     OpenAI, Anthropic, Gemini, AzureOpenAI, VertexGemini, VertexAnthropic, BedrockConverse, OpenAIResponses,
     AzureResponses, Ollama, OllamaOpenAI, OCIGenerativeAI, OpenRouter,
-    RunPod, RunPodOpenAI)}
+    RunPod, RunPodOpenAI, Watsonx)}
 
 
 def _check(kinds: dict[str, type[Provider]]) -> None:

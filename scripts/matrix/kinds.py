@@ -12,6 +12,7 @@ from scripts.matrix.upstream_oci import OCICohereUpstream
 from scripts.matrix.upstream_openrouter import OpenRouterUpstream
 from scripts.matrix.upstream_responses import AzureResponsesUpstream, ResponsesUpstream
 from scripts.matrix.upstream_runpod import RunPodOpenAIUpstream, RunPodUpstream
+from scripts.matrix.upstream_watsonx import WatsonxUpstream
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,14 @@ UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "openrouter": UpstreamKind("openrouter", "openrouter", OpenRouterUpstream()),
     "runpod": UpstreamKind("runpod", "openai", RunPodUpstream()),
     "runpod_openai": UpstreamKind("runpod_openai", "openai", RunPodOpenAIUpstream()),
+    "watsonx": UpstreamKind("watsonx", "openai", WatsonxUpstream()),
 }
 # The endpoints that generate, in every provider's URL layout: a cell checks exactly one
 # call to one of them. Anything else the proxy calls on the way (a Google token fetch at
 # /token, a model listing, count_tokens, a RunPod job's /status and /stream polls and its
 # /cancel) is part of the exchange, not a second request.
 _GENERATION_PATH = re.compile(r".*(/chat/completions|/responses|/messages|/converse(-stream)?|/api/chat|/actions/chat"
+                              r"|/ml/v1/text/\w+"
                               r"|:(generateContent|streamGenerateContent|rawPredict|streamRawPredict)"
                               r"|/v2/[^/]+/run(sync)?)")
 

@@ -47,6 +47,7 @@ BLOCKS = {
     "openrouter": 'url = "{url}"\napi_key = "{key}"\n',
     "runpod": 'url = "{url}"\napi_key = "{key}"\nendpoint_id = "ep"\npoll_interval_ms = 10\n',
     "runpod_openai": 'url = "{url}"\napi_key = "{key}"\nendpoint_id = "ep"\n',
+    "watsonx": 'url = "{url}"\niam_url = "{url}"\napi_key = "{key}"\nproject_id = "p"\n',
 }
 
 

@@ -62,12 +62,16 @@ def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
     kinds = {CONFIG.backends[c.backend].kind for c in cells if c.status == "pass"}
     assert {"azure_openai", "vertex_gemini", "vertex_anthropic", "bedrock_converse", "azure_responses", "ollama",
             "ollama_openai", "oci_cohere", "openrouter", "runpod",
-            "runpod_openai"} <= kinds
+            "runpod_openai", "watsonx"} <= kinds
     by_protocol = {(c.frontend, c.capability) for c in cells
                    if c.status == "n/a" and c.capability in matrix.FRONTENDS[c.frontend].unsupported}
     assert by_protocol == {("openai_responses", "stop_sequence")}
     not_applicable = {(c.backend, c.model, c.capability) for c in cells
                       if c.status == "n/a" and (c.frontend, c.capability) not in by_protocol}
+    # Granite 3 8B neither reasons nor sees images; Granite 3 8B base (text generation) is text only.
+    watsonx = {("watsonx", None, "thinking"), ("watsonx", None, "vision")} | {
+        ("watsonx", "granite-3-8b-base", c) for c in ("tools", "parallel_tools", "tool_result", "stream_tools",
+                                                       "thinking", "vision")}
     assert not_applicable == {("azure", None, "thinking"), ("bedrock", "nova-pro", "thinking"),
                               ("azure-responses", None, "stop_sequence"), ("ollama", "llama3.2", "thinking"),
                               ("ollama", "llama3.2", "vision"), ("ollama-openai", None, "thinking"),
@@ -76,7 +80,7 @@ def test_every_kind_has_rows_and_only_declared_gaps_are_na(cells):
                               ("openrouter", "openrouter-llama-3.1-8b", "vision"),
                               # Mistral 7B Instruct: no reasoning, text only
                               ("runpod", None, "thinking"), ("runpod", None, "vision"),
-                              ("runpod-openai", None, "thinking"), ("runpod-openai", None, "vision")}
+                              ("runpod-openai", None, "thinking"), ("runpod-openai", None, "vision")} | watsonx
 
 
 def test_vertex_rows_fetch_a_token_per_lifetime_not_per_request(run):

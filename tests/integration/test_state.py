@@ -11,7 +11,7 @@ import openai
 import pytest
 import requests
 
-from tests.backend_models import BACKENDS, CONFIG, MODELS
+from tests.backend_models import BACKENDS, CONFIG, MODELS, can
 from tests.conftest import REPO, ServerProcess
 
 TEXT = "Hello! I'm a mock assistant. How can I help you today?"
@@ -71,7 +71,7 @@ def test_text_continued_on_the_other_worker(workers, stream, backend):
     assert second.id != first.id
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if can(b, "tools")])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_function_call_output_continued_on_the_other_worker(workers, stream, backend):
     a, b, _, _ = workers

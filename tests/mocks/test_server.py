@@ -268,7 +268,7 @@ def test_scenarios_endpoint(mock_url):
     listing = requests.get(mock_url + "/_mock/scenarios", timeout=5).json()
     assert set(listing) == {"openai", "anthropic", "gemini", "bedrock", "azure_openai", "vertex_gemini",
                             "vertex_anthropic", "openai_responses", "azure_openai_responses", "ollama", "ollama_openai", "oci",
-                            "openrouter", "runpod", "runpod_openai"}
+                            "openrouter", "runpod", "runpod_openai", "watsonx"}
     assert listing["openrouter"]["error_402"]["status"] == 402
     assert listing["bedrock"]["error_mid_stream"]["streams"] is True
     # Azure and Vertex replay the fixtures of the wire format they speak.

@@ -5,6 +5,7 @@ config validation of each kind's own settings; the registry's start-up check."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -666,6 +667,101 @@ def test_runpod_settings_validated(tmp_path):
     assert problems(tmp_path, RUNPOD + "poll_interval_ms = 0\njob_timeout = -5\n") == [
         "backends.b.poll_interval_ms: must be at least 10 (got 0)", "backends.b.job_timeout: must be at least 1 (got -5)"]
 
+# ------------------------------------------------------------------ IBM watsonx.ai
+
+WATSONX = """\
+kind = "watsonx"
+api_key = "wx-api-key-0123456789"
+project_id = "p-1"
+"""
+IAM = "https://iam.cloud.ibm.com/identity/token"
+WX_BODY = {"model_id": "ibm/granite-3-8b-instruct", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.fixture
+def iam():
+    """IBM Cloud IAM, faked at the HTTP layer: each grant answers a new token valid for an hour."""
+    import time
+
+    import responses
+    issued = []
+
+    def grant(request):
+        issued.append(request.body)
+        return 200, {}, json.dumps({"access_token": f"iam-token-{len(issued)}", "token_type": "Bearer",
+                                    "expires_in": 3600, "expiration": int(time.time()) + 3600})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as fake:
+        fake.add_callback(responses.POST, IAM, callback=grant)
+        fake.add_callback(responses.POST, "https://iam.example.test/identity/token", callback=grant)
+        yield issued
+
+
+@pytest.mark.parametrize("stream,path,accept", [(False, "/ml/v1/text/chat", "application/json"),
+                                                (True, "/ml/v1/text/chat_stream", "text/event-stream")])
+def test_watsonx_chat_request(tmp_path, iam, stream, path, accept):
+    r = prepared(tmp_path, WATSONX, "ibm/granite-3-8b-instruct", WX_BODY, stream=stream, headers=FORWARDED)
+    assert r.method == "POST"
+    assert r.url == f"https://us-south.ml.cloud.ibm.com{path}?version=2025-02-11"
+    assert lower(r.headers) == {"content-type": "application/json", "x-trace": "t-1", "accept": accept,
+                                "authorization": "Bearer iam-token-1"}
+    assert json.loads(r.body) == {**WX_BODY, "project_id": "p-1"}
+    assert r.stream is stream
+    assert iam == ["grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey&apikey=wx-api-key-0123456789"]
+
+
+@pytest.mark.parametrize("stream,path", [(False, "/ml/v1/text/generation"), (True, "/ml/v1/text/generation_stream")])
+def test_watsonx_generation_request_in_a_space_region_and_version(tmp_path, iam, stream, path):
+    block = WATSONX.replace('project_id = "p-1"', 'space_id = "s-1"\nregion = "eu-de"\nversion = "2025-10-01"\n'
+                                                   'iam_url = "https://iam.example.test/"')
+    body = {"model_id": "ibm/granite-3-8b-base", "input": "<|start_of_role|>user…", "parameters": {}}
+    r = prepared(tmp_path, block, "ibm/granite-3-8b-base", body, stream=stream)
+    assert r.url == f"https://eu-de.ml.cloud.ibm.com{path}?version=2025-10-01"
+    assert json.loads(r.body) == {**body, "space_id": "s-1"}
+    assert len(iam) == 1
+
+
+def test_watsonx_token_is_reused_and_in_the_secrets(tmp_path, iam):
+    b = backend(tmp_path, WATSONX)
+    provider = provider_class(b.kind)(b)
+    assert provider.secrets() == ("wx-api-key-0123456789",)  # nothing fetched yet
+    for _ in range(5):
+        provider.prepare(Call(model="m", body=WX_BODY))
+    assert len(iam) == 1
+    assert provider.secrets() == ("wx-api-key-0123456789", "iam-token-1")
+    assert provider.forget_credentials() is True  # a refused token is dropped: the next call fetches
+    assert lower(provider.prepare(Call(model="m", body=WX_BODY)).headers)["authorization"] == "Bearer iam-token-2"
+
+
+@pytest.mark.parametrize("written,base", [
+    ("https://us-south.ml.cloud.ibm.com", "https://us-south.ml.cloud.ibm.com"),
+    ("https://private.us-south.ml.cloud.ibm.com/ml/v1/text/chat", "https://private.us-south.ml.cloud.ibm.com"),
+    ("https://gw.example/watsonx/ml/v1", "https://gw.example/watsonx"),
+])
+def test_watsonx_url_overrides_the_region(tmp_path, iam, written, base):
+    r = prepared(tmp_path, WATSONX + f'url = "{written}"\n', "m", WX_BODY)
+    assert r.url == base + "/ml/v1/text/chat?version=2025-02-11"
+
+
+@pytest.mark.parametrize("extra,error", [
+    ('space_id = "s-1"\n', "give exactly one of project_id and space_id"),
+    ('version = "2025/02/11"\n', "version must be a date YYYY-MM-DD"),
+    ('[b.options.prompt_templates]\n"m" = "mistral"\n', "unknown template 'mistral' (known: granite, llama3)"),
+])
+def test_watsonx_settings_refused_at_start_up(tmp_path, extra, error):
+    b = backend(tmp_path, WATSONX + extra.replace("[b.", "[backends.b."))
+    with pytest.raises(ValueError, match=re.escape(error)):
+        provider_class(b.kind)(b)
+
+
+def test_watsonx_needs_a_scope_and_a_key(tmp_path):
+    b = backend(tmp_path, 'kind = "watsonx"\nspace_id = "s"\napi_key_env = "WX_UNSET_KEY_FOR_TEST"\n')
+    with pytest.raises(ProxyError) as e:
+        provider_class(b.kind)(b).prepare(Call(model="m", body=WX_BODY))
+    assert e.value.code == "configuration_error" and "WX_UNSET_KEY_FOR_TEST" in e.value.message
+    b = backend(tmp_path, 'kind = "watsonx"\napi_key = "k"\n')
+    with pytest.raises(ValueError, match="give exactly one of project_id and space_id"):
+        provider_class(b.kind)(b)
+
 
 # ------------------------------------------------------------------ the first-party kinds
 
@@ -688,7 +784,7 @@ def test_first_party_kinds(tmp_path, block, url, auth):
 def test_every_kind_is_registered_and_named_for_itself():
     assert sorted(KINDS) == ["anthropic", "azure_openai", "azure_responses", "bedrock_converse", "gemini",
                              "oci_cohere", "ollama", "ollama_openai", "openai", "openai_responses", "openrouter",
-                             "runpod", "runpod_openai", "vertex_anthropic", "vertex_gemini"]
+                             "runpod", "runpod_openai", "vertex_anthropic", "vertex_gemini", "watsonx"]
     assert all(cls.kind == kind for kind, cls in KINDS.items())
 
 
@@ -697,7 +793,7 @@ def test_the_stream_framing_each_kind_declares():
         "openai": "sse", "anthropic": "sse", "gemini": "sse", "azure_openai": "sse", "vertex_gemini": "sse",
         "vertex_anthropic": "sse", "bedrock_converse": "aws-eventstream", "openai_responses": "sse",
         "azure_responses": "sse", "ollama": "ndjson", "ollama_openai": "sse", "oci_cohere": "sse",
-        "openrouter": "sse", "runpod": "sse", "runpod_openai": "sse"}
+        "openrouter": "sse", "runpod": "sse", "runpod_openai": "sse", "watsonx": "sse"}
 
 
 def test_the_actions_each_kind_offers():
