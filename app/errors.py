@@ -77,7 +77,7 @@ class ProxyError(Exception):
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None,
                  param: str | None = None, code: str | None = None,
-                 retry_after: str | None = None, provider: str | None = None):
+                 retry_after: str | None = None, backend: str | None = None):
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -85,7 +85,7 @@ class ProxyError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
-        self.provider = provider
+        self.backend = backend
 
     @property
     def retry_after(self) -> str | None:

@@ -46,7 +46,7 @@ class ToolCall:
     arguments: str = "{}"  # raw JSON text as produced by the model
     # Provider-opaque data tied to this call (Gemini thoughtSignature).
     signature: str | None = None
-    signature_provider: str | None = None
+    signature_origin: str | None = None
 
     def arguments_object(self) -> dict:
         """Arguments as an object; `{}` for empty text. Raises ValueError if not a JSON object."""
@@ -66,11 +66,11 @@ class ToolResult:
 
 @dataclass(frozen=True, slots=True)
 class Thinking:
-    """Model reasoning. `signature`/`redacted` are opaque and only valid for `provider`."""
+    """Model reasoning. `signature`/`redacted` are opaque and only valid for `origin`."""
     text: str = ""
     signature: str | None = None
     redacted: str | None = None  # Anthropic redacted_thinking.data
-    provider: str | None = None  # protocol that produced the opaque data
+    origin: str | None = None  # protocol that produced the opaque data
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +284,7 @@ class PartStart:
     id: str | None = None  # tool call id
     name: str | None = None  # tool name
     data: str | None = None  # redacted_thinking payload (arrives whole)
-    provider: str | None = None  # the protocol that made `data` (as Thinking.provider); None: the frontend's own
+    origin: str | None = None  # the protocol that made `data` (as Thinking.origin); None: the frontend's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +316,7 @@ class SignatureDelta:
     """Opaque signature for the open part (Anthropic thinking, Gemini thoughtSignature)."""
     index: int
     signature: str
-    provider: str | None = None
+    origin: str | None = None  # the protocol that made the signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,14 +449,14 @@ def response_from_events(events: list[Event]) -> Response:
     for e in events:
         if isinstance(e, PartStart):
             open_kind, buf, sig, meta = e.kind, [], [], {"id": e.id, "name": e.name, "data": e.data,
-                                                         "provider": e.provider}
+                                                         "origin": e.origin}
         elif isinstance(e, (TextDelta, RefusalDelta, ThinkingDelta)):
             buf.append(e.text)
         elif isinstance(e, ToolArgumentsDelta):
             buf.append(e.json)
         elif isinstance(e, SignatureDelta):
             sig.append(e.signature)
-            meta["provider"] = e.provider
+            meta["origin"] = e.origin
         elif isinstance(e, PartStop):
             text = "".join(buf)
             signature = "".join(sig) or None
@@ -465,11 +465,11 @@ def response_from_events(events: list[Event]) -> Response:
             elif open_kind == "refusal":
                 parts.append(Refusal(text))
             elif open_kind == "tool_call":
-                parts.append(ToolCall(meta["id"], meta["name"], text or "{}", signature, meta.get("provider")))
+                parts.append(ToolCall(meta["id"], meta["name"], text or "{}", signature, meta.get("origin")))
             elif open_kind == "thinking":
-                parts.append(Thinking(text, signature, None, meta.get("provider")))
+                parts.append(Thinking(text, signature, None, meta.get("origin")))
             elif open_kind == "redacted_thinking":
-                parts.append(Thinking("", None, meta["data"], meta.get("provider")))
+                parts.append(Thinking("", None, meta["data"], meta.get("origin")))
             open_kind = None
     return Response(
         id=start.id if start else "",

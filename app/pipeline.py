@@ -262,14 +262,14 @@ def upstream_error_for_client(err: ProxyError, backend: str, secrets: tuple[str,
     carries redacted of the backend's secrets, and a rejection of the proxy's
     own credentials told as what it is (a gateway configuration problem),
     never as the client's key being wrong."""
-    err.provider = backend
+    err.backend = backend
     if err.kind in (ErrorKind.authentication, ErrorKind.permission) or http_status in (401, 403):
         status = http_status or err.status
         what = "refused the proxy's credentials access" if status == 403 else "rejected the proxy's credentials"
         return ProxyError(ErrorKind.bad_gateway,
                           f"Backend '{backend}' {what} (upstream HTTP {status}). This is a problem with the "
                           f"proxy's configuration for that backend, not with the client's request.",
-                          code="upstream_authentication_error", provider=backend)
+                          code="upstream_authentication_error", backend=backend)
     return redact_error(err, secrets)
 
 

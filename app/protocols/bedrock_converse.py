@@ -26,7 +26,7 @@ Policy choices, each one a place where the wire formats disagree:
   auto, max tokens above the budget, and no thinking when the last assistant
   turn calls tools without its reasoning block. Other families get no thinking.
 - Signed reasoning (and redacted reasoning) is only valid where it was made:
-  parts this module parsed carry provider `bedrock_converse` (a streamed
+  parts this module parsed carry origin `bedrock_converse` (a streamed
   redaction's PartStart too) and go back only to a Claude model on Bedrock, as
   `reasoningContent` with the signature byte-exact; signatures of the Anthropic
   API, Vertex or Gemini are dropped, never sent as Bedrock's, and ours never
@@ -235,7 +235,7 @@ def _message_blocks(m: ir.Message, where: str, claude: bool) -> list[dict]:
 
 def _reasoning_block(part: ir.Thinking, claude: bool) -> dict | None:
     """Only reasoning Bedrock made goes back, and only to Claude (its signatures check it)."""
-    if part.provider != PROTOCOL or not claude:
+    if part.origin != PROTOCOL or not claude:
         return None
     if part.redacted:
         return {"reasoningContent": {"redactedContent": part.redacted}}
@@ -417,13 +417,13 @@ def _part_from_block(block: Any) -> ir.Part | None:
     if "reasoningContent" in block and isinstance(block["reasoningContent"], dict):
         reasoning = block["reasoningContent"]
         if reasoning.get("redactedContent"):
-            return ir.Thinking(redacted=str(reasoning["redactedContent"]), provider=PROTOCOL)
+            return ir.Thinking(redacted=str(reasoning["redactedContent"]), origin=PROTOCOL)
         text_block = reasoning.get("reasoningText")
         if isinstance(text_block, dict):
             text = text_block.get("text") if isinstance(text_block.get("text"), str) else ""
             signature = text_block.get("signature") or None
             if text or signature:
-                return ir.Thinking(text, signature, provider=PROTOCOL)
+                return ir.Thinking(text, signature, origin=PROTOCOL)
     return None
 
 
@@ -582,7 +582,7 @@ class StreamParser:
     def _reasoning(self, index: Any, reasoning: dict) -> list[ir.Event]:
         redacted = reasoning.get("redactedContent")
         if redacted and isinstance(redacted, str):
-            return self._close_block() + self._open(index, "redacted_thinking", data=redacted, provider=PROTOCOL)
+            return self._close_block() + self._open(index, "redacted_thinking", data=redacted, origin=PROTOCOL)
         events: list[ir.Event] = []
         text = reasoning.get("text")
         if text and isinstance(text, str):
@@ -603,10 +603,10 @@ class StreamParser:
         return self._close_block() + self._open(index, kind)
 
     def _open(self, index: Any, kind: str, id: str | None = None, name: str | None = None,
-              data: str | None = None, provider: str | None = None) -> list[ir.Event]:
+              data: str | None = None, origin: str | None = None) -> list[ir.Event]:
         self._block = _Block(index, kind, self._next_part)
         self._next_part += 1
-        return [ir.PartStart(self._block.part, kind, id=id, name=name, data=data, provider=provider)]
+        return [ir.PartStart(self._block.part, kind, id=id, name=name, data=data, origin=origin)]
 
     def _close_block(self) -> list[ir.Event]:
         block, self._block = self._block, None

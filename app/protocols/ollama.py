@@ -110,7 +110,7 @@ def _message(m: ir.Message, where: str) -> dict[str, Any] | None:
         elif isinstance(part, ir.ToolCall):
             calls.append(_tool_call(part, at))
         elif isinstance(part, ir.Thinking):
-            if part.provider == PROTOCOL and part.text:
+            if part.origin == PROTOCOL and part.text:
                 thinking.append(part.text)
         elif isinstance(part, ir.Opaque):
             raise invalid(f"{part.kind} cannot be sent to {_LABEL}", param=part.where)
@@ -233,7 +233,7 @@ def parse_response(body: bytes, req: ir.Request) -> ir.Response:
     parts: list[ir.Part] = []
     thinking = message.get("thinking")
     if isinstance(thinking, str) and thinking:
-        parts.append(ir.Thinking(thinking, provider=PROTOCOL))
+        parts.append(ir.Thinking(thinking, origin=PROTOCOL))
     content = message.get("content")
     if isinstance(content, str) and content.strip():
         parts.append(ir.Text(content))

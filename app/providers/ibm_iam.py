@@ -93,4 +93,4 @@ class IamToken:
     def _failed(self, reason: str) -> ProxyError:
         return ProxyError(ErrorKind.bad_gateway, f"Backend '{self._backend}' could not get an IBM Cloud IAM token: "
                           f"{reason}. This is a problem with the proxy's credentials for that backend, not with the "
-                          "client's request.", code="upstream_authentication_error", provider=self._backend)
+                          "client's request.", code="upstream_authentication_error", backend=self._backend)

@@ -134,7 +134,7 @@ class Job:
         if status >= 400:
             self.cancel()
             raise ProxyError(ErrorKind.bad_gateway, f"Backend '{self.backend.name}': polling job {self.label} "
-                             f"failed with HTTP {status}.", provider=self.backend.name)
+                             f"failed with HTTP {status}.", backend=self.backend.name)
         return self._doc(body, "/" + action)
 
     def _track(self, doc: dict) -> str:
@@ -158,7 +158,7 @@ class Job:
         if now >= self.deadline:
             self.cancel()
             raise ProxyError(ErrorKind.timeout, f"Backend '{self.backend.name}': job {self.label} did not finish "
-                             f"within {self.provider.job_timeout:g} s (cancelled).", provider=self.backend.name)
+                             f"within {self.provider.job_timeout:g} s (cancelled).", backend=self.backend.name)
         delay = min(max(0.0, since + self.provider.poll_interval - now), self.deadline - now)
         if self.gone.wait(delay):
             self.cancel()
@@ -221,7 +221,7 @@ class Job:
     def _bad_reply(self, what: str, why: str) -> ProxyError:
         self.cancel()
         return ProxyError(ErrorKind.bad_gateway, f"Backend '{self.backend.name}' sent an unreadable reply for "
-                          f"{what} ({why}).", provider=self.backend.name)
+                          f"{what} ({why}).", backend=self.backend.name)
 
 
 class _StreamRelay:
@@ -265,7 +265,7 @@ class _StreamRelay:
                     job.cancel()
                     raise ProxyError(ErrorKind.timeout, f"Backend '{job.backend.name}': job {job.label} produced "
                                      f"no output for {job.backend.timeout:g} s (cancelled).",
-                                     provider=job.backend.name)
+                                     backend=job.backend.name)
             if job.status != "COMPLETED":
                 _, error = job_error(job._poll("status"), job.label)
                 yield b"data: " + dumps({"error": error}) + b"\n\n"

@@ -495,7 +495,7 @@ class UpstreamClient:
                 raise abandoned(backend) from None
             if isinstance(e, socket.timeout):
                 raise ProxyError(ErrorKind.timeout, f"Backend '{backend.name}' did not answer within "
-                                 f"{backend.timeout:g} s.", provider=backend.name) from None
+                                 f"{backend.timeout:g} s.", backend=backend.name) from None
             if isinstance(e, ssl.SSLError):
                 log.warning("backend %s TLS failure: %s", backend.name, e)
                 raise _unreachable(backend, "SSLError") from None
@@ -582,7 +582,7 @@ class UpstreamClient:
             sock = socket.create_connection((origin.host, origin.port), timeout=backend.connect_timeout)
         except socket.timeout:
             raise ProxyError(ErrorKind.timeout, f"Timed out connecting to backend '{backend.name}'.",
-                             provider=backend.name) from None
+                             backend=backend.name) from None
         except OSError as e:
             raise _unreachable(backend, type(e).__name__) from None
         try:
@@ -593,7 +593,7 @@ class UpstreamClient:
         except socket.timeout:
             sock.close()
             raise ProxyError(ErrorKind.timeout, f"Timed out connecting to backend '{backend.name}'.",
-                             provider=backend.name) from None
+                             backend=backend.name) from None
         except ssl.SSLError as e:
             sock.close()
             log.warning("backend %s TLS failure: %s", backend.name, e)
@@ -722,7 +722,7 @@ def _refuse_controls(req: UpstreamRequest, backend: BackendConfig) -> None:
     if _CONTROL.search(req.method + req.url) or " " in req.method:
         # Our URL builder encodes every value, so this is a bug or a bad backend URL: send nothing.
         raise ProxyError(ErrorKind.api_error, f"Refused to send a request to backend '{backend.name}': its "
-                         "method or path contains a control character.", provider=backend.name)
+                         "method or path contains a control character.", backend=backend.name)
     for name, value in req.headers.items():
         if _CONTROL.search(name + value):
             raise _unsafe_header(name, backend)
@@ -731,19 +731,19 @@ def _refuse_controls(req: UpstreamRequest, backend: BackendConfig) -> None:
 def _unsafe_header(name: str, backend: BackendConfig) -> ProxyError:
     return ProxyError(ErrorKind.configuration, f"Header {_CONTROL.sub('?', name)!r} for backend "
                       f"'{backend.name}' contains a control character or is not a header name.",
-                      provider=backend.name)
+                      backend=backend.name)
 
 
 def _unreachable(backend: BackendConfig, name: str) -> ProxyError:
     log.warning("backend %s unreachable: %s", backend.name, name)
     return ProxyError(ErrorKind.bad_gateway, f"Could not reach backend '{backend.name}' ({name}).",
-                      provider=backend.name)
+                      backend=backend.name)
 
 
 def abandoned(backend: BackendConfig) -> ProxyError:
     log.info("backend %s: call abandoned, the client left", backend.name)
     return ProxyError(ErrorKind.bad_gateway, f"The client closed the connection; the call to backend "
-                      f"'{backend.name}' was abandoned.", code="client_closed", provider=backend.name)
+                      f"'{backend.name}' was abandoned.", code="client_closed", backend=backend.name)
 
 
 def iter_body(resp: UpstreamResponse, backend: BackendConfig) -> Iterator[bytes]:
@@ -754,13 +754,13 @@ def iter_body(resp: UpstreamResponse, backend: BackendConfig) -> Iterator[bytes]
         raise abandoned(backend) from None
     except socket.timeout as e:
         raise ProxyError(ErrorKind.timeout, f"Backend '{backend.name}' stalled mid-response "
-                         f"(no data for {backend.timeout:g} s).", provider=backend.name) from e
+                         f"(no data for {backend.timeout:g} s).", backend=backend.name) from e
     except UpstreamProtocolError as e:
         raise ProxyError(ErrorKind.bad_gateway, f"Connection to backend '{backend.name}' broke "
-                         f"mid-response ({e.name}).", provider=backend.name) from e
+                         f"mid-response ({e.name}).", backend=backend.name) from e
     except OSError as e:  # resets, TLS errors
         raise ProxyError(ErrorKind.bad_gateway, f"Connection to backend '{backend.name}' broke "
-                         f"mid-response ({type(e).__name__}).", provider=backend.name) from e
+                         f"mid-response ({type(e).__name__}).", backend=backend.name) from e
     finally:
         resp.close()
 
@@ -775,5 +775,5 @@ def read_body(resp: UpstreamResponse, backend: BackendConfig, limit: int = 256 *
         if size > limit:
             resp.close(reuse=False)
             raise ProxyError(ErrorKind.bad_gateway, f"Backend '{backend.name}' reply exceeds {limit} bytes.",
-                             provider=backend.name)
+                             backend=backend.name)
     return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -233,7 +233,7 @@ def test_wire_module_echoes_its_own_reasoning(mock_url, stream):
     assert b"reasoningContent" in body
     assert bedrock_post(mock_url, CLAUDE, None, raw=body).status_code == 200
     # the same parts from the Anthropic API would be refused by the mock: the module leaves them out
-    foreign = tuple(ir.Thinking(p.text, p.signature, provider="anthropic") if isinstance(p, ir.Thinking) else p
+    foreign = tuple(ir.Thinking(p.text, p.signature, origin="anthropic") if isinstance(p, ir.Thinking) else p
                     for p in resp.parts)
     other = ir.Request("m", first.messages + (ir.Message("assistant", foreign), ir.Message("user", (ir.Text("?"),))),
                        "anthropic")

@@ -86,7 +86,7 @@ CONVERSATIONS = {
                  temperature=1.0),
     "tool_loop": dict(messages=(
         user("Weather?"),
-        ir.Message("assistant", (ir.Thinking("hm", "sig", provider="anthropic"), ir.Text("Checking."),
+        ir.Message("assistant", (ir.Thinking("hm", "sig", origin="anthropic"), ir.Text("Checking."),
                                  ir.ToolCall("toolu_01abc", "get_weather", '{"city":"Oslo"}'),
                                  ir.ToolCall("toolu_02abc", "get_weather", '{"city":"Rome"}'))),
         ir.Message("tool", (ir.ToolResult("toolu_01abc", (ir.Text("3C"),)),
@@ -94,7 +94,7 @@ CONVERSATIONS = {
         user("And tomorrow?")), tools=(WEATHER_IR,), tool_choice=ir.ToolChoice("tool", "get_weather"),
         parallel_tool_calls=True),
     "reasoning": dict(messages=(user("Hi"), ir.Message("assistant", (
-        ir.Thinking("Sum.", "gAAAA", provider=openai_responses.PROTOCOL), ir.Text("Hello"))), user("More")),
+        ir.Thinking("Sum.", "gAAAA", origin=openai_responses.PROTOCOL), ir.Text("Hello"))), user("More")),
         reasoning=ir.Reasoning(effort="low", include_thoughts=True)),
     "json": dict(messages=(user("City?"),),
                  response_format=ir.ResponseFormat("json_schema", {"type": "object"}, "city", True)),

@@ -157,8 +157,8 @@ def test_parse_full_request():
             user(ir.Text("Weather in Paris and Oslo?"),
                  ir.Image(data="iVBORw0KGgo=", media_type="image/png"),
                  ir.Image(url="https://example.com/map.jpg")),
-            assistant(ir.Thinking("", "EqQBCkYIBxgCKkB+sig==", provider="anthropic"),
-                      ir.Thinking(redacted="EmwKAhgBEgy3va", provider="anthropic"),
+            assistant(ir.Thinking("", "EqQBCkYIBxgCKkB+sig==", origin="anthropic"),
+                      ir.Thinking(redacted="EmwKAhgBEgy3va", origin="anthropic"),
                       ir.Text("Checking both."),
                       ir.ToolCall("toolu_01A", "get_weather", '{"city":"Paris"}'),
                       ir.ToolCall("toolu_01B", "get_weather", '{"city":"Oslo"}')),
@@ -378,8 +378,8 @@ def test_a_body_that_is_not_an_object_is_400():
 def test_format_response_whole_message():
     resp = ir.Response(
         id="msg_01XYZ", model="my-claude",
-        parts=(ir.Thinking("Two cities.", "sig-1", provider="anthropic"),
-               ir.Thinking(redacted="opaque==", provider="anthropic"),
+        parts=(ir.Thinking("Two cities.", "sig-1", origin="anthropic"),
+               ir.Thinking(redacted="opaque==", origin="anthropic"),
                ir.Text("Checking."),
                ir.ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
                ir.ToolCall("call_2", "get_time", "")),
@@ -436,11 +436,11 @@ def test_unparseable_arguments_render_as_empty_input_and_refusal_as_text():
 
 def test_other_families_opaque_reasoning_reaches_the_client_tagged_with_its_family():
     resp = ir.Response(id="msg_1", model="m", parts=(
-        ir.Thinking("Bedrock thought.", "EqQBbedrock==", provider="bedrock_converse"),
-        ir.Thinking("", "gemini-sig-only", provider="gemini"),
-        ir.Thinking(redacted="cmVkYWN0ZWQ=", provider="bedrock_converse"),
-        ir.Thinking("Anthropic thought.", "EqQBanthropic==", provider="anthropic"),
-        ir.Thinking("", None, provider="bedrock_converse"),  # nothing to show
+        ir.Thinking("Bedrock thought.", "EqQBbedrock==", origin="bedrock_converse"),
+        ir.Thinking("", "gemini-sig-only", origin="gemini"),
+        ir.Thinking(redacted="cmVkYWN0ZWQ=", origin="bedrock_converse"),
+        ir.Thinking("Anthropic thought.", "EqQBanthropic==", origin="anthropic"),
+        ir.Thinking("", None, origin="bedrock_converse"),  # nothing to show
         ir.Text("Done.")))
     assert anthropic.format_response(resp, request())["content"] == [
         {"type": "thinking", "thinking": "Bedrock thought.", "signature": "bedrock_converse:EqQBbedrock=="},
@@ -453,10 +453,10 @@ def test_other_families_opaque_reasoning_reaches_the_client_tagged_with_its_fami
 
 @pytest.mark.parametrize("block,part", [
     ({"type": "thinking", "thinking": "T", "signature": "bedrock_converse:EqQB+/sig=="},
-     ir.Thinking("T", "EqQB+/sig==", provider="bedrock_converse")),
-    ({"type": "thinking", "thinking": "", "signature": "gemini:CikB"}, ir.Thinking("", "CikB", provider="gemini")),
+     ir.Thinking("T", "EqQB+/sig==", origin="bedrock_converse")),
+    ({"type": "thinking", "thinking": "", "signature": "gemini:CikB"}, ir.Thinking("", "CikB", origin="gemini")),
     ({"type": "redacted_thinking", "data": "bedrock_converse:cmVk"},
-     ir.Thinking(redacted="cmVk", provider="bedrock_converse")),
+     ir.Thinking(redacted="cmVk", origin="bedrock_converse")),
 ], ids=["bedrock", "gemini", "bedrock-redacted"])
 def test_a_tagged_signature_sent_back_restores_its_family_and_the_body_is_written_afresh(block, part):
     body = {"model": "m", "max_tokens": 10, "messages": [
@@ -475,7 +475,7 @@ def test_an_untagged_signature_is_anthropics_as_it_came(signature):
         {"role": "assistant", "content": [{"type": "thinking", "thinking": "T", "signature": signature}]},
         {"role": "user", "content": "Again"}]}
     req = anthropic.parse_request(body)
-    assert (req.messages[1].parts[0], req.raw) == (ir.Thinking("T", signature, provider="anthropic"), body)
+    assert (req.messages[1].parts[0], req.raw) == (ir.Thinking("T", signature, origin="anthropic"), body)
 
 
 def test_a_failed_model_is_an_error_not_a_stop():
@@ -521,7 +521,7 @@ THINKING_TOOLS_EVENTS = [
     ir.MessageStart("msg_stream2", "my-claude"),  # prompt usage unknown up front (an OpenAI source)
     ir.PartStart(0, "thinking"),
     ir.ThinkingDelta(0, "Two cities."),
-    ir.SignatureDelta(0, "EqQBsig==", provider="anthropic"),
+    ir.SignatureDelta(0, "EqQBsig==", origin="anthropic"),
     ir.PartStop(0),
     ir.PartStart(1, "text"),
     ir.TextDelta(1, "Checking both."),
@@ -607,7 +607,7 @@ def test_the_official_sdk_reads_the_formatter_stream():
 def test_signature_only_thinking_is_streamed():
     """Known-gateway-bugs #8: a thinking block with no text but a signature is kept."""
     out = render([ir.MessageStart("msg_1", "m"), ir.PartStart(0, "thinking"),
-                  ir.SignatureDelta(0, "sig-only", provider="anthropic"), ir.PartStop(0)])
+                  ir.SignatureDelta(0, "sig-only", origin="anthropic"), ir.PartStop(0)])
     assert out.endswith(frames(
         ("content_block_start", '{"type":"content_block_start","index":0,"content_block":'
                                 '{"type":"thinking","thinking":"","signature":""}}'),
@@ -626,7 +626,7 @@ def test_empty_parts_open_no_blocks():
         ir.PartStart(0, "text"), ir.TextDelta(0, ""), ir.PartStop(0),
         ir.PartStart(1, "thinking"), ir.ThinkingDelta(1, ""), ir.PartStop(1),
         ir.PartStart(2, "tool_call", id="call_1", name="lookup"), ir.ToolArgumentsDelta(2, ""),
-        ir.SignatureDelta(2, "gemini-sig", provider="gemini"),
+        ir.SignatureDelta(2, "gemini-sig", origin="gemini"),
         ir.ToolArgumentsDelta(2, '{"q":"x"}'), ir.PartStop(2),
     ])
     assert b'"type":"text"' not in out and b'"type":"thinking"' not in out
@@ -641,12 +641,12 @@ def test_other_families_signatures_stream_to_the_client_tagged():
     out = render([
         ir.MessageStart("msg_1", "m"),
         ir.PartStart(0, "thinking"), ir.ThinkingDelta(0, "Think."),
-        ir.SignatureDelta(0, "EqQB", provider="bedrock_converse"), ir.SignatureDelta(0, "+/sig==",
-                                                                                    provider="bedrock_converse"),
+        ir.SignatureDelta(0, "EqQB", origin="bedrock_converse"), ir.SignatureDelta(0, "+/sig==",
+                                                                                    origin="bedrock_converse"),
         ir.PartStop(0),
-        ir.PartStart(1, "redacted_thinking", data="cmVk", provider="bedrock_converse"), ir.PartStop(1),
+        ir.PartStart(1, "redacted_thinking", data="cmVk", origin="bedrock_converse"), ir.PartStop(1),
         ir.PartStart(2, "redacted_thinking", data="QW50"), ir.PartStop(2),  # unlabelled: Anthropic's
-        ir.PartStart(3, "thinking"), ir.SignatureDelta(3, "gemini-sig", provider="gemini"), ir.PartStop(3),
+        ir.PartStart(3, "thinking"), ir.SignatureDelta(3, "gemini-sig", origin="gemini"), ir.PartStop(3),
     ])
     assert frames(
         ("content_block_delta", '{"type":"content_block_delta","index":0,"delta":'
@@ -838,8 +838,8 @@ def test_signature_only_thinking_is_re_emitted_byte_exact():
     signature = "EqQBCkYIBxgCKkB/+9zQ3vOq1Hw+lWk/AbC=="
     req = request(
         user(ir.Text("Weather?")),
-        assistant(ir.Thinking("", signature, provider="anthropic"),
-                  ir.Thinking(redacted="EmwKAhgB", provider="anthropic"),
+        assistant(ir.Thinking("", signature, origin="anthropic"),
+                  ir.Thinking(redacted="EmwKAhgB", origin="anthropic"),
                   ir.ToolCall("toolu_1", "get_weather", '{"city":"Paris"}')),
         tool(ir.ToolResult("toolu_1", (ir.Text("18C"),))),
         tools=(ir.Tool("get_weather", None, WEATHER_SCHEMA),),
@@ -859,9 +859,9 @@ def test_signature_only_thinking_is_re_emitted_byte_exact():
 def test_thinking_from_other_providers_is_dropped():
     req = request(
         user(ir.Text("Hi")),
-        assistant(ir.Thinking("Gemini thought", "gemini-sig", provider="gemini"),
+        assistant(ir.Thinking("Gemini thought", "gemini-sig", origin="gemini"),
                   ir.Thinking("OpenAI-compatible reasoning_content"),
-                  ir.Thinking("unsigned", None, provider="anthropic"),
+                  ir.Thinking("unsigned", None, origin="anthropic"),
                   ir.Text("Hello!")),
         user(ir.Text("Bye")),
     )
@@ -1188,8 +1188,8 @@ def test_parse_response_whole_message():
     }
     assert anthropic.parse_response(json.dumps(body).encode(), request()) == ir.Response(
         id="msg_01Q", model="claude-sonnet-4-5-20250929",
-        parts=(ir.Thinking("", "sig-only==", provider="anthropic"),
-               ir.Thinking(redacted="EmwK", provider="anthropic"),
+        parts=(ir.Thinking("", "sig-only==", origin="anthropic"),
+               ir.Thinking(redacted="EmwK", origin="anthropic"),
                ir.Text("Let me check."),
                ir.ToolCall("toolu_01A", "get_weather", '{"city":"Oslo"}')),
         finish_reason=ir.FinishReason.tool_calls,
@@ -1332,10 +1332,10 @@ def test_thinking_stream_events():
         ir.MessageStart("msg_01S", "claude-sonnet-4-5", ir.Usage(input_tokens=10, output_tokens=1)),
         ir.PartStart(0, "thinking"),
         ir.ThinkingDelta(0, "Paris first."),
-        ir.SignatureDelta(0, "EqQB==", provider="anthropic"),
+        ir.SignatureDelta(0, "EqQB==", origin="anthropic"),
         ir.PartStop(0),
         ir.PartStart(1, "thinking"),
-        ir.SignatureDelta(1, "only==", provider="anthropic"),
+        ir.SignatureDelta(1, "only==", origin="anthropic"),
         ir.PartStop(1),
         ir.PartStart(2, "redacted_thinking", data="EmwK"),
         ir.PartStop(2),

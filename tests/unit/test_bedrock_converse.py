@@ -234,10 +234,10 @@ def test_thinking_is_claude_only():
 def test_signed_reasoning_goes_back_to_claude_on_bedrock_only():
     history = (
         user(ir.Text("What is 6*7?")),
-        assistant(ir.Thinking("Multiply.", SIGNATURE, provider="bedrock_converse"),
-                  ir.Thinking(redacted="cmVkYWN0ZWQ=", provider="bedrock_converse"),
-                  ir.Thinking("from the Anthropic API", "sig-anthropic", provider="anthropic"),
-                  ir.Thinking("unsigned", provider="bedrock_converse"),
+        assistant(ir.Thinking("Multiply.", SIGNATURE, origin="bedrock_converse"),
+                  ir.Thinking(redacted="cmVkYWN0ZWQ=", origin="bedrock_converse"),
+                  ir.Thinking("from the Anthropic API", "sig-anthropic", origin="anthropic"),
+                  ir.Thinking("unsigned", origin="bedrock_converse"),
                   ir.Text("42")),
         user(ir.Text("And 6*8?")),
     )
@@ -251,7 +251,7 @@ def test_signed_reasoning_goes_back_to_claude_on_bedrock_only():
 
 def test_signature_only_reasoning_is_kept():
     """Known gateway bug 8: a signature with empty reasoning text (recent Claude models) is not stripped."""
-    req = request(user(ir.Text("Q")), assistant(ir.Thinking("", SIGNATURE, provider="bedrock_converse"),
+    req = request(user(ir.Text("Q")), assistant(ir.Thinking("", SIGNATURE, origin="bedrock_converse"),
                                                 ir.Text("A")), user(ir.Text("Q2")))
     assert body(req)["messages"][1]["content"][0] == {"reasoningContent": {"reasoningText": {
         "text": "", "signature": SIGNATURE}}}
@@ -263,13 +263,13 @@ def test_signature_only_reasoning_is_kept():
         ("metadata", {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}),
     )
     folded = ir.response_from_events(stream([data]))
-    assert folded.parts == (ir.Thinking("", SIGNATURE, provider="bedrock_converse"),)
+    assert folded.parts == (ir.Thinking("", SIGNATURE, origin="bedrock_converse"),)
 
 
 def test_thinking_is_left_off_when_the_tool_turn_lost_its_reasoning():
     req = request(*TOOL_TURNS, tools=(WEATHER,), reasoning=ir.Reasoning(effort="medium"))
     assert "additionalModelRequestFields" not in body(req)
-    signed = (TOOL_TURNS[0], assistant(ir.Thinking("Look up both.", SIGNATURE, provider="bedrock_converse"),
+    signed = (TOOL_TURNS[0], assistant(ir.Thinking("Look up both.", SIGNATURE, origin="bedrock_converse"),
                                        *TOOL_TURNS[1].parts), TOOL_TURNS[2])
     out = body(request(*signed, tools=(WEATHER,), reasoning=ir.Reasoning(effort="medium")))
     assert out["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 8192}}
@@ -306,8 +306,8 @@ def test_tool_use_reasoning_and_blank_text():
                {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather", "input": {"city": "Paris"}}},
                {"toolUse": {"toolUseId": "tooluse_2", "name": "get_weather", "input": {"city": "London"}}}]
     resp = bc.parse_response(reply(content, "tool_use"), request())
-    assert resp.parts == (ir.Thinking("Think.", SIGNATURE, provider="bedrock_converse"),
-                          ir.Thinking(redacted="cmVk", provider="bedrock_converse"),
+    assert resp.parts == (ir.Thinking("Think.", SIGNATURE, origin="bedrock_converse"),
+                          ir.Thinking(redacted="cmVk", origin="bedrock_converse"),
                           ir.ToolCall("tooluse_1", "get_weather", '{"city":"Paris"}'),
                           ir.ToolCall("tooluse_2", "get_weather", '{"city":"London"}'))
     assert resp.finish_reason is ir.FinishReason.tool_calls
@@ -456,7 +456,7 @@ def test_redacted_reasoning_arrives_whole():
         ("messageStop", {"stopReason": "end_turn"}),
         ("metadata", {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}),
     )
-    assert stream([data])[1:3] == [ir.PartStart(0, "redacted_thinking", data="cmVk", provider="bedrock_converse"),
+    assert stream([data])[1:3] == [ir.PartStart(0, "redacted_thinking", data="cmVk", origin="bedrock_converse"),
                                    ir.PartStop(0)]
 
 

@@ -999,7 +999,7 @@ def test_real_stream_at_every_split(real_samples):
     assert resp.usage == ir.Usage(input_tokens=83, output_tokens=118, reasoning_tokens=104)
     assert (resp.id, resp.model) == ("qpc2afWVFJK4vr0Pq6WiyAU", "gemini-2.5-flash")
     assert gemini.split_signature_id(call.id)[1] == signature  # byte-exact
-    assert call.signature == signature and call.signature_provider == "gemini"
+    assert call.signature == signature and call.signature_origin == "gemini"
 
 
 def test_real_stream_tool_call_events_to_another_protocol_bugs_4_and_10(real_samples):
@@ -1104,7 +1104,7 @@ def test_parse_error_rate_limit_with_retry_info():
                                              {"@type": "type.googleapis.com/google.rpc.RetryInfo",
                                               "retryDelay": "37s"}]}}).encode()
     err = gemini.parse_error(429, {}, body)
-    assert (err.kind, err.message, err.retry_after, err.provider) == (
+    assert (err.kind, err.message, err.retry_after, err.backend) == (
         ErrorKind.rate_limit, "You exceeded your current quota.", "37", "gemini")
 
 

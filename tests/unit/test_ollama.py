@@ -70,7 +70,7 @@ def test_whole_conversation():
     messages = (
         ir.Message("system", (ir.Text("Be brief."),)),
         ir.Message("user", (ir.Text("Weather "), ir.Text("here?"), image)),
-        ir.Message("assistant", (ir.Thinking("Look it up.", provider="ollama"), ir.Text("Checking."),
+        ir.Message("assistant", (ir.Thinking("Look it up.", origin="ollama"), ir.Text("Checking."),
                                  ir.ToolCall("call_a", "get_weather", '{"location": "Paris"}'),
                                  ir.ToolCall("call_b", "get_time", ""))),
         ir.Message("tool", (ir.ToolResult("call_a", (ir.Text("18C"),)), ir.ToolResult("call_b", (ir.Text("noon"),)))),
@@ -89,8 +89,8 @@ def test_whole_conversation():
 
 
 def test_other_providers_thoughts_stay_home():
-    messages = (HI, ir.Message("assistant", (ir.Thinking("mine", "sig", provider="anthropic"),)),
-                ir.Message("assistant", (ir.Thinking("also", provider="gemini"), ir.Text("Hello."))))
+    messages = (HI, ir.Message("assistant", (ir.Thinking("mine", "sig", origin="anthropic"),)),
+                ir.Message("assistant", (ir.Thinking("also", origin="gemini"), ir.Text("Hello."))))
     assert body_of(messages=messages)["messages"][1:] == [{"role": "assistant", "content": "Hello."}]
 
 
@@ -164,7 +164,7 @@ def test_reply_with_thinking_text_and_tool_calls():
     resp = ollama.parse_response(body, REQ)
     synthetic = resp.parts[3].id
     assert resp == ir.Response(id="", model="client-model", parts=(
-        ir.Thinking("Weather needs a tool.", provider="ollama"), ir.Text("Let me check."),
+        ir.Thinking("Weather needs a tool.", origin="ollama"), ir.Text("Let me check."),
         ir.ToolCall("call_x1", "get_weather", '{"location":"Paris"}'), ir.ToolCall(synthetic, "get_time", "{}")),
         finish_reason=ir.FinishReason.tool_calls, usage=ir.Usage(30, 12), raw_finish_reason="stop")
     assert synthetic.startswith("call_") and len(synthetic) == 13

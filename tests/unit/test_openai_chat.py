@@ -678,7 +678,7 @@ def test_build_request_from_a_foreign_conversation():
             ir.Message("system", (ir.Text("You are terse."), ir.Text("Use tools."))),
             ir.Message("user", (ir.Text("Weather and a photo?"),)),
             ir.Message("assistant", (
-                ir.Thinking("User wants weather.", signature="sig", provider="anthropic"),
+                ir.Thinking("User wants weather.", signature="sig", origin="anthropic"),
                 ir.Text("Checking."),
                 ir.ToolCall("toolu_1", "get_weather", '{"city":"Oslo"}'),
                 ir.Text("And a photo."),
@@ -686,7 +686,7 @@ def test_build_request_from_a_foreign_conversation():
             ir.Message("tool", (
                 ir.ToolResult("toolu_1", (ir.Text("Sunny"),), "get_weather"),
                 ir.ToolResult("toolu_2", (ir.Text("Here:"), ir.Image(data="/9j/4AAQ")), "get_photo", is_error=False))),
-            ir.Message("assistant", (ir.Thinking("", redacted="opaque", provider="anthropic"),)),
+            ir.Message("assistant", (ir.Thinking("", redacted="opaque", origin="anthropic"),)),
             ir.Message("user", (ir.Text("Thanks"),)),
         ),
         max_tokens=1024, top_k=40, stop=("a", "b", "c", "d"), n=2,

@@ -115,7 +115,7 @@ def test_reasoning_items_become_thinking_of_this_protocol():
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]},
     ], reasoning={"effort": "high", "summary": "detailed"}))
     assert req.messages[1] == ir.Message("assistant", (
-        ir.Thinking("Step one.\n\nStep two.", "gAAAAenc", provider=P), ir.Text("Hello")))
+        ir.Thinking("Step one.\n\nStep two.", "gAAAAenc", origin=P), ir.Text("Hello")))
     assert req.reasoning == ir.Reasoning(effort="high", include_thoughts=True)
 
 
@@ -421,7 +421,7 @@ def test_a_custom_call_answered_without_the_wrapper_passes_its_text_on():
 ])
 def test_format_reasoning(summary, provider, expected):
     reasoning = {"effort": "low", "summary": summary} if summary is not ... else {"effort": "low"}
-    resp = ir.Response("abc", "m", (ir.Thinking("Think.", "ENC", provider=provider), ir.Text("42")))
+    resp = ir.Response("abc", "m", (ir.Thinking("Think.", "ENC", origin=provider), ir.Text("42")))
     output = r.format_response(resp, parsed(reasoning=reasoning))["output"]
     assert output[:-1] == ([expected] if expected else [])
     assert output[-1]["type"] == "message"
@@ -648,7 +648,7 @@ def test_build_tool_loop_body_pairs_calls_and_outputs_as_siblings():
     weather = ir.Tool("get_weather", "Weather", {"type": "object"})
     req = ir_req([
         user("Weather?"),
-        ir.Message("assistant", (ir.Thinking("hmm", "sig", provider="anthropic"), ir.Text("Checking."),
+        ir.Message("assistant", (ir.Thinking("hmm", "sig", origin="anthropic"), ir.Text("Checking."),
                                  ir.ToolCall("toolu_1", "get_weather", '{"city":"Oslo"}'))),
         ir.Message("tool", (ir.ToolResult("toolu_1", (ir.Text("3C"),), name="get_weather"),)),
         ir.Message("tool", (ir.ToolResult("toolu_1", (ir.Text("Sunny"), ir.Image(url="https://x.test/i.png"))),)),
@@ -670,8 +670,8 @@ def test_build_tool_loop_body_pairs_calls_and_outputs_as_siblings():
 
 def test_build_sends_encrypted_reasoning_only_back_to_its_own_protocol():
     req = ir_req([user("Hi"), ir.Message("assistant", (
-        ir.Thinking("Sum.", "gAAAA", provider=P), ir.Thinking("other", "sig", provider="anthropic"),
-        ir.Thinking("", "gBBBB", provider=P), ir.Text("Hello"))), user("More")],
+        ir.Thinking("Sum.", "gAAAA", origin=P), ir.Thinking("other", "sig", origin="anthropic"),
+        ir.Thinking("", "gBBBB", origin=P), ir.Text("Hello"))), user("More")],
         reasoning=ir.Reasoning(effort="medium", include_thoughts=True))
     out = r.build_body(req, TARGET)
     assert out["input"][1:3] == [
@@ -767,7 +767,7 @@ def test_parse_response():
     resp = r.parse_response(json.dumps(UPSTREAM).encode(), ir_req([user("Hi")]))
     assert resp == ir.Response(
         id="resp_up", model="gpt-5-2025-08-07",
-        parts=(ir.Thinking("Think.", "gAAAA", provider=P), ir.Text("Checking."),
+        parts=(ir.Thinking("Think.", "gAAAA", origin=P), ir.Text("Checking."),
                ir.ToolCall("call_1", "get_weather", '{"city":"Oslo"}'),
                ir.ToolCall("call_2", "multi_agent_v1__close_agent", "{}"),
                ir.ToolCall("call_3", "apply_patch", '{"input":"PATCH"}')),
@@ -906,7 +906,7 @@ def test_stream_parser_reasoning_tools_and_custom_input_at_every_split():
     for chunks in every_split(TOOL_STREAM):
         assert parse_stream(chunks) == expected
     folded = ir.response_from_events(expected)
-    assert folded.parts[0] == ir.Thinking("First.\n\nSecond.", "gAAAA", provider=P)
+    assert folded.parts[0] == ir.Thinking("First.\n\nSecond.", "gAAAA", origin=P)
     assert folded.parts[2].arguments_object() == {"input": '*** Begin "Patch"'}
 
 
@@ -1044,7 +1044,7 @@ def test_mock_fixtures_mean_their_expect_through_this_module(name):
         assert isinstance(events[-1], ir.MessageStop)
     if name == "thinking":
         thinking = ir.response_from_events(parse_stream([data])).parts[0]
-        assert thinking.signature and thinking.provider == P  # goes back to a Responses backend only
+        assert thinking.signature and thinking.origin == P  # goes back to a Responses backend only
 
 
 def test_mock_failed_and_truncated_fixtures_are_stream_errors():

@@ -44,7 +44,7 @@ def test_reply_reasoning_details_become_thinking_once():
         "usage": {"prompt_tokens": 20, "completion_tokens": 17, "total_tokens": 37,
                   "completion_tokens_details": {"reasoning_tokens": 12}, "cost": 0.0001}}
     resp = oc.parse_response(json.dumps(body).encode(), REQ)
-    assert resp.parts == (ir.Thinking("Think. Sum."), ir.Thinking(redacted="ZW5j", provider="openai"),
+    assert resp.parts == (ir.Thinking("Think. Sum."), ir.Thinking(redacted="ZW5j", origin="openai"),
                           ir.Text("The answer is 42."))
     assert resp.usage == ir.Usage(input_tokens=20, output_tokens=17, reasoning_tokens=12)
 

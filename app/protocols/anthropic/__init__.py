@@ -16,7 +16,7 @@ Policy choices, each one a place where the wire formats disagree:
 - A tool_result whose id is not a tool_use of the previous assistant turn is
   refused (400), as the real API does: other backends need the tool name.
 - Thinking: which signatures travel where. A signature (or redacted payload) is
-  opaque and valid only for the family that made it, named by Thinking.provider:
+  opaque and valid only for the family that made it, named by Thinking.origin:
   `anthropic` for this wire (the Anthropic API and Claude on Vertex),
   `bedrock_converse` for Claude on Bedrock, `gemini`, `openai_responses`. Writing
   a request, only Anthropic's go (others' parts are dropped, and the missing-

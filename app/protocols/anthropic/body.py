@@ -175,7 +175,7 @@ def _thinking_block(part: ir.Thinking) -> dict | None:
     """Anthropic's own thinking goes back byte-exact; anything else cannot be verified."""
     if part.redacted:
         return {"type": "redacted_thinking", "data": part.redacted} if _is_anthropic_redaction(part) else None
-    if part.provider != PROTOCOL or not part.signature:
+    if part.origin != PROTOCOL or not part.signature:
         return None
     return {"type": "thinking", "thinking": part.text, "signature": part.signature}
 

@@ -39,7 +39,7 @@ def _is_int(value: Any) -> bool:
 
 def _is_anthropic_redaction(part: ir.Thinking) -> bool:
     # redacted_thinking exists only in this protocol, so an unlabelled one is Anthropic's.
-    return bool(part.redacted) and part.provider in (None, PROTOCOL)
+    return bool(part.redacted) and part.origin in (None, PROTOCOL)
 
 
 # Another family's opaque thinking data as this protocol's clients carry it: `<family>:<data>`.
@@ -47,10 +47,10 @@ def _is_anthropic_redaction(part: ir.Thinking) -> bool:
 _FAMILY_TAG = re.compile(r"([a-z][a-z0-9_]*):(.+)", re.DOTALL)
 
 
-def opaque_for_client(data: str, provider: str | None) -> str:
+def opaque_for_client(data: str, origin: str | None) -> str:
     """A signature or redacted payload as a client of this protocol gets it: Anthropic's (or an
     unlabelled one) as it is, another family's tagged with that family."""
-    return data if provider in (None, PROTOCOL) else f"{provider}:{data}"
+    return data if origin in (None, PROTOCOL) else f"{origin}:{data}"
 
 
 def opaque_from_client(data: str) -> tuple[str, str]:

@@ -56,10 +56,10 @@ def _part_from_block(block: Any) -> ir.Part | None:
     if block_type == "thinking":
         text = block.get("thinking") or ""
         signature = block.get("signature") or None
-        return ir.Thinking(text, signature, provider=PROTOCOL) if text or signature else None
+        return ir.Thinking(text, signature, origin=PROTOCOL) if text or signature else None
     if block_type == "redacted_thinking":
         data = block.get("data")
-        return ir.Thinking(redacted=data, provider=PROTOCOL) if data else None
+        return ir.Thinking(redacted=data, origin=PROTOCOL) if data else None
     if block_type == "tool_use":
         arguments = block.get("input")
         return ir.ToolCall(str(block.get("id") or ""), str(block.get("name") or ""),

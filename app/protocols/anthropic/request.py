@@ -64,7 +64,7 @@ def parse_request(body: Any, *, model: str | None = None, stream: bool | None = 
 
 
 def _carries_other_families_thinking(messages: list[ir.Message]) -> bool:
-    return any(isinstance(part, ir.Thinking) and part.provider != PROTOCOL
+    return any(isinstance(part, ir.Thinking) and part.origin != PROTOCOL
                for message in messages if message.role == "assistant" for part in message.parts)
 
 
@@ -404,7 +404,7 @@ def _assistant_part(block: dict, at: str) -> ir.Part | None:
         if not isinstance(data, str) or not data:
             raise invalid("Field required", param=f"{at}.data")
         data, family = opaque_from_client(data)
-        return ir.Thinking(redacted=data, provider=family)
+        return ir.Thinking(redacted=data, origin=family)
     if block_type not in _IR_BLOCKS:  # server_tool_use, web_search_tool_result, ...
         return ir.Opaque(PROTOCOL, f"{block_type} block", block, at)
     raise invalid(f"content block type '{block_type}' is not allowed in assistant messages",
@@ -434,9 +434,9 @@ def _thinking_from_wire(block: dict, at: str) -> ir.Thinking | None:
     if not text and not signature:
         return None
     if not signature:
-        return ir.Thinking(text, None, provider=PROTOCOL)
+        return ir.Thinking(text, None, origin=PROTOCOL)
     signature, family = opaque_from_client(signature)
-    return ir.Thinking(text, signature, provider=family)
+    return ir.Thinking(text, signature, origin=family)
 
 
 def _tools_from_wire(value: Any) -> tuple[ir.Tool, ...]:

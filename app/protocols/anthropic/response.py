@@ -73,8 +73,8 @@ def _response_block(part: ir.Part) -> dict | None:
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": _arguments_or_empty(part)}
     if isinstance(part, ir.Thinking):
         if part.redacted:
-            return {"type": "redacted_thinking", "data": opaque_for_client(part.redacted, part.provider)}
-        signature = opaque_for_client(part.signature, part.provider) if part.signature else ""
+            return {"type": "redacted_thinking", "data": opaque_for_client(part.redacted, part.origin)}
+        signature = opaque_for_client(part.signature, part.origin) if part.signature else ""
         if not part.text and not signature:
             return None
         return {"type": "thinking", "thinking": part.text, "signature": signature}

@@ -125,7 +125,7 @@ class StreamFormatter:
 
     def _part_start(self, event: ir.PartStart) -> list[bytes]:
         frames = self._close_block()
-        data = opaque_for_client(event.data, event.provider) if event.data else event.data
+        data = opaque_for_client(event.data, event.origin) if event.data else event.data
         self._block = _ClientBlock(event.index, event.kind, event.id, event.name, data)
         # Calls and redactions carry their content in the start; text/thinking wait for a delta.
         if event.kind in ("tool_call", "redacted_thinking"):
@@ -161,7 +161,7 @@ class StreamFormatter:
         frames += self._open(block)  # a signature-only block is still a block (known-gateway-bugs #8)
         # Another family's signature goes to the client tagged with that family (the first piece).
         block.signature.append(event.signature if block.signature else
-                               opaque_for_client(event.signature, event.provider))
+                               opaque_for_client(event.signature, event.origin))
         return frames
 
     def _part_stop(self, event: ir.PartStop) -> list[bytes]:

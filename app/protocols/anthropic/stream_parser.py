@@ -168,7 +168,7 @@ class StreamParser:
     def _signature(self, signature: Any) -> list[ir.Event]:
         if not signature or not isinstance(signature, str) or self._block.kind != "thinking":
             return []
-        return self._open() + [ir.SignatureDelta(self._block.part, signature, provider=PROTOCOL)]
+        return self._open() + [ir.SignatureDelta(self._block.part, signature, origin=PROTOCOL)]
 
     def _arguments(self, fragment: Any) -> list[ir.Event]:
         if not fragment or not isinstance(fragment, str) or self._block.kind != "tool_call":

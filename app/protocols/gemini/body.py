@@ -141,7 +141,7 @@ def _function_call_for_upstream(call: ir.ToolCall) -> dict:
         function_call["id"] = base_id
     part: dict[str, Any] = {"functionCall": function_call}
     # Only Gemini's own signature goes back (hazard 25), byte-exact.
-    signature = call.signature if call.signature and call.signature_provider == PROVIDER else id_signature
+    signature = call.signature if call.signature and call.signature_origin == PROVIDER else id_signature
     if signature:
         part["thoughtSignature"] = signature
     return part

@@ -86,7 +86,7 @@ def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProxyEr
         return _error_from_status(error, status, headers)
     text = body.decode("utf-8", "replace").strip()[:500] or f"upstream returned HTTP {status}"
     return ProxyError(errors.kind_for_status(status), errors.redact(text),
-                      retry_after=errors.retry_after_from_headers(headers), provider=PROVIDER)
+                      retry_after=errors.retry_after_from_headers(headers), backend=PROVIDER)
 
 
 def _error_from_status(error: Mapping[str, Any], status: int, headers: Mapping[str, str]) -> ProxyError:
@@ -100,7 +100,7 @@ def _error_from_status(error: Mapping[str, Any], status: int, headers: Mapping[s
     message = str(error.get("message") or canonical or f"upstream returned HTTP {code}")
     return ProxyError(kind, errors.redact(message), param=_field_violation(details),
                       retry_after=_retry_delay(details) or errors.retry_after_from_headers(headers),
-                      provider=PROVIDER)
+                      backend=PROVIDER)
 
 
 def _retry_delay(details: list[dict]) -> str | None:

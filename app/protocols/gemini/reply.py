@@ -84,4 +84,4 @@ def _json_body(body: bytes) -> Any:
 
 
 def _malformed(message: str) -> ProxyError:
-    return ProxyError(ErrorKind.bad_gateway, message, provider=PROVIDER)
+    return ProxyError(ErrorKind.bad_gateway, message, backend=PROVIDER)

@@ -30,12 +30,12 @@ def _part_out(part: ir.Part) -> dict | None:
         if not part.text:
             return None  # redacted or signature-only thinking of another provider
         wire = {"text": part.text, "thought": True}
-        if part.signature and part.provider == PROVIDER:
+        if part.signature and part.origin == PROVIDER:
             wire["thoughtSignature"] = part.signature
         return wire
     if isinstance(part, ir.ToolCall):
         return _function_call_part(part.id, part.name, part.arguments,
-                                   part.signature if part.signature_provider == PROVIDER else None)
+                                   part.signature if part.signature_origin == PROVIDER else None)
     if isinstance(part, ir.Image):
         if part.data:
             return {"inlineData": {"mimeType": part.media_type or "application/octet-stream", "data": part.data}}

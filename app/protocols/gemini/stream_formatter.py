@@ -90,7 +90,7 @@ class StreamFormatter:
     # ------------------------------------------------------------ chunks
 
     def _signature(self, event: ir.SignatureDelta) -> bytes:
-        if event.provider != PROVIDER:
+        if event.origin != PROVIDER:
             return b""  # another provider's signature means nothing to Gemini
         if self._call is not None:
             self._call["signature"] = event.signature

@@ -66,7 +66,7 @@ class StreamParser:
             return []
         if not self._finish_seen:
             return self._fail(ProxyError(ErrorKind.bad_gateway, "upstream stream ended before completion",
-                                         provider=PROVIDER))
+                                         backend=PROVIDER))
         self._done = True
         reason = (ir.FinishReason.content_filter if self._blocked
                   else finish_reason_from_gemini(self._finish_raw, self._has_calls))

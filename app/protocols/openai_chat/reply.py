@@ -131,7 +131,7 @@ def _message_parts(message: dict, response_id: Any) -> list[ir.Part]:
         if thinking:
             parts.append(ir.Thinking("".join(thinking)))
             thinking = []
-        parts.append(ir.Thinking(redacted=value, provider=PROTOCOL))
+        parts.append(ir.Thinking(redacted=value, origin=PROTOCOL))
     if thinking:
         parts.append(ir.Thinking("".join(thinking)))
     content = message.get("content")

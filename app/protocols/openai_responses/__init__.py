@@ -26,7 +26,7 @@ Policy choices (each one a deliberate answer to a known conversion hazard):
   hosted tool (file_search, mcp, code_interpreter, ...) is refused by other
   writers with a 400 naming `tools[i]`.
 - Reasoning items become `ir.Thinking` (summary text, `encrypted_content` as the
-  signature, provider this protocol); encrypted content goes back only to a
+  signature, origin this protocol); encrypted content goes back only to a
   Responses backend, and to clients only when it came from one. OpenAI and
   Azure are one family here, deliberately: the blob's format is the same on
   both, and what really binds it is the account that made it (an OpenAI

@@ -117,7 +117,7 @@ def _assistant_items(parts: Iterable[ir.Part], tools: Mapping[str, ir.Tool], cus
         elif isinstance(p, ir.Thinking):
             # Encrypted reasoning only goes back to the protocol that made it; readable
             # reasoning of another provider has no input slot (never sent as text).
-            if p.provider == PROTOCOL and p.signature:
+            if p.origin == PROTOCOL and p.signature:
                 flush()
                 summary = [{"type": "summary_text", "text": p.text}] if p.text else []
                 items.append({"type": "reasoning", "summary": summary, "encrypted_content": p.signature})

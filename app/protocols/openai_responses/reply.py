@@ -73,7 +73,7 @@ def _item_parts(item: Any) -> list[ir.Part]:
         text = _reasoning_text(item)
         encrypted = item.get("encrypted_content") if isinstance(item.get("encrypted_content"), str) else None
         if text or encrypted:
-            return [ir.Thinking(text=text, signature=encrypted, provider=PROTOCOL if encrypted else None)]
+            return [ir.Thinking(text=text, signature=encrypted, origin=PROTOCOL if encrypted else None)]
     return []  # hosted-tool calls (web_search_call, ...) have no IR form
 
 

@@ -516,4 +516,4 @@ def _reasoning_item(item: dict, where: str) -> ir.Thinking | None:
     text = "\n\n".join(t for t in texts if t)
     if not text and not encrypted:
         return None  # an id-only reference to a stored item: nothing any backend could use
-    return ir.Thinking(text=text, signature=encrypted, provider=PROTOCOL if encrypted else None)
+    return ir.Thinking(text=text, signature=encrypted, origin=PROTOCOL if encrypted else None)

@@ -93,7 +93,7 @@ def _output_items(resp: ir.Response, req: ir.Request, response_id: str, incomple
             prefix = "ctc" if _client_call(req, part.name)[2] else "fc"
             items.append(_call_item(req, part, _item_id(prefix, response_id, len(items))))
         elif isinstance(part, ir.Thinking):
-            encrypted = part.signature if part.provider == PROTOCOL else None
+            encrypted = part.signature if part.origin == PROTOCOL else None
             if (show and part.text) or encrypted:
                 items.append(_reasoning_out(_item_id("rs", response_id, len(items)), part.text, encrypted, show))
     if incomplete and items and items[-1]["type"] == "message":

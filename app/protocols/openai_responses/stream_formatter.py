@@ -193,7 +193,7 @@ class StreamFormatter:
                                  "output_index": item.index, "summary_index": 0, "delta": event.text})
         elif isinstance(event, ir.SignatureDelta):
             item = self._item
-            if item is not None and item.kind == "reasoning" and event.provider == PROTOCOL:
+            if item is not None and item.kind == "reasoning" and event.origin == PROTOCOL:
                 item.item["encrypted_content"] = item.item.get("encrypted_content", "") + event.signature
         elif isinstance(event, ir.PartStop):
             self._part_stop(out)
