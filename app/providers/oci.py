@@ -19,6 +19,8 @@ says otherwise (a private endpoint, the mock).
 """
 from __future__ import annotations
 
+import contextlib
+
 import re
 import threading
 from typing import Any
@@ -64,6 +66,10 @@ class OCIGenerativeAI(Provider):
         self._signer: Any = None
         self._region: str | None = self.setting("region")
         self._lock = threading.Lock()
+        # The oci package takes about 1.5 s to import: paid here, when the app is built, rather
+        # than by the first request (the event loop would hold every other request meanwhile).
+        with contextlib.suppress(ImportError):  # a missing package is each request's configuration error
+            import oci  # noqa: F401
 
     @classmethod
     def base_url(cls, url: str) -> BaseUrl:
