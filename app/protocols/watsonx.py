@@ -141,10 +141,23 @@ def _chat_body(req: ir.Request, target: Target) -> dict[str, Any]:
     effort = body.pop("reasoning_effort", None)
     if effort in _EFFORTS:
         body["reasoning_effort"] = _EFFORTS[effort]
-    for message in body["messages"]:
+    for i, message in enumerate(body["messages"]):
         if message.get("role") == "developer":
             message["role"] = "system"
+        content = message.get("content")
+        if message.get("role") != "user" and isinstance(content, list):
+            message["content"] = _one_string(content, message["role"], i)
     return body
+
+
+def _one_string(parts: list[dict[str, Any]], role: str, index: int) -> str:
+    """Only a user turn takes content parts on watsonx; a system, assistant or tool turn is one
+    string. System blocks are sections (Claude Code sends several); other text runs on."""
+    if any(p.get("type") != "text" for p in parts):
+        raise errors.invalid(f"watsonx takes only text in a {role} message; message {index} has "
+                             f"{next(p.get('type') for p in parts if p.get('type') != 'text')} content.",
+                             f"messages.{index}.content")
+    return ("\n\n" if role == "system" else "").join(p.get("text", "") for p in parts)
 
 
 def _generation_body(req: ir.Request, model: str, template: PromptTemplate) -> dict[str, Any]:

@@ -39,6 +39,21 @@ def test_chat_body():
         "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "seed": 7, "stop": ["x"], "reasoning_effort": "low"}
 
 
+def test_only_a_user_turn_keeps_content_parts():
+    """Claude Code's system blocks and an Anthropic client's multi-block assistant turn: watsonx
+    takes content parts in user messages only (the mock refuses them elsewhere, as the API does)."""
+    req = anthropic.parse_request({
+        "model": "granite", "max_tokens": 50,
+        "system": [{"type": "text", "text": "You are Claude Code."}, {"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]},
+                     {"role": "user", "content": "Again"}]})
+    messages = wx.build_body(req, CHAT)["messages"]
+    assert [(m["role"], m["content"]) for m in messages[:1] + messages[2:]] == [
+        ("system", "You are Claude Code.\n\nBe brief."), ("assistant", "Hello"), ("user", "Again")]
+    assert messages[1]["role"] == "user" and isinstance(messages[1]["content"], (str, list))
+
+
 @pytest.mark.parametrize("choice,fields", [
     ("auto", {"tool_choice_option": "auto"}),
     ("required", {"tool_choice_option": "required"}),
