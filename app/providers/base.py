@@ -85,16 +85,18 @@ class Provider(ABC):
 
         A 401 to a credential this provider fetched and cached (a token revoked before its
         expiry) renews it and replays the call once; a second 401 goes to the client."""
-        resp = client.send(self.backend, self.prepare(call), client_link)
-        if resp.status_code == 401 and self.forget_credentials():
+        request = self.prepare(call)
+        resp = client.send(self.backend, request, client_link)
+        if resp.status_code == 401 and self.forget_credentials(request):
             resp.close(reuse=False)
             resp = client.send(self.backend, self.prepare(call), client_link)
         return resp
 
-    def forget_credentials(self) -> bool:
-        """Drop a cached credential the upstream refused, so the next `prepare` fetches a new
-        one. True when there was one to drop (the call is then worth replaying); a static key
-        or token has nothing to renew."""
+    def forget_credentials(self, refused: UpstreamRequest) -> bool:
+        """The upstream refused `refused` (401): drop the cached credential it carried, if that
+        is still the one in use, so the next `prepare` fetches another (requests refused together
+        share one renewal). True when a replay is worth it; a static key or token has nothing
+        to renew."""
         return False
 
     def secrets(self) -> tuple[str, ...]:
@@ -135,6 +137,12 @@ def merge_headers(own: Mapping[str, str], forwarded: Mapping[str, str]) -> dict[
     headers = {k: v for k, v in forwarded.items() if (low := k.lower()) not in taken and low not in NEVER_FORWARDED}
     headers.update(own)
     return headers
+
+
+def bearer_token(request: UpstreamRequest) -> str | None:
+    """The bearer token `request` carries (the one a 401 refused), if any."""
+    value = next((v for k, v in request.headers.items() if k.lower() == "authorization"), "")
+    return value[len("Bearer "):] if value.startswith("Bearer ") else None
 
 
 def json_request(url: str, own: Mapping[str, str], call: Call, body: Mapping[str, Any] | None = None,

@@ -41,16 +41,17 @@ class GoogleToken:
                 self._refresh(credentials)
             return credentials.token
 
-    def forget(self) -> bool:
-        """Drop the fetched token (the upstream refused it), so the next `token()` fetches one.
-        True when there was one to drop; a static token has nothing to renew. Requests refused
-        together each drop the token in use, so a burst of them may fetch a few tokens."""
-        if self._static:
+    def forget(self, refused: str | None) -> bool:
+        """The upstream refused `refused`: drop it if it is still the fetched token in use, so
+        the next `token()` fetches one (requests refused with it together share one renewal).
+        True when a replay is worth it; a static token has nothing to renew."""
+        if self._static or refused is None:
             return False
         with self._lock:
-            if self._credentials is None or self._credentials.token is None:
+            if self._credentials is None:
                 return False
-            self._credentials.token = None  # google-auth calls credentials without a token invalid
+            if self._credentials.token == refused:
+                self._credentials.token = None  # google-auth calls credentials without a token invalid
             return True
 
     def current(self) -> str | None:

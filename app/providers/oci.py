@@ -90,7 +90,7 @@ class OCIGenerativeAI(Provider):
                                  "Accept": "text/event-stream" if call.stream else "application/json"}, forwarded)
         return UpstreamRequest("POST", url, sign(signer, url, headers, body), body, stream=call.stream)
 
-    def forget_credentials(self) -> bool:
+    def forget_credentials(self, refused: UpstreamRequest) -> bool:
         """An instance principal's security token can be renewed (the next prepare fetches a
         new one); a config file's key cannot."""
         if self._auth != INSTANCE_PRINCIPAL:

@@ -20,7 +20,8 @@ from typing import Any
 
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
-from app.providers.base import COUNT_TOKENS, GENERATE, Call, Provider, Setting, base_before, json_request
+from app.providers.base import (COUNT_TOKENS, GENERATE, Call, Provider, Setting, base_before, bearer_token,
+                                json_request)
 from app.providers.google_auth import GoogleToken
 from app.upstream.urls import upstream_url
 
@@ -77,8 +78,8 @@ class _Vertex(Provider):
     def _auth(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self._token.token()}
 
-    def forget_credentials(self) -> bool:
-        return self._token.forget()
+    def forget_credentials(self, refused: UpstreamRequest) -> bool:
+        return self._token.forget(bearer_token(refused))
 
     def secrets(self) -> tuple[str, ...]:
         token = self._token.current()

@@ -15,7 +15,7 @@ import re
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
 from app.protocols.watsonx import check_templates
-from app.providers.base import Call, Provider, Setting, base_before, json_request
+from app.providers.base import Call, Provider, Setting, base_before, bearer_token, json_request
 from app.providers.ibm_iam import DEFAULT_IAM_URL, IamToken
 from app.upstream.urls import upstream_url
 
@@ -64,18 +64,8 @@ class Watsonx(Provider):
                "Accept": "text/event-stream" if call.stream else "application/json"}
         return json_request(url, own, call, body)
 
-    def exchange(self, call, client, client_link=None):
-        """As the default, but the token a 401 refused is the one forgotten: concurrent
-        requests refused with the same token share one renewal."""
-        request = self.prepare(call)
-        resp = client.send(self.backend, request, client_link)
-        if resp.status_code == 401 and self._token.forget(request.headers["Authorization"].removeprefix("Bearer ")):
-            resp.close(reuse=False)
-            resp = client.send(self.backend, self.prepare(call), client_link)
-        return resp
-
-    def forget_credentials(self) -> bool:
-        return self._token.forget(self._token.current())
+    def forget_credentials(self, refused: UpstreamRequest) -> bool:
+        return self._token.forget(bearer_token(refused))
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.backend.resolved_key(), self._token.current()) if s)

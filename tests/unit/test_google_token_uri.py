@@ -49,16 +49,19 @@ def test_forget_drops_a_fetched_token_so_the_next_request_fetches_one():
     token = GoogleToken("vertex", str(TEST_SERVICE_ACCOUNT), token_uri="http://127.0.0.1:1/token")
     endpoint = _TokenEndpoint()
     token._request = endpoint
-    assert token.forget() is False  # nothing fetched yet: nothing to drop
+    assert token.forget("ya29.test") is False  # nothing fetched yet: nothing to drop
+    assert token.forget(None) is False  # the refused request carried no token
     assert token.token() == "ya29.test"
-    assert token.forget() is True
+    assert token.forget("ya29.test") is True
     assert token.current() is None  # dropped, so no longer what redaction hides
-    assert token.forget() is False  # already dropped
     assert token.token() == "ya29.test"
     assert len(endpoint.urls) == 2  # fetched again, once
+    # A second request refused with a token already replaced: worth replaying, nothing dropped.
+    assert token.forget("ya29.older") is True
+    assert token.current() == "ya29.test" and len(endpoint.urls) == 2
 
 
 def test_a_static_token_has_nothing_to_forget():
     token = GoogleToken("vertex", static_token="ya29.static")
-    assert token.forget() is False
+    assert token.forget("ya29.static") is False
     assert token.token() == "ya29.static"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.providers.base import Call, Provider
+from app.providers.base import Call, Provider, bearer_token
 from app.protocols.base import UpstreamRequest
 
 
@@ -46,10 +46,11 @@ class TokenProvider(Provider):
             self.cached = f"token-{self.fetched}"
         return UpstreamRequest("POST", "http://upstream/x", {"Authorization": self.cached}, b"{}")
 
-    def forget_credentials(self) -> bool:
-        if not self.renewable or self.cached is None:
+    def forget_credentials(self, refused: UpstreamRequest) -> bool:
+        if not self.renewable:
             return False
-        self.cached = None
+        if self.cached == refused.headers["Authorization"]:
+            self.cached = None
         return True
 
 
@@ -72,4 +73,9 @@ def test_a_refused_token_is_renewed_and_the_call_replayed_once(statuses, renewab
 
 
 def test_the_base_provider_has_nothing_to_renew():
-    assert Provider.forget_credentials(TokenProvider(True)) is False
+    assert Provider.forget_credentials(TokenProvider(True), UpstreamRequest("POST", "http://u/x", {}, b"")) is False
+
+
+def test_bearer_token_reads_the_refused_requests_authorization():
+    assert bearer_token(UpstreamRequest("POST", "http://u", {"authorization": "Bearer t-1"}, b"")) == "t-1"
+    assert bearer_token(UpstreamRequest("POST", "http://u", {"api-key": "k"}, b"")) is None

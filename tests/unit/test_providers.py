@@ -526,7 +526,7 @@ def test_oci_instance_principal_signs_and_renews(tmp_path, monkeypatch):
     assert r.url == "https://inference.generativeai.ap-tokyo-1.oci.oraclecloud.com/20231130/actions/chat"
     _oci_verify(r, "inference.generativeai.ap-tokyo-1.oci.oraclecloud.com")
     assert len(made) == 1
-    assert p.forget_credentials() is True
+    assert p.forget_credentials(r) is True
     p.prepare(Call(model="m", body=CHAT_REQUEST))
     assert len(made) == 2
 
@@ -544,8 +544,8 @@ def test_oci_config_file_without_a_region_is_a_configuration_error(tmp_path):
 def test_oci_config_file_key_is_not_renewed_and_nothing_is_secret(tmp_path):
     b = backend(tmp_path, OCI)
     p = provider_class(b.kind)(b)
-    p.prepare(Call(model="m", body=CHAT_REQUEST))
-    assert p.forget_credentials() is False and p.secrets() == ()
+    r = p.prepare(Call(model="m", body=CHAT_REQUEST))
+    assert p.forget_credentials(r) is False and p.secrets() == ()
 
 
 # ------------------------------------------------------------------ OpenRouter
@@ -725,10 +725,10 @@ def test_watsonx_token_is_reused_and_in_the_secrets(tmp_path, iam):
     provider = provider_class(b.kind)(b)
     assert provider.secrets() == ("wx-api-key-0123456789",)  # nothing fetched yet
     for _ in range(5):
-        provider.prepare(Call(model="m", body=WX_BODY))
+        refused = provider.prepare(Call(model="m", body=WX_BODY))
     assert len(iam) == 1
     assert provider.secrets() == ("wx-api-key-0123456789", "iam-token-1")
-    assert provider.forget_credentials() is True  # a refused token is dropped: the next call fetches
+    assert provider.forget_credentials(refused) is True  # a refused token is dropped: the next call fetches
     assert lower(provider.prepare(Call(model="m", body=WX_BODY)).headers)["authorization"] == "Bearer iam-token-2"
 
 
