@@ -190,6 +190,11 @@ def check_config(path: str | os.PathLike) -> tuple[list[str], list[str]]:
         for b in config.backends.values():
             notes += b.notes
             cls = provider_class(b.kind)
+            try:
+                cls(b)  # what the app builds at start-up: a kind's own settings rules (watsonx's ids)
+            except ValueError as e:
+                problems.append(f"backends.{b.name}: {e}")
+                continue
             if not cls.uses_api_key or (cls.api_key_optional and b.api_key is None and b.api_key_env is None):
                 continue
             try:

@@ -751,6 +751,9 @@ def test_watsonx_settings_refused_at_start_up(tmp_path, extra, error):
     b = backend(tmp_path, WATSONX + extra.replace("[b.", "[backends.b."))
     with pytest.raises(ValueError, match=re.escape(error)):
         provider_class(b.kind)(b)
+    # check-config says so too, naming the backend, before anything is served
+    (problem,) = check_config(tmp_path / "c.toml")[1]
+    assert problem.startswith("backends.b: backend b: ") and error in problem
 
 
 def test_watsonx_needs_a_scope_and_a_key(tmp_path):
