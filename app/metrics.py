@@ -8,9 +8,13 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.instances import METRIC_LABELS
+
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, instance_labels: tuple[str, ...] = ()) -> None:
+        """`instance_labels`: the extra metric label names the provider instances declare
+        (app/instances.py), every instance counted with all of them ("" where it has none)."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "interchange_requests_total", "Client requests by frontend, backend, routing reason and status.",
@@ -26,6 +30,12 @@ class Metrics:
         self.tokens = Counter(
             "interchange_tokens_total", "Tokens reported by backends (input / output).",
             ["backend", "direction"], registry=self.registry)
+        # The dual-mode gateway seed's per-instance counter, under the name it gives.
+        self.instance_label_names = ("method", "status", *METRIC_LABELS,
+                                     *sorted(set(instance_labels) - set(METRIC_LABELS)))
+        self.instance_requests = Counter(
+            "http_requests_total", "Requests served by provider instances (transparent and protocol mode), "
+            "by method, status and the instance's labels.", self.instance_label_names, registry=self.registry)
         self._children: dict = {}
 
     def child(self, metric, *labels: str):
@@ -36,6 +46,15 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def count_instance(self, instance, method: str, status: int) -> None:
+        """One request served by `instance` (an app.instances.InstanceConfig), unless its
+        metrics are disabled."""
+        if not instance.metrics_enabled:
+            return
+        labels = instance.metric_labels()
+        values = (method, str(status), *(labels.get(name, "") for name in self.instance_label_names[2:]))
+        self.child(self.instance_requests, *values).inc()
 
     def render(self) -> tuple[bytes, str]:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
