@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import yaml
 
 from app.base_url import BaseUrlError
+from app.instances import InstanceConfig, parse_instances
 from app.providers import KINDS, provider_class
 from app.errors import ErrorKind, ProxyError, redact_url
 
@@ -27,7 +28,7 @@ DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
 
 _SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file", "head_timeout",
-                "keepalive_timeout"}
+                "keepalive_timeout", "instances_file"}
 _BACKEND_KEYS = {"kind", "protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
                  "connect_timeout", "model_mapping", "forward_headers", "passthrough", "catch_all", "options"}
 _MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities",
@@ -161,6 +162,7 @@ class Config:
     models: Mapping[str, ModelEntry]
     source: str = ""
     state: StateConfig = StateConfig()
+    instances: Mapping[str, "InstanceConfig"] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ loading
@@ -189,20 +191,30 @@ def check_config(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     if config is not None:
         for b in config.backends.values():
             notes += b.notes
-            cls = provider_class(b.kind)
-            try:
-                cls(b)  # what the app builds at start-up: a kind's own settings rules (watsonx's ids)
-            except ValueError as e:
-                problems.append(f"backends.{b.name}: {e}")
-                continue
-            if not cls.uses_api_key or (cls.api_key_optional and b.api_key is None and b.api_key_env is None):
-                continue
-            try:
-                b.resolve_api_key()
-            except ProxyError as e:
-                key = f"backends.{b.name}.api_key_env" if b.api_key_env else f"backends.{b.name}.api_key"
-                problems.append(f"{key}: {e.message}")
+            problems += _provider_problems(b, f"backends.{b.name}", "api_key_env", "api_key")
+        for i in config.instances.values():
+            notes += i.backend.notes
+            problems += _provider_problems(i.backend, f"instances.{i.name}", "authentication",
+                                           "authentication.key" if i.authentication.type == "api_key"
+                                           else "authentication.token")
     return notes, problems
+
+
+def _provider_problems(b: BackendConfig, key: str, env_key: str, literal_key: str) -> list[str]:
+    """What building `b`'s provider (as the app does at start-up: a kind's own settings rules,
+    watsonx's ids) and resolving its key (as each request does) would refuse."""
+    cls = provider_class(b.kind)
+    try:
+        cls(b)
+    except ValueError as e:
+        return [f"{key}: {e}"]
+    if not cls.uses_api_key or (cls.api_key_optional and b.api_key is None and b.api_key_env is None):
+        return []
+    try:
+        b.resolve_api_key()
+    except ProxyError as e:
+        return [f"{key}.{env_key if b.api_key_env else literal_key}: {e.message}"]
+    return []
 
 
 def _load(path: Path) -> tuple[Config | None, list[str]]:
@@ -225,7 +237,7 @@ def _load(path: Path) -> tuple[Config | None, list[str]]:
 
 
 def _build(data: dict, path: Path, problems: list[str]) -> Config:
-    _unknown(data, {"server", "backends", "models", "state"}, "", problems)
+    _unknown(data, {"server", "backends", "models", "state", "instances"}, "", problems)
     server = _server(_table(data.get("server", {}), "server", problems), problems)
     state = _state(_table(data.get("state", {}), "state", problems), problems)
     backends: dict[str, BackendConfig] = {}
@@ -247,9 +259,33 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
     if server.default_backend and server.default_backend not in backends:
         problems.append(f"server.default_backend: unknown backend '{server.default_backend}'"
                         f" (defined: {', '.join(sorted(backends)) or 'none'})")
-    if not backends:
-        problems.append("backends: at least one backend is required")
-    return Config(server=server, backends=backends, models=models, source=str(path), state=state)
+    instances = parse_instances(_instances_raw(data, path, problems), backends, problems)
+    if not backends and not instances:
+        problems.append("backends: at least one backend (or provider instance) is required")
+    return Config(server=server, backends=backends, models=models, source=str(path), state=state,
+                  instances=instances)
+
+
+def _instances_raw(data: dict, path: Path, problems: list[str]) -> dict:
+    """`[instances.NAME]` tables, then those of `server.instances_file` (the seed's
+    provider-instances.yaml, relative to this file) that the tables do not name."""
+    raw = dict(_table(data.get("instances", {}), "instances", problems))
+    instances_file = _table(data.get("server", {}), "server", []).get("instances_file")
+    if isinstance(instances_file, str):
+        file = path.parent / _interpolate(instances_file, [])
+        try:
+            extra = yaml.safe_load(file.read_text()) or {}
+        except OSError as e:
+            problems.append(f"server.instances_file: cannot read {file} ({e.strerror})")
+        except yaml.YAMLError as e:
+            problems.append(f"server.instances_file: {file} is not valid YAML: {e}")
+        else:
+            if not isinstance(extra, dict) or not isinstance(extra.get("instances"), dict):
+                problems.append(f"server.instances_file: {file} has no 'instances' mapping")
+            else:
+                for name, spec in extra["instances"].items():
+                    raw.setdefault(name, spec)
+    return raw
 
 
 def _models_yaml(path: Path, problems: list[str], key: str = "server.models_file") -> dict:
@@ -319,8 +355,9 @@ def _state(raw: Mapping, problems: list[str]) -> StateConfig:
     return StateConfig(**kw)
 
 
-def _backend(name: str, raw: Mapping, problems: list[str]) -> BackendConfig | None:
-    key = f"backends.{name}"
+def _backend(name: str, raw: Mapping, problems: list[str], key: str | None = None) -> BackendConfig | None:
+    """`key`: where its problems are reported (default backends.NAME; a provider instance's own)."""
+    key = key or f"backends.{name}"
     ok = True
     kind = raw.get("kind", raw.get("protocol"))
     if "kind" in raw and "protocol" in raw and raw["kind"] != raw["protocol"]:
