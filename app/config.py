@@ -261,7 +261,7 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
                         f" (defined: {', '.join(sorted(backends)) or 'none'})")
     instances = parse_instances(_instances_raw(data, path, problems), backends, problems)
     if not backends and not instances:
-        problems.append("backends: at least one backend (or provider instance) is required")
+        problems.append("backends: at least one backend is required")  # or provider instance
     return Config(server=server, backends=backends, models=models, source=str(path), state=state,
                   instances=instances)
 

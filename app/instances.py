@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
+from app.errors import ErrorKind, ProxyError
+
 if TYPE_CHECKING:
     from app.config import BackendConfig
 
@@ -83,6 +85,49 @@ class InstanceConfig:
                   "region": self.region or "", "instance": self.name}
         labels.update({k: v for k, v in self.extra_labels.items() if k not in labels})
         return labels
+
+
+# ------------------------------------------------------------------ the seed's troubleshooting errors
+# One wording for both modes (app/routing.py for protocol mode, app/transparent.py for
+# transparent), each in the caller's envelope. None carries a secret: they name instances,
+# paths and what is missing.
+
+
+def no_instance(path: str, served: list[str]) -> ProxyError:
+    """404: no instance (nor backend) is served at `path`; `served` lists what is."""
+    return ProxyError(ErrorKind.not_found, f"No provider instance configured for this path: {path}"
+                      f" (served there: {', '.join(served) or 'none'})", code="instance_not_found")
+
+
+def wrong_mode(instance: InstanceConfig, called: str) -> ProxyError:
+    """400: `instance` called at `called`, a path of the other mode."""
+    served = ", ".join(e.path for e in instance.endpoints)
+    other = PROTOCOL if instance.mode == TRANSPARENT else TRANSPARENT
+    return ProxyError(ErrorKind.invalid_request, f"This endpoint requires {instance.mode} mode: instance "
+                      f"'{instance.name}' is served in {instance.mode} mode at {served}; {called} is {other} mode",
+                      code="wrong_mode")
+
+
+def wrong_protocol(instance: InstanceConfig, called: str) -> ProxyError:
+    """400: a protocol-mode instance called under another protocol's prefix."""
+    served = ", ".join(e.path for e in instance.endpoints)
+    return ProxyError(ErrorKind.invalid_request, f"Instance '{instance.name}' speaks the {instance.protocol} "
+                      f"protocol: it is served at {served} (not {called})", code="wrong_protocol")
+
+
+def provider_unavailable(instance: InstanceConfig, err: ProxyError) -> ProxyError:
+    """503: the instance's provider cannot be called (no credentials, a variable unset); `err`
+    is the provider's configuration error, which names what is missing."""
+    return ProxyError(ErrorKind.overloaded, f"Provider {instance.type} not available: {err.message}",
+                      code="provider_not_available", backend=instance.name)
+
+
+def translation_failed(instance: InstanceConfig, reason: str) -> ProxyError:
+    """502: the upstream reply could not be converted to the client's protocol."""
+    t = instance.transformation
+    pair = f" ({t.response_from} -> {t.response_to})" if t is not None else ""
+    return ProxyError(ErrorKind.bad_gateway, f"Failed to translate the response of instance "
+                      f"'{instance.name}'{pair}: {reason}", code="transformation_failed", backend=instance.name)
 
 
 # ------------------------------------------------------------------ loading

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 from app import ir
 from app.config import BackendConfig, Config
 from app.errors import MIN_SECRET_LENGTH, ErrorKind, ProxyError, invalid, redact_error
+from app.instances import InstanceConfig, extra_label_names, provider_unavailable, translation_failed
 from app.jsonutil import MAX_DEPTH, TooDeep, dumps, loads, loads_bounded
 from app.metrics import Metrics
 from app.protocols import protocol_module, protocol_name
@@ -61,11 +62,12 @@ class Pipeline:
         self.config = config
         self.router = router
         self.client = client or UpstreamClient()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(instance_labels=extra_label_names(config.instances))
         # One provider per backend, built now: a broken kind fails at start-up, and
         # what outlives a request (a token cache, AWS credentials) lives here.
         self.providers: dict[str, Provider] = {
             name: provider_class(b.kind)(b) for name, b in config.backends.items()}
+        self.providers.update({name: provider_class(i.backend.kind)(i.backend) for name, i in config.instances.items()})
         for provider in self.providers.values():
             protocol_module(provider.wire)  # imported and its shape checked now
         self.state = LazyStore(config.state)  # opened by the first request that needs it
@@ -75,14 +77,16 @@ class Pipeline:
     def handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str], *,
                url_model: str | None = None, url_stream: bool | None = None,
                wire_options: Mapping[str, object] | None = None, pinned: str | None = None,
-               stream_content_type: str = "text/event-stream", client_link: ClientLink | None = None) -> Reply:
+               stream_content_type: str = "text/event-stream", client_link: ClientLink | None = None,
+               prefix: str | None = None) -> Reply:
         """Serve one client request in `frontend`'s protocol; never raises. The
-        upstream call is abandoned if `client_link` (the client's connection) leaves."""
+        upstream call is abandoned if `client_link` (the client's connection) leaves.
+        `pinned`: the path segment after the protocol-mode `prefix` (`/openai/bedrock_us1/…`)."""
         started = time.perf_counter()
-        outcome = {"backend": "-", "reason": "-"}  # filled in as the request gets routed
+        outcome: dict = {"backend": "-", "reason": "-"}  # filled in as the request gets routed
         try:
             reply = self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
-                                 pinned, stream_content_type, outcome, client_link)
+                                 (pinned, prefix), stream_content_type, outcome, client_link)
         except ProxyError as e:
             reply = self.error_reply(frontend, e)
         except Exception:  # a bug must still answer in the client's envelope
@@ -92,6 +96,8 @@ class Pipeline:
         metrics = self.metrics
         metrics.child(metrics.requests, name, outcome["backend"], outcome["reason"], str(reply.status)).inc()
         metrics.child(metrics.latency, name, outcome["backend"]).observe(time.perf_counter() - started)
+        if "instance" in outcome:
+            metrics.count_instance(outcome["instance"], "POST", reply.status)
         return reply
 
     def error_reply(self, frontend: ModuleType, err: ProxyError) -> Reply:
@@ -121,16 +127,24 @@ class Pipeline:
 
     def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
                 url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
-                pinned: str | None, stream_content_type: str, outcome: dict[str, str],
+                pin: tuple[str | None, str | None], stream_content_type: str, outcome: dict,
                 client_link: ClientLink | None = None) -> Reply:
+        pinned, prefix = pin
+        instance = None
+        if pinned is not None:  # a path nothing is served at is a 404 whatever the body holds
+            _, instance = self.router.pin(pinned, prefix)
+            if instance is not None:
+                outcome["instance"] = instance
         req = self.parse(frontend, body, url_model, url_stream)
         unknown_previous = False  # previous_response_id names nothing this proxy stored
         if req.previous_response_id is not None:
             req, unknown_previous = self._continue(req)
         outcome["reason"] = "failed"
-        route = self.router.route(req.model, req.capabilities(), pinned)
+        route = self.router.route(req.model, req.capabilities(), pinned, prefix)
         outcome["backend"], outcome["reason"] = route.backend.name, route.reason
         req = _fit_to_backend(_with_registry_defaults(req, route), route)
+        if instance is not None:
+            req = _with_instance_defaults(req, instance)
         backend_cfg = route.backend
         provider = self.providers[backend_cfg.name]
         backend = protocol_module(provider.wire)
@@ -146,12 +160,18 @@ class Pipeline:
                           f"({backend_cfg.protocol}); only n=1.", param="n")
         body = backend.passthrough_body(req, target) if same else backend.build_body(req, target)
         call = Call(model=target.model, body=body, stream=req.stream, headers=forwarded)
-        resp = provider.exchange(call, self.client, client_link)
+        try:
+            resp = provider.exchange(call, self.client, client_link)
+        except ProxyError as e:
+            if instance is not None and e.kind is ErrorKind.configuration:
+                raise provider_unavailable(instance, e) from None
+            raise
         secrets = secrets_of(provider)
         if resp.status_code >= 400:
             raise self._upstream_error(backend, backend_cfg, secrets, resp)
         if not req.stream:
-            return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets, keep)
+            return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets, keep,
+                                  instance)
         chunks = iter_body(resp, backend_cfg)
         first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
         formatter = frontend.StreamFormatter(req, **wire_options)
@@ -224,13 +244,17 @@ class Pipeline:
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
                   req: ir.Request, resp, same: bool, target: Target, secrets: tuple[str, ...],
-                  keep: Callable[[object, bytes], None] | None = None) -> Reply:
+                  keep: Callable[[object, bytes], None] | None = None,
+                  instance: InstanceConfig | None = None) -> Reply:
         body = read_body(resp, cfg)
         try:
             parsed = backend.parse_response(body, req)
         except ProxyError as e:  # the reply is not what the protocol says (on any hop)
-            raise upstream_error_for_client(e, cfg.name, secrets) from None
+            err = upstream_error_for_client(e, cfg.name, secrets)
+            raise (err if instance is None else translation_failed(instance, err.message)) from None
         except Exception as e:
+            if instance is not None:
+                raise translation_failed(instance, f"the reply could not be read ({type(e).__name__})") from None
             raise ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' sent a reply that could not "
                              f"be read ({type(e).__name__}).") from e
         self.metrics.count_usage(cfg.name, parsed.usage.input_tokens, parsed.usage.output_tokens)
@@ -483,6 +507,16 @@ def _fit_to_backend(req: ir.Request, route: Route) -> ir.Request:
     if route.backend.has(frozenset({"thinking"})) and (caps is None or "thinking" in caps):
         return req
     return dataclasses.replace(req, reasoning=None)
+
+
+def _with_instance_defaults(req: ir.Request, instance: InstanceConfig) -> ir.Request:
+    """A provider instance's transformation options: `default_max_tokens` when the client gave
+    none. The body is then written from the IR (not the client's bytes passed on), so that the
+    limit reaches the provider whatever its wire calls it."""
+    t = instance.transformation
+    if t is None or t.default_max_tokens is None or req.max_tokens is not None:
+        return req
+    return dataclasses.replace(req, max_tokens=t.default_max_tokens, raw=None)
 
 
 def _with_registry_defaults(req: ir.Request, route: Route) -> ir.Request:

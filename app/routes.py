@@ -41,17 +41,18 @@ PROTOCOL_MODES: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", 
 ENDPOINTS: tuple[Endpoint, ...] = (
     # ------------------------------------------------------------- generation
     Endpoint("/v1/chat/completions", "openai", GENERATE, pinned_as="openai"),
-    Endpoint("/chat/completions", "openai", GENERATE),
+    # Also without /v1: the openai SDK with base_url http://host/openai/<instance> posts there.
+    Endpoint("/chat/completions", "openai", GENERATE, pinned_as="openai"),
     Endpoint("/v1/responses", "openai_responses", GENERATE, pinned_as="openai"),
-    Endpoint("/responses", "openai_responses", GENERATE),
+    Endpoint("/responses", "openai_responses", GENERATE, pinned_as="openai"),
     Endpoint("/v1/messages", "anthropic", GENERATE, pinned_as="anthropic"),
     # Both API versions: the google-genai SDK defaults to v1, older clients to v1beta.
     Endpoint("/v1beta/models/<path:model_action>", "gemini", MODEL_ACTION, pinned_as="gemini"),
     Endpoint("/v1/models/<path:model_action>", "gemini", MODEL_ACTION, pinned_as="gemini"),
     # --------------------------------------------------------- not generation
     Endpoint("/v1/messages/count_tokens", "anthropic", COUNT_TOKENS),
-    Endpoint("/v1/models", "openai", MODELS, ("GET",)),  # Anthropic's shape when anthropic-version is sent
-    Endpoint("/models", "openai", MODELS, ("GET",)),
+    Endpoint("/v1/models", "openai", MODELS, ("GET",), pinned_as="openai"),  # Anthropic's shape when anthropic-version is sent
+    Endpoint("/models", "openai", MODELS, ("GET",), pinned_as="openai"),
     Endpoint("/v1beta/models", "gemini", MODELS, ("GET",)),
     Endpoint("/metrics", "openai", METRICS, ("GET",)),
     Endpoint("/health", "openai", HEALTH, ("GET",)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from app.config import BackendConfig, Config, ModelEntry
+from app.instances import PROTOCOL, InstanceConfig, no_instance, wrong_mode, wrong_protocol
 from app.errors import ErrorKind, ProxyError
 from app.logfields import log_field
 from app.protocols.base import ModelInfo
@@ -28,6 +29,7 @@ class Route:
     upstream_model: str
     reason: str
     entry: ModelEntry | None = None  # registry defaults, when the name came from the registry
+    instance: InstanceConfig | None = None  # the provider instance a protocol-mode path pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Router:
     default_backend: str | None = None
     _by_model: dict[str, list[_Candidate]] = field(default_factory=dict, init=False)
     _catch_all: list[BackendConfig] = field(default_factory=list, init=False)
+    _endpoints: dict[str, InstanceConfig] = field(default_factory=dict, init=False)  # "/openai/x" -> instance
 
     def __post_init__(self) -> None:
         backends = self.config.backends
@@ -53,25 +56,49 @@ class Router:
             for client_name, provider_id in b.model_mapping.items():
                 self._by_model.setdefault(client_name, []).append(_Candidate(b, provider_id))
         self._catch_all = [b for b in sorted(backends.values(), key=lambda b: -b.priority) if b.catch_all]
+        self._endpoints = {e.path: i for i in self.config.instances.values() for e in i.endpoints}
         if self.default_backend is None:
             self.default_backend = self.config.server.default_backend
         if self.default_backend is not None and self.default_backend not in backends:
             raise ValueError(f"default backend '{self.default_backend}' is not defined "
                              f"(defined: {', '.join(sorted(backends))})")
 
-    def route(self, model: str, needs: frozenset[str], pinned: str | None = None) -> Route:
-        """Pick the backend for `model`; raises ProxyError (not_found / invalid_request) when none fits."""
-        route = self._decide(model, needs, pinned)
+    def route(self, model: str, needs: frozenset[str], pinned: str | None = None,
+              prefix: str | None = None) -> Route:
+        """Pick the backend for `model`; raises ProxyError (not_found / invalid_request) when none fits.
+        `pinned`: the path segment after a protocol-mode `prefix` (see `pin`)."""
+        route = self._decide(model, needs, pinned, prefix)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("route model=%s backend=%s upstream_model=%s reason=%s",
                       log_field(model), route.backend.name, log_field(route.upstream_model), route.reason)
         return route
 
-    def _decide(self, model: str, needs: frozenset[str], pinned: str | None) -> Route:
+    def pin(self, segment: str, prefix: str | None = None) -> tuple[BackendConfig, InstanceConfig | None]:
+        """What `/{prefix}/{segment}/…` pins: the instance whose endpoint that is, else the instance
+        named `segment`, else the backend so named. Raises the client's 404 when nothing is there,
+        a 400 for an instance of the other mode or of another protocol."""
+        called = f"/{prefix}/{segment}" if prefix is not None else segment
+        instance = self._endpoints.get(called) if prefix is not None else None
+        if instance is None:
+            instance = self.config.instances.get(segment)
+            if instance is not None and instance.mode != PROTOCOL:
+                raise wrong_mode(instance, called)
+            if instance is not None and prefix is not None and instance.protocol != prefix:
+                raise wrong_protocol(instance, called)
+        if instance is not None:
+            return instance.backend, instance
+        backend = self.config.backends.get(segment)
+        if backend is None:
+            under = [p for p in self._endpoints if prefix is not None and p.startswith(f"/{prefix}/")]
+            backends = [f"/{prefix}/{b}" if prefix else b for b in self.config.backends]
+            raise no_instance(log_field(called), list(dict.fromkeys(under + backends)))
+        return backend, None
+
+    def _decide(self, model: str, needs: frozenset[str], pinned: str | None, prefix: str | None) -> Route:
         if pinned is not None:
-            backend = self.config.backends.get(pinned)
-            if backend is None:
-                raise self._failed(model, f"unknown backend instance '{log_field(pinned)}'")
+            backend, instance = self.pin(pinned, prefix)
+            if instance is not None:  # not in the model tables: only its own mapping
+                return Route(backend, backend.model_mapping.get(model, model), "explicit", instance=instance)
             mapped = next((c for c in self._by_model.get(model, ()) if c.backend is backend), None)
             return Route(backend, mapped.upstream_model if mapped else model, "explicit",
                          mapped.entry if mapped else None)

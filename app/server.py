@@ -28,6 +28,7 @@ from app.jsonutil import dumps
 from app.logfields import log_field
 from app.pipeline import Pipeline, Reply
 from app.protocols import protocol_module
+from app.protocols.base import ModelInfo
 from app.routing import Router
 from app.service_auth import ServiceKey
 from app.tokens import count_tokens_reply
@@ -102,19 +103,21 @@ def create_app(config: Config, default_backend: str | None = None,
 
     # ------------------------------------------------------------ the views
     # One per routes action: each only says where the model and stream flag
-    # come from; `instance` is the protocol-mode prefix's backend instance.
-    def generate_view(frontend: ModuleType, instance: str | None = None) -> Response:
-        return generate(frontend, instance)
+    # come from; `instance` is the path segment after the protocol-mode `prefix` (the
+    # router says what it pins: a provider instance or a backend).
+    def generate_view(frontend: ModuleType, instance: str | None = None, prefix: str | None = None) -> Response:
+        return generate(frontend, instance, prefix=prefix)
 
-    def model_action_view(frontend: ModuleType, model_action: str, instance: str | None = None) -> Response:
+    def model_action_view(frontend: ModuleType, model_action: str, instance: str | None = None,
+                          prefix: str | None = None) -> Response:
         model, action = routes.split_model_action(model_action)
         stream = routes.GEMINI_GENERATE_METHODS.get(action)
         if stream is False:
-            return generate(frontend, instance, url_model=model, url_stream=False)
+            return generate(frontend, instance, url_model=model, url_stream=False, prefix=prefix)
         if stream:
             sse = request.args.get("alt") == "sse"
             return generate(frontend, instance, url_model=model, url_stream=True, wire_options={"sse": sse},
-                            stream_content_type="text/event-stream" if sse else "application/json")
+                            stream_content_type="text/event-stream" if sse else "application/json", prefix=prefix)
         if action == "countTokens":
             body = body_or_error(frontend)
             if isinstance(body, Response):
@@ -130,11 +133,29 @@ def create_app(config: Config, default_backend: str | None = None,
             return body
         return respond(count_tokens_reply(pipeline, frontend, body, request.headers))
 
-    def models_view(frontend: ModuleType) -> Response:
+    def models_view(frontend: ModuleType, instance: str | None = None, prefix: str | None = None) -> Response:
+        if instance is not None:
+            return pinned_models(frontend, instance, prefix)
         models = router.models()
         if frontend is OPENAI and "anthropic-version" in request.headers:
             return _json(ANTHROPIC.format_models(models))
         return _json(frontend.format_models(models))
+
+    def pinned_models(frontend: ModuleType, segment: str, prefix: str | None) -> Response:
+        """`/openai/<instance>/models`: the names the pinned instance or backend maps."""
+        try:
+            backend, instance = router.pin(segment, prefix)
+        except ProxyError as e:
+            return respond(pipeline.error_reply(frontend, e))
+        if instance is None:
+            return _json(frontend.format_models([m for m in router.models() if m.backend == backend.name]))
+        endpoint = next((e for e in instance.endpoints if e.path == f"/{prefix}/{segment}"), None)
+        if endpoint is not None and "GET" not in endpoint.methods:
+            pipeline.metrics.count_instance(instance, "GET", 405)
+            return not_allowed_reply(frontend, endpoint.methods)
+        pipeline.metrics.count_instance(instance, "GET", 200)
+        return _json(frontend.format_models([ModelInfo(id=name, backend=instance.name, protocol=backend.protocol)
+                                             for name in backend.model_mapping]))
 
     def metrics_view(_frontend: ModuleType) -> Response:
         body, content_type = pipeline.metrics.render()
@@ -151,7 +172,8 @@ def create_app(config: Config, default_backend: str | None = None,
         app.add_url_rule(ep.rule, f"{ep.action} {ep.rule}", view, methods=ep.methods)
         if ep.pinned_as is not None:
             rule = routes.pinned_rule(ep)
-            app.add_url_rule(rule, f"{ep.action} {rule}", view, methods=ep.methods)
+            app.add_url_rule(rule, f"{ep.action} {rule}", functools.partial(view, prefix=ep.pinned_as),
+                             methods=ep.methods)
 
     # ------------------------------------------------ the hot endpoints' fast path
     # The generation endpoints are answered before Flask's routing, request
@@ -219,14 +241,15 @@ def create_app(config: Config, default_backend: str | None = None,
 
     @app.errorhandler(405)
     def not_allowed(e) -> Response:
-        frontend = protocol_module(routes.protocol_for_path(request.path))
+        return not_allowed_reply(protocol_module(routes.protocol_for_path(request.path)), e.valid_methods or ())
+
+    def not_allowed_reply(frontend: ModuleType, allowed) -> Response:
         reply = pipeline.error_reply(frontend, ProxyError(
             ErrorKind.invalid_request, f"Method {request.method} is not allowed on {request.path}.",
             status=405))
         # Every frontend's envelope, with the status and Allow RFC 9110 asks
         # for (Anthropic's and Gemini's tables render the kind as a 400).
-        allow = ", ".join(sorted(e.valid_methods or ()))
-        return Response(reply.body, status=405, headers={**reply.headers, "Allow": allow})
+        return Response(reply.body, status=405, headers={**reply.headers, "Allow": ", ".join(sorted(allowed))})
 
     def _not_found() -> Response:
         frontend = protocol_module(routes.protocol_for_path(request.path))
@@ -320,7 +343,8 @@ def serve(config_path: str | None, host: str | None = None, port: int | None = N
     server.start()
     bound_host, bound_port = server.address[:2]
     print(f"Interchange listening on http://{bound_host}:{bound_port} "
-          f"(config {config.source}, backends: {', '.join(sorted(config.backends))})", flush=True)
+          f"(config {config.source}, backends: {', '.join(sorted(config.backends))}"
+          + (f"; instances: {', '.join(sorted(config.instances))}" if config.instances else "") + ")", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

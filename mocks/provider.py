@@ -208,4 +208,6 @@ class Provider(ABC):
             provider=self.name, method=call.method, path=call.path, query=redact_query(call.query),
             headers=redact_headers(call.headers), body=body, body_bytes=len(call.raw_body),
             scenario=call.scenario, stream=call.stream, status=status,
+            # SigV4: the region the request was signed for (its Authorization header is redacted).
+            extra={"signed_region": call.notes["region"]} if "region" in call.notes else {},
         ))

@@ -103,7 +103,7 @@ def test_every_problem_is_named_by_key(tmp_path):
     backend = "nope"
     """
     assert check_config_file(write(tmp_path, bad)) == [
-        "server.colour: unknown key (allowed: default_backend, head_timeout, host, keepalive_timeout, log_level, "
+        "server.colour: unknown key (allowed: default_backend, head_timeout, host, instances_file, keepalive_timeout, log_level, "
         "max_body_bytes, models_file, port)",
         "server.port: must be an integer",
         f"backends.a.protocol: unknown protocol 'opena' (known: {', '.join(KINDS)})",

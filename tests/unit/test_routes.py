@@ -27,9 +27,12 @@ def test_the_fast_paths_dict_holds_the_exact_generation_paths():
 
 def test_pinned_rules():
     pinned = [routes.pinned_rule(ep) for ep in routes.ENDPOINTS if ep.pinned_as]
-    assert pinned == ["/openai/<instance>/v1/chat/completions", "/openai/<instance>/v1/responses",
+    # The OpenAI paths with and without /v1: the openai SDK with base_url .../openai/<instance> drops it.
+    assert pinned == ["/openai/<instance>/v1/chat/completions", "/openai/<instance>/chat/completions",
+                      "/openai/<instance>/v1/responses", "/openai/<instance>/responses",
                       "/anthropic/<instance>/v1/messages", "/gemini/<instance>/v1beta/models/<path:model_action>",
-                      "/gemini/<instance>/v1/models/<path:model_action>"]
+                      "/gemini/<instance>/v1/models/<path:model_action>", "/openai/<instance>/v1/models",
+                      "/openai/<instance>/models"]
 
 
 @pytest.mark.parametrize("tail,expected", [

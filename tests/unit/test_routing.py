@@ -130,7 +130,8 @@ def test_failed_route_message_and_log_carry_a_bounded_escaped_model(tmp_path, ca
 def test_unknown_pinned_instance_is_escaped(router):
     with pytest.raises(ProxyError) as e:
         router.route("gpt-x", TEXT, pinned="a\r\nb")
-    assert e.value.message == "unknown backend instance '\"a\\r\\nb\"'. Available models: smart, gpt-x"
+    assert (e.value.status, e.value.code, e.value.message) == (
+        404, "instance_not_found", 'No provider instance configured for this path: "a\\r\\nb" (served there: oa, an, any)')
 
 
 def test_route_debug_line_escapes_the_names(router, caplog):
