@@ -259,8 +259,9 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
     if server.default_backend and server.default_backend not in backends:
         problems.append(f"server.default_backend: unknown backend '{server.default_backend}'"
                         f" (defined: {', '.join(sorted(backends)) or 'none'})")
-    instances = parse_instances(_instances_raw(data, path, problems), backends, problems)
-    if not backends and not instances:
+    instances_raw = _instances_raw(data, path, problems)
+    instances = parse_instances(instances_raw, backends, problems)
+    if not backends and not instances_raw:
         problems.append("backends: at least one backend is required")  # or provider instance
     return Config(server=server, backends=backends, models=models, source=str(path), state=state,
                   instances=instances)

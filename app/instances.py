@@ -180,6 +180,11 @@ KEY_ENV: dict[str, str] = {
 # The one header each api_key type's provider sends its key in (ibm: none, the key buys IAM tokens).
 API_KEY_HEADERS: dict[str, str | None] = {"azure": "api-key", "anthropic": "x-api-key",
                                           "gemini": "x-goog-api-key", "ibm": None}
+# The public API of the kinds whose backends must write their url: an instance may leave it out.
+DEFAULT_URLS: dict[str, str] = {"openai": "https://api.openai.com/v1", "openai_responses": "https://api.openai.com/v1",
+                                "anthropic": "https://api.anthropic.com",
+                                "gemini": "https://generativelanguage.googleapis.com",
+                                "openrouter": "https://openrouter.ai"}
 SIGV4_SERVICES = ("bedrock-runtime", "bedrock")  # the endpoint prefix, or the signing name itself
 AWS_REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # where botocore looks when no region is written
 
@@ -283,16 +288,19 @@ def _instance(name: str, raw: Mapping, key: str, problems: list[str]) -> Instanc
         auth = Authentication(auth.type, service=auth.service, region=region)
     if "project_id" in raw:
         if kind not in _PROJECT_SETTING:
-            problems.append(f"{key}.project_id: a {typ} instance has no project (only vertex and ibm have)")
+            problems.append(f"{key}.project_id: {_a(typ)} instance has no project (only vertex and ibm have)")
         else:
             _setting(backend_raw, _PROJECT_SETTING[kind], raw["project_id"], "project_id", key, problems)
             renames[_PROJECT_SETTING[kind]] = "project_id"
     if "base_url" in raw and "endpoint" in raw:
         problems.append(f"{key}.endpoint: give base_url or endpoint, not both (the provider's address)")
+    renames["url"] = "base_url"
     for written in ("base_url", "endpoint"):
         if written in raw:
             backend_raw["url"] = raw[written]
             renames["url"] = written
+    if "url" not in backend_raw and kind in DEFAULT_URLS:
+        backend_raw["url"] = DEFAULT_URLS[kind]
     mapping = _model_mapping(typ, raw.get("model_mapping", {}), key, problems)
     if mapping:
         backend_raw["model_mapping"] = mapping
@@ -317,7 +325,7 @@ def _kind(typ: str, kind: Any, transformation: Any, key: str, problems: list[str
     kinds = TYPE_KINDS[typ]
     if kind is not None:
         if kind not in kinds:
-            problems.append(f"{key}.kind: a {typ} instance is one of {', '.join(kinds)} (got {kind!r})")
+            problems.append(f"{key}.kind: {_a(typ)} instance is one of {', '.join(kinds)} (got {kind!r})")
             return None
         return kind
     request_to = transformation.get("request_to") if isinstance(transformation, dict) else None
@@ -332,7 +340,7 @@ def _kind(typ: str, kind: Any, transformation: Any, key: str, problems: list[str
     for k in kinds:
         if KINDS[k].wire == wire:
             return k
-    problems.append(f"{key}.transformation.request_to: a {typ} instance cannot be called in {request_to} "
+    problems.append(f"{key}.transformation.request_to: {_a(typ)} instance cannot be called in {request_to} "
                     f"(it speaks {', '.join(sorted({_format_of(KINDS[k].wire) for k in kinds}))})")
     return None
 
@@ -421,7 +429,7 @@ def _authentication(typ: str, raw: Any, key: str, problems: list[str]
     _unknown_keys(raw, _AUTH_KEYS, where, problems)
     auth_type = raw.get("type")
     if auth_type not in types:
-        shown = "required" if auth_type is None else f"a {typ} instance is not authorised by {auth_type!r}"
+        shown = "required" if auth_type is None else f"{_a(typ)} instance is not authorised by {auth_type!r}"
         problems.append(f"{where}.type: {shown} (it takes {', '.join(types)})")
         return Authentication(str(auth_type)), {}, {}
     fits = {"api_key": {"type", "header", "key"}, "bearer_token": {"type", "token"},
@@ -437,7 +445,7 @@ def _authentication(typ: str, raw: Any, key: str, problems: list[str]
         header = raw.get("header", usual)
         if header is not None and (usual is None or not isinstance(header, str) or header.lower() != usual):
             reads = f"sends its key in {usual}" if usual else "exchanges its key for IAM tokens (no header)"
-            problems.append(f"{where}.header: a {typ} instance {reads}, not {header!r}")
+            problems.append(f"{where}.header: {_a(typ)} instance {reads}, not {header!r}")
         backend["api_key"] = raw["key"] if "key" in raw else None
         renames["api_key"] = "authentication.key"
     elif auth_type in ("bearer_token", "gcp_oauth2"):
@@ -596,3 +604,8 @@ def _renamed(problem: str, key: str, renames: Mapping[str, str]) -> str:
         if problem.startswith(old) and problem[len(old):len(old) + 1] in (":", "."):
             return f"{key}.{written}" + problem[len(old):]
     return problem
+
+
+def _a(typ: str) -> str:
+    """"a bedrock", "an anthropic": the article the type's name takes."""
+    return ("an " if typ[0] in "aeiou" else "a ") + typ
