@@ -360,3 +360,45 @@ def test_a_transformation_we_cannot_do_stops_serve(tmp_path):
     assert done.returncode == 2
     assert "config error: instances.anthropic_openai.transformation.request_to: an anthropic instance cannot be " \
            "called in bedrock_converse (it speaks anthropic_messages)" in done.stderr
+
+
+def test_instances_of_the_other_protocols_under_their_own_prefix(tmp_path, monkeypatch, stack):
+    """Bedrock for an Anthropic client at /anthropic/NAME/v1/messages and for a Gemini client at
+    /gemini/NAME/v1beta/models/...; an instance is served only under its protocol's prefix."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+instances:
+  claude_for_anthropic:
+    type: bedrock
+    mode: protocol
+    protocol: anthropic
+    region: eu-west-1
+    base_url: {stack.mock_url}
+  claude_for_gemini:
+    type: bedrock
+    mode: protocol
+    protocol: gemini
+    region: ap-northeast-1
+    base_url: {stack.mock_url}
+""")
+    for var, value in MOCK_AWS.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    client = create_app(load_config(path)).test_client()
+    clear_log(stack)
+    r = client.post("/anthropic/claude_for_anthropic/v1/messages", json={
+        "model": "claude-3-sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]})
+    assert (r.status_code, r.get_json()["content"]) == (200, [{"type": "text", "text": GREETING}])
+    r = client.post("/gemini/claude_for_gemini/v1beta/models/claude-3-sonnet:generateContent",
+                    json={"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]})
+    assert (r.status_code, r.get_json()["candidates"][0]["content"]["parts"]) == (200, [{"text": GREETING}])
+    assert [(e["path"], e["signed_region"]) for e in mock_log(stack)] == [
+        (f"/model/{CLAUDE_3_SONNET}/converse", "eu-west-1"), (f"/model/{CLAUDE_3_SONNET}/converse", "ap-northeast-1")]
+    r = client.post("/openai/claude_for_anthropic/chat/completions", json={"model": "claude-3-sonnet", "messages": []})
+    assert (r.status_code, r.get_json()["error"]["code"], r.get_json()["error"]["message"]) == (
+        400, "wrong_protocol", "Instance 'claude_for_anthropic' speaks the anthropic protocol: it is served at "
+                               "/anthropic/claude_for_anthropic (not /openai/claude_for_anthropic)")
+    r = client.post("/anthropic/nowhere/v1/messages", json={})
+    assert (r.status_code, r.get_json()["error"]["type"]) == (404, "not_found_error")
+    assert r.get_json()["error"]["message"] == ("No provider instance configured for this path: /anthropic/nowhere "
+                                                "(served there: /anthropic/claude_for_anthropic)")
