@@ -337,3 +337,18 @@ def test_metrics_count_each_instance_with_the_union_of_extra_labels(tmp_path):
         'http_requests_total{environment="production",instance="bedrock_us1_openai",method="POST",mode="protocol",'
         'protocol="openai",provider="bedrock",region="us-east-1",status="200",team=""} 1.0',
     ]
+
+
+def test_an_endpoints_methods_are_honoured_on_the_models_list(monkeypatch):
+    from app.server import create_app
+    monkeypatch.delenv("MOCK_URL", raising=False)
+    client = create_app(load_config(REPO / "configs" / "provider-instances.yaml")).test_client()
+    r = client.get("/openai/bedrock_us1/models")  # methods: [POST]
+    assert (r.status_code, r.headers["Allow"], r.get_json()["error"]["message"]) == (
+        405, "POST", "Method GET is not allowed on /openai/bedrock_us1/models.")
+    r = client.get("/openai/bedrock_eu1/models")  # no methods: GET and POST
+    assert r.status_code == 200
+    assert [m["id"] for m in r.get_json()["data"]] == list(BEDROCK_SHORT_NAMES)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'instance="bedrock_us1_openai",method="GET",mode="protocol",protocol="openai",provider="bedrock",' \
+           'region="us-east-1",status="405"} 1.0' in text
