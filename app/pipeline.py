@@ -55,6 +55,18 @@ class Reply:
     body: bytes | Iterable[bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One client request, decided and written for its backend; nothing sent yet."""
+    req: ir.Request  # as parsed, continued (previous_response_id) and fitted to the backend
+    route: Route  # the Router's decision: backend, upstream model, reason
+    provider: Provider
+    wire: ModuleType  # the backend's protocol module
+    target: Target
+    same: bool  # same wire: the client's body goes on with only the model swapped
+    call: Call  # what provider.exchange (its prepare first) sends
+
+
 class Pipeline:
     def __init__(self, config: Config, router: Router, client: UpstreamClient | None = None,
                  metrics: Metrics | None = None):
@@ -100,10 +112,6 @@ class Pipeline:
 
     # ------------------------------------------------------------ steps
 
-    def parse(self, frontend: ModuleType, body: bytes, url_model: str | None,
-              url_stream: bool | None) -> ir.Request:
-        return frontend.parse_request(decode_body(body), model=url_model, stream=url_stream)
-
     def target_for(self, route: Route, headers: Mapping[str, str]) -> tuple[Target, dict[str, str]]:
         """What the wire module sees of the backend, and the client headers it forwards."""
         backend = route.backend
@@ -119,11 +127,16 @@ class Pipeline:
             options = {**options, **route.entry.wire_options}
         return Target(backend=backend.name, model=route.upstream_model, options=options), forwarded
 
-    def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
-                url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
-                pinned: str | None, stream_content_type: str, outcome: dict[str, str],
-                client_link: ClientLink | None = None) -> Reply:
-        req = self.parse(frontend, body, url_model, url_stream)
+    def plan(self, frontend: ModuleType, data: dict, headers: Mapping[str, str], *,
+             url_model: str | None = None, url_stream: bool | None = None, pinned: str | None = None,
+             outcome: dict[str, str] | None = None) -> Plan:
+        """Everything the proxy decides before it sends: the client's request parsed,
+        routed (the Router, the one place a backend is picked), fitted to the backend,
+        and written as that backend's call. The real request and the admin page's
+        inspector (app/inspector.py) both start here, so what the inspector shows is
+        what a client's request does. `outcome` gets the backend and reason once routed."""
+        outcome = {} if outcome is None else outcome
+        req = frontend.parse_request(data, model=url_model, stream=url_stream)
         unknown_previous = False  # previous_response_id names nothing this proxy stored
         if req.previous_response_id is not None:
             req, unknown_previous = self._continue(req)
@@ -140,12 +153,23 @@ class Pipeline:
         if unknown_previous and not same:
             # Only a Responses backend, reached with the client's own body, may know the id.
             raise previous_not_found(req.previous_response_id)
-        keep = self._keeper(req, secrets_of(provider)) if frontend is RESPONSES and req.store is not False else None
         if req.n > 1 and not same:
             raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
                           f"({backend_cfg.protocol}); only n=1.", param="n")
         body = backend.passthrough_body(req, target) if same else backend.build_body(req, target)
         call = Call(model=target.model, body=body, stream=req.stream, headers=forwarded)
+        return Plan(req, route, provider, backend, target, same, call)
+
+    def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
+                url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
+                pinned: str | None, stream_content_type: str, outcome: dict[str, str],
+                client_link: ClientLink | None = None) -> Reply:
+        plan = self.plan(frontend, decode_body(body), headers, url_model=url_model, url_stream=url_stream,
+                         pinned=pinned, outcome=outcome)
+        req, provider, backend, target, same, call = (plan.req, plan.provider, plan.wire, plan.target,
+                                                      plan.same, plan.call)
+        backend_cfg = plan.route.backend
+        keep = self._keeper(req, secrets_of(provider)) if frontend is RESPONSES and req.store is not False else None
         resp = provider.exchange(call, self.client, client_link)
         secrets = secrets_of(provider)
         if resp.status_code >= 400:
@@ -213,19 +237,29 @@ class Pipeline:
     def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
                         resp) -> ProxyError:
         body = read_body(resp, cfg, limit=1024 * 1024)
+        return self.upstream_error_from(backend, cfg, secrets, resp.status_code, resp.headers, body)
+
+    def upstream_error_from(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
+                            status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
+        """The error an upstream's error reply (already read) becomes for the client; counted and logged."""
         try:
-            err = backend.parse_error(resp.status_code, resp.headers, body)
+            err = backend.parse_error(status, headers, body)
         except Exception as e:  # the type only: a traceback could quote the body
             log.warning("backend %s: unreadable error body (%s)", cfg.name, type(e).__name__)
-            err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
+            err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {status}.")
         self.metrics.child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
-        log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
-        return upstream_error_for_client(err, cfg.name, secrets, resp.status_code)
+        log.info("upstream error backend=%s status=%s kind=%s", cfg.name, status, err.kind.value)
+        return upstream_error_for_client(err, cfg.name, secrets, status)
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
                   req: ir.Request, resp, same: bool, target: Target, secrets: tuple[str, ...],
                   keep: Callable[[object, bytes], None] | None = None) -> Reply:
-        body = read_body(resp, cfg)
+        return self.complete_reply(frontend, backend, cfg, req, read_body(resp, cfg), same, target, secrets, keep)
+
+    def complete_reply(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
+                       req: ir.Request, body: bytes, same: bool, target: Target, secrets: tuple[str, ...],
+                       keep: Callable[[object, bytes], None] | None = None) -> Reply:
+        """A whole upstream reply (already read) as the client gets it, in its protocol."""
         try:
             parsed = backend.parse_response(body, req)
         except ProxyError as e:  # the reply is not what the protocol says (on any hop)
