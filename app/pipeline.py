@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Callable, Iterable, Iterator, Mapping
 
 from app import ir
+from app.backend_stats import BackendStats
 from app.config import BackendConfig, Config
 from app.errors import MIN_SECRET_LENGTH, ErrorKind, ProxyError, invalid, redact_error
 from app.jsonutil import MAX_DEPTH, TooDeep, dumps, loads, loads_bounded
@@ -69,7 +70,7 @@ class Plan:
 
 class Pipeline:
     def __init__(self, config: Config, router: Router, client: UpstreamClient | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, state: LazyStore | None = None):
         self.config = config
         self.router = router
         self.client = client or UpstreamClient()
@@ -80,7 +81,9 @@ class Pipeline:
             name: provider_class(b.kind)(b) for name, b in config.backends.items()}
         for provider in self.providers.values():
             protocol_module(provider.wire)  # imported and its shape checked now
-        self.state = LazyStore(config.state)  # opened by the first request that needs it
+        # Opened by the first request that needs it; shared with the router's default provider.
+        self.state = state if state is not None else LazyStore(config.state)
+        self.stats = BackendStats()  # per backend, for the admin API (app/admin.py)
 
     # ------------------------------------------------------------ entry
 
@@ -92,14 +95,19 @@ class Pipeline:
         upstream call is abandoned if `client_link` (the client's connection) leaves."""
         started = time.perf_counter()
         outcome = {"backend": "-", "reason": "-"}  # filled in as the request gets routed
+        error: ProxyError | None = None
         try:
             reply = self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
                                  pinned, stream_content_type, outcome, client_link)
         except ProxyError as e:
+            error = e
             reply = self.error_reply(frontend, e)
         except Exception:  # a bug must still answer in the client's envelope
             log.exception("internal error handling a %s request", protocol_name(frontend))
-            reply = self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
+            error = ProxyError(ErrorKind.api_error, "Internal proxy error.")
+            reply = self.error_reply(frontend, error)
+        if outcome["backend"] != "-":
+            self.stats.record(outcome["backend"], reply.status, error.message if error is not None else None)
         name = protocol_name(frontend)
         metrics = self.metrics
         metrics.child(metrics.requests, name, outcome["backend"], outcome["reason"], str(reply.status)).inc()

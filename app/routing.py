@@ -5,7 +5,8 @@ Order (each decision is labelled for logs and metrics):
   model_mapping  the model is in the registry or a backend's model_mapping
   capability     a `catch_all` backend with the needed capabilities, highest priority first
   auto           the same, for a catch_all backend that declares no capabilities
-  default        the configured default backend (`--backend` / server.default_backend)
+  default        the default provider: server.default_provider (or --backend), unless an admin
+                 switched it at runtime (app/default_provider.py, read only by requests that get here)
   failed         nothing fits: the client's not-found error, listing what it can ask for
 
 Tables are built once per config; `route()` is dictionary lookups.
@@ -15,9 +16,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from app.config import BackendConfig, Config, ModelEntry
+from app.default_provider import DefaultProvider
 from app.errors import ErrorKind, ProxyError
 from app.logfields import log_field
 from app.protocols.base import ModelInfo
+from app.state import LazyStore
 
 log = logging.getLogger("interchange.routing")
 
@@ -40,7 +43,9 @@ class _Candidate:
 @dataclass
 class Router:
     config: Config
-    default_backend: str | None = None
+    default_backend: str | None = None  # the configured default provider (overrides the config's)
+    state: LazyStore | None = None  # where a runtime switch of the default is kept; None: no switch
+    defaults: DefaultProvider | None = field(default=None, init=False)
     _by_model: dict[str, list[_Candidate]] = field(default_factory=dict, init=False)
     _catch_all: list[BackendConfig] = field(default_factory=list, init=False)
 
@@ -54,10 +59,12 @@ class Router:
                 self._by_model.setdefault(client_name, []).append(_Candidate(b, provider_id))
         self._catch_all = [b for b in sorted(backends.values(), key=lambda b: -b.priority) if b.catch_all]
         if self.default_backend is None:
-            self.default_backend = self.config.server.default_backend
+            self.default_backend = self.config.server.default_provider
         if self.default_backend is not None and self.default_backend not in backends:
             raise ValueError(f"default backend '{self.default_backend}' is not defined "
                              f"(defined: {', '.join(sorted(backends))})")
+        if self.state is not None:
+            self.defaults = DefaultProvider(backends, self.default_backend, self.state)
 
     def route(self, model: str, needs: frozenset[str], pinned: str | None = None) -> Route:
         """Pick the backend for `model`; raises ProxyError (not_found / invalid_request) when none fits."""
@@ -92,8 +99,9 @@ class Router:
         for b in self._catch_all:
             if b.has(needs):
                 return Route(b, model, "capability" if b.capabilities else "auto")
-        if self.default_backend is not None:
-            b = self.config.backends[self.default_backend]
+        default = self.defaults.current() if self.defaults is not None else self.default_backend
+        if default is not None:
+            b = self.config.backends[default]
             if b.has(needs):
                 return Route(b, model, "default")
         raise self._failed(model)
