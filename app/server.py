@@ -22,6 +22,7 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 from app import routes
 from app.admin import register_admin_api
 from app.admin_auth import AdminAuth
+from app.admin_page import register_admin_page
 from app.config import Config, ConfigError, load_config
 from app.env_config import env_config
 from app.errors import ErrorKind, ProxyError
@@ -107,6 +108,7 @@ def create_app(config: Config, default_backend: str | None = None,
     # ------------------------------------------------ admin (its own key, not SERVICE_API_KEY)
     auth = AdminAuth(config.server.admin_key)
     register_admin_api(app, pipeline, auth)
+    register_admin_page(app, pipeline, auth)
 
     # ------------------------------------------------------------ the views
     # One per routes action: each only says where the model and stream flag

@@ -3,6 +3,7 @@ What a client request becomes (route, upstream method, URL, masked headers, body
 input as a 400 naming the field."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -126,8 +127,6 @@ def test_credential_headers_and_secrets_are_masked(name, value, shown):
     ({"protocol": "gemini", "request": {"contents": []}}, "model", "input", "Gemini generateContent puts the model in the URL"),
     ({"protocol": "openai", "model": "gpt-5-nano", "prompt": "Hi", "send": "yes"}, "send", "input", "`send` must be"),
     ({"protocol": "openai", "request": {"model": "gpt-5-nano", "messages": "Hi"}}, "messages", "parse", ""),
-    ({"protocol": "openai", "model": "no-such-model", "prompt": "Hi"}, "model", "route",
-     "Model 'no-such-model' is not configured. Available models: gpt-high, "),
 ])
 def test_bad_input_is_a_400_naming_the_field(pipeline, data, param, stage, message):
     status, out = inspect(pipeline, data)
@@ -142,9 +141,22 @@ def test_a_request_that_is_not_an_object_is_a_400(pipeline):
         "param": None, "stage": "input"}})
 
 
-def test_a_routing_failure_still_shows_the_client_request(pipeline):
-    status, out = inspect(pipeline, {"protocol": "anthropic", "model": "no-such-model", "prompt": "Hi"})
+def test_an_unmapped_model_goes_to_the_default_provider(pipeline):
+    status, out = inspect(pipeline, {"protocol": "openai", "model": "no-such-model", "prompt": "Hi"})
+    assert status == 200
+    # config-mock.toml: default_provider = "runpod" (RunPod's OpenAI-compatible wire: the body passes through)
+    assert out["route"] == {"backend": "runpod", "kind": "runpod", "protocol": "openai",
+                            "upstream_model": "no-such-model", "reason": "default", "passthrough": True}
+
+
+def test_a_routing_failure_is_a_400_naming_the_model_and_still_shows_the_client_request(pipeline):
+    config = pipeline.config
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, default_provider=None))
+    status, out = inspect(Pipeline(config, Router(config)),
+                          {"protocol": "anthropic", "model": "no-such-model", "prompt": "Hi"})
     assert status == 400
+    assert (out["error"]["param"], out["error"]["stage"]) == ("model", "route")
+    assert out["error"]["message"].startswith("Model 'no-such-model' is not configured. Available models: gpt-high, ")
     assert out["client_request"]["body"] == {"model": "no-such-model", "max_tokens": 1024,
                                              "messages": [{"role": "user", "content": "Hi"}]}
     assert "route" not in out
