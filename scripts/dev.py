@@ -106,31 +106,42 @@ def demo(args: list[str]) -> int:
 
 
 def ensure_redis_server() -> None:
-    """The state-store tests run a real redis-server: install the Debian package when it is
-    missing (apt-get, as root, non-interactive). Where that is impossible the Redis tests skip
-    and say why."""
+    """The state-store tests run a real redis-server."""
+    ensure_debian_package("redis-server", "redis-server", "the Redis tests")
+
+
+def ensure_chromium() -> None:
+    """The admin page's browser test drives Debian's Chromium with Playwright (never a browser
+    download: `playwright install` is not used)."""
+    ensure_debian_package("chromium", "chromium", "the admin page's browser test")
+
+
+def ensure_debian_package(binary: str, package: str, who: str) -> None:
+    """Install the Debian package that provides `binary` when it is missing (apt-get, as root,
+    non-interactive). Where that is impossible `who` (the tests needing it) skip and say why."""
     import shutil
 
-    if shutil.which("redis-server"):
+    if shutil.which(binary):
         return
     if not shutil.which("apt-get"):
-        print("redis-server is missing and apt-get is not available: the Redis tests will skip", flush=True)
+        print(f"{binary} is missing and apt-get is not available: {who} will skip", flush=True)
         return
     if os.geteuid() != 0:
-        print("redis-server is missing and installing it needs root (apt-get install redis-server): "
-              "the Redis tests will skip", flush=True)
+        print(f"{binary} is missing and installing it needs root (apt-get install {package}): "
+              f"{who} will skip", flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "redis-server"]):
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
         print("running:", " ".join(cmd), flush=True)
         if subprocess.call(cmd, env=env) != 0:
-            print(f"{' '.join(cmd)} failed: the Redis tests will skip", flush=True)
+            print(f"{' '.join(cmd)} failed: {who} will skip", flush=True)
             return
 
 
 def test(args: list[str]) -> int:
     ensure_installed()
     ensure_redis_server()
+    ensure_chromium()
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=REPO)
 
 
