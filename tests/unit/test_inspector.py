@@ -160,3 +160,24 @@ def test_a_routing_failure_is_a_400_naming_the_model_and_still_shows_the_client_
     assert out["client_request"]["body"] == {"model": "no-such-model", "max_tokens": 1024,
                                              "messages": [{"role": "user", "content": "Hi"}]}
     assert "route" not in out
+
+
+def test_send_to_an_upstream_that_refuses_connections_shows_no_reply_and_the_clients_502(tmp_path):
+    import socket
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[backends.an]\nprotocol = "anthropic"\nurl = "http://127.0.0.1:{closed.getsockname()[1]}"\n'
+                       f'api_key = "sk-ant-secret-0123456789"\n[backends.an.model_mapping]\n"claude-x" = "claude-x-1"\n')
+        config = load_config(cfg)
+        status, out = inspect(Pipeline(config, Router(config)),
+                              {"protocol": "openai", "model": "claude-x", "prompt": "Hi", "send": True})
+    finally:
+        closed.close()
+    assert status == 200
+    assert set(out["upstream_reply"]) == {"error"} and "an" in out["upstream_reply"]["error"]
+    assert out["client_reply"]["status"] == 502
+    assert out["client_reply"]["body"]["error"]["message"] == out["upstream_reply"]["error"]
+    assert out["upstream_request"]["headers"]["x-api-key"] == MASK
+    assert "sk-ant-secret" not in json.dumps(out)
