@@ -274,3 +274,158 @@ def test_the_admin_key_is_the_only_way_in_and_opens_nothing_else(mock, tmp_path)
         assert "mock-admin-key" not in server.output() and "client-service-key" not in server.output()
     finally:
         server.stop()
+
+
+# ------------------------------------------------ two gunicorn workers
+
+
+def _counted_by_worker(multiproc: Path, backend: str, reason: str) -> dict[int, float]:
+    """interchange_requests_total{backend, reason} per worker pid, from each worker's own counter file."""
+    import json
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    out: dict[int, float] = {}
+    for path in multiproc.glob("counter_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+            _, sample, labels, *_ = json.loads(key)  # [family, sample, {label: value}, help]
+            if sample == "interchange_requests_total" and (labels.get("backend"), labels.get("reason")) == \
+                    (backend, reason):
+                out[pid] = out.get(pid, 0) + value
+    return out
+
+
+@pytest.fixture
+def gunicorn_two_workers(mock, tmp_path):
+    """The README's gunicorn command with two workers, on config-mock.toml with its own SQLite store."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.integration.test_gunicorn import free_port, readme_command
+
+    if importlib.util.find_spec("gunicorn") is None:
+        pytest.skip("gunicorn is not installed (pip install -e .[serve])")
+    argv = readme_command()
+    while "=" in argv[0]:
+        argv.pop(0)
+    args = argv[1:]
+    port = free_port()
+    args[args.index("-w") + 1] = "2"
+    args[args.index("-b") + 1] = f"127.0.0.1:{port}"
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    env = {**os.environ, "INTERCHANGE_CONFIG": str(config_file(tmp_path, sqlite_state(tmp_path))),
+           "MOCK_URL": mock.url, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "gunicorn exited:\n" + proc.stdout.read()
+            assert time.monotonic() < deadline, "gunicorn did not answer /health within 30 s"
+            try:
+                if requests.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield url, [c.pid for c in psutil.Process(proc.pid).children()], multiproc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_switch_answered_by_one_gunicorn_worker_routes_the_other(gunicorn_two_workers, mock):
+    url, workers, multiproc = gunicorn_two_workers
+    assert len(workers) == 2
+    close = {"Connection": "close"}  # each request a new connection: the workers take turns accepting
+    for target, model in (("openrouter", OPENROUTER_MODEL), ("runpod", RUNPOD_MODEL)):
+        put = requests.put(url + SETTINGS, json={"default_provider": target}, headers={**ADMIN, **close}, timeout=10)
+        assert put.status_code == 200 and put.json()["default_provider"] == target
+        switched_by = int(put.headers["X-Interchange-Worker"])
+        assert switched_by in workers
+        clear_log(mock)
+        sent = 0
+        # Until the worker that did not answer the PUT has served one: every request follows the switch.
+        while sent < 200 and not set(_counted_by_worker(multiproc, target, "default")) - {switched_by}:
+            r = requests.post(url + "/v1/chat/completions", headers=close, timeout=30,
+                              json={"model": model, "messages": [{"role": "user", "content": "Hi"}]})
+            assert r.status_code == 200, r.text
+            sent += 1
+        other = set(_counted_by_worker(multiproc, target, "default")) - {switched_by}
+        assert other and other <= set(workers), f"the other worker served none of {sent} requests"
+        assert providers_reached(mock) == [target]
+
+
+# ------------------------------------------------ every client endpoint asks the router
+
+
+def _endpoint_requests():
+    """(path, headers, body) of one request to each client endpoint of the route table that can
+    reach a backend, served plain and pinned (protocol mode), for a model of the openai backend."""
+    from app import routes
+    from tests.client_requests import client_request
+
+    out = []
+    for ep in routes.ENDPOINTS:
+        if ep.action == routes.GENERATE or ep.action == routes.MODEL_ACTION:
+            path, headers, body = client_request(ep.protocol, "gpt-4o-mini", stream=False)
+            if ep.action == routes.MODEL_ACTION:
+                path = ep.rule.replace("<path:model_action>", "gpt-4o-mini:generateContent")
+            elif path != ep.rule:  # the same protocol at another path (/chat/completions, /responses)
+                path = ep.rule
+        elif ep.action == routes.COUNT_TOKENS:
+            path, headers, body = ep.rule, {"anthropic-version": "2023-06-01"}, {
+                "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        else:
+            continue
+        out.append((path, headers, body))
+        if ep.pinned_as is not None:
+            out.append((f"/{ep.pinned_as}/openai{path}", headers, body))
+    if any(ep.action == routes.MODEL_ACTION for ep in routes.ENDPOINTS):
+        out.append(("/v1beta/models/gpt-4o-mini:countTokens", {},
+                    {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}))
+    return out
+
+
+@pytest.mark.parametrize("path, headers, body", _endpoint_requests(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_client_endpoint_asks_the_router_before_calling_a_backend(mock, tmp_path, monkeypatch, path, headers,
+                                                                        body):
+    from app.config import load_config
+    from app.server import create_app
+
+    monkeypatch.setenv("MOCK_URL", mock.url)
+    monkeypatch.chdir(REPO)
+    app = create_app(load_config(config_file(tmp_path, sqlite_state(tmp_path))))
+    pipeline = app.extensions["interchange"]
+    events: list[tuple[str, str]] = []
+    route, send = pipeline.router.route, pipeline.client.send
+
+    def routed(*a, **kw):
+        decision = route(*a, **kw)
+        events.append(("route", decision.backend.name))
+        return decision
+
+    def sent(backend, request, *a, **kw):
+        events.append(("send", backend.name))
+        return send(backend, request, *a, **kw)
+
+    monkeypatch.setattr(pipeline.router, "route", routed)
+    monkeypatch.setattr(pipeline.client, "send", sent)
+    r = app.test_client().post(path, json=body, headers=headers)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert events and events[0] == ("route", "openai")
+    sends = [backend for what, backend in events if what == "send"]
+    assert set(sends) <= {"openai"}
+    if "count" not in path.lower():  # a count of an OpenAI backend is estimated here: no call
+        assert sends
