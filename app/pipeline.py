@@ -181,7 +181,11 @@ class Pipeline:
         resp = provider.exchange(call, self.client, client_link)
         secrets = secrets_of(provider)
         if resp.status_code >= 400:
-            raise self._upstream_error(backend, backend_cfg, secrets, resp)
+            err = self._upstream_error(backend, backend_cfg, secrets, resp)
+            if route.reason == "default" and err.kind is ErrorKind.not_found:
+                # Nobody here maps the model and the default provider does not know it either.
+                raise self.router.unknown_at_default(req.model, backend_cfg.name, err.message)
+            raise err
         if not req.stream:
             return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets, keep)
         chunks = iter_body(resp, backend_cfg)
