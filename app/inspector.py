@@ -13,7 +13,7 @@ protocol's smallest request) or a pasted client request, it answers side by side
 It is not a second request path: the decision is Pipeline.plan (the step every client
 request starts with), the upstream request is the provider's own prepare, the send is
 provider.exchange and the reply is converted by the pipeline's own complete_reply or
-upstream_error_from. Streams are sent non-streamed (a stream's frames would not fit a
+upstream_failure. Streams are sent non-streamed (a stream's frames would not fit a
 pane); the answer says so when the request asked for one. A Responses request sent here
 is not kept in the state store (the request path's keeper is not called).
 """
@@ -41,7 +41,7 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key
 # the signature itself is masked (SigV4's `Signature=<hex>`, OCI's `signature="<base64>"`).
 _SIGNED = re.compile(r"^(AWS4-HMAC-SHA256 |Signature )")
 _SIGNATURE = re.compile(r'((?:^|[\s,])[Ss]ignature=)("?)[^",\s]+')
-_MAX_SHOWN_REPLY = 1024 * 1024  # an upstream reply larger than this is cut short on the page
+_MAX_SHOWN_REPLY = 1024 * 1024  # a larger upstream reply is not shown: the answer says it is too large
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +201,7 @@ def _send(pipeline: Pipeline, frontend, plan: Plan) -> tuple[dict, Reply]:
                  "error": redact(e.message, secrets)}, pipeline.error_reply(frontend, e))
     shown = _shown_reply(resp.status_code, resp.headers, body, secrets)
     if resp.status_code >= 400:
-        err = pipeline.upstream_error_from(plan.wire, cfg, secrets, resp.status_code, resp.headers, body)
+        err = pipeline.upstream_failure(plan, secrets, resp.status_code, resp.headers, body)
         return shown, pipeline.error_reply(frontend, err)
     try:
         reply = pipeline.complete_reply(frontend, plan.wire, cfg, plan.req, body, plan.same, plan.target, secrets)

@@ -44,6 +44,8 @@ from app.upstream.http import ClientLink, UpstreamClient, iter_body, read_body
 
 log = logging.getLogger("interchange.pipeline")
 
+ERROR_BODY_LIMIT = 1024 * 1024  # an upstream's error reply is read up to this, for its message
+
 # The one frontend whose requests use the state store (previous_response_id, store).
 RESPONSES = protocol_module("openai_responses")
 
@@ -181,11 +183,8 @@ class Pipeline:
         resp = provider.exchange(call, self.client, client_link)
         secrets = secrets_of(provider)
         if resp.status_code >= 400:
-            err = self._upstream_error(backend, backend_cfg, secrets, resp)
-            if route.reason == "default" and err.kind is ErrorKind.not_found:
-                # Nobody here maps the model and the default provider does not know it either.
-                raise self.router.unknown_at_default(req.model, backend_cfg.name, err.message)
-            raise err
+            raise self.upstream_failure(plan, secrets, resp.status_code, resp.headers,
+                                        read_body(resp, backend_cfg, limit=ERROR_BODY_LIMIT))
         if not req.stream:
             return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets, keep)
         chunks = iter_body(resp, backend_cfg)
@@ -246,9 +245,19 @@ class Pipeline:
                 log.warning("state store: response not stored (%s)", type(e).__name__)
         return keep
 
+    def upstream_failure(self, plan: Plan, secrets: tuple[str, ...], status: int, headers: Mapping[str, str],
+                         body: bytes) -> ProxyError:
+        """What the client gets for the upstream's error reply to `plan`'s call (read already)."""
+        cfg = plan.route.backend
+        err = self.upstream_error_from(plan.wire, cfg, secrets, status, headers, body)
+        if plan.route.reason == "default" and err.kind is ErrorKind.not_found:
+            # Nobody here maps the model and the default provider does not know it either.
+            return self.router.unknown_at_default(plan.req.model, cfg.name, err.message)
+        return err
+
     def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
                         resp) -> ProxyError:
-        body = read_body(resp, cfg, limit=1024 * 1024)
+        body = read_body(resp, cfg, limit=ERROR_BODY_LIMIT)
         return self.upstream_error_from(backend, cfg, secrets, resp.status_code, resp.headers, body)
 
     def upstream_error_from(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],

@@ -54,9 +54,16 @@ def test_an_upstream_error_is_shown_as_received_and_as_the_client_would_get_it(p
     assert (out["route"]["backend"], out["route"]["reason"]) == ("runpod", "default")  # config-mock's default
     assert out["upstream_reply"]["status"] == 404
     assert out["upstream_reply"]["body"]["error"]["message"] == "The model `no-such-model` does not exist."
+    # As the request path answers it: nobody maps the model and the default provider does not know it.
     assert out["client_reply"]["status"] == 404
-    assert out["client_reply"]["body"] == {"type": "error", "error": {
-        "type": "not_found_error", "message": "The model `no-such-model` does not exist."}}
+    error = out["client_reply"]["body"]["error"]
+    assert error["type"] == "not_found_error"
+    assert error["message"].startswith("model: Model 'no-such-model' is not configured, and the default provider 'runpod' "
+                                       "does not know it (The model `no-such-model` does not exist). "
+                                       "Available models: gpt-high, ")
+    real = requests.post(proxy + "/v1/messages", timeout=30, headers={"anthropic-version": "2023-06-01"},
+                         json={"model": "no-such-model", "max_tokens": 1024, "messages": [{"role": "user", "content": "Hi"}]})
+    assert (real.status_code, real.json()) == (404, out["client_reply"]["body"])
 
 
 def test_a_gemini_client_on_the_openai_backend(proxy):

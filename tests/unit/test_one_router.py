@@ -38,9 +38,28 @@ def offenders(path: Path) -> list[str]:
         sends = _calls(fn, SENDS)
         takes = [n for n in ast.walk(fn) if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Attribute)
                  and n.value.attr == "providers"]
-        if (sends or takes) and not _calls(fn, frozenset({"route"})):
+        if (sends or takes) and not (_calls(fn, DECIDES) or _takes_a_plan(fn)):
             found.append(f"{path.name}:{fn.lineno} {fn.name}")
     return found
+
+
+# Asking the router: directly, or through Pipeline.plan (which asks it: the request path's and
+# the inspector's one planning step); a function handed a Plan works on a decision already made.
+DECIDES = frozenset({"route", "plan"})
+
+
+def _takes_a_plan(fn: ast.AST) -> bool:
+    return any(isinstance(a.annotation, ast.Name) and a.annotation.id == "Plan"
+               for a in fn.args.args + fn.args.kwonlyargs)
+
+
+def test_a_plan_is_made_only_by_pipeline_plan_which_asks_the_router():
+    made = [f"{p.relative_to(REPO)}:{fn.name}" for p in _sources() for fn in _functions(ast.parse(p.read_text()))
+            if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "Plan"
+                   for n in ast.walk(fn))]
+    assert made == ["app/pipeline.py:plan"]
+    (plan,) = [fn for fn in _functions(ast.parse((APP / "pipeline.py").read_text())) if fn.name == "plan"]
+    assert _calls(plan, frozenset({"route"}))
 
 
 def test_every_upstream_call_is_preceded_by_a_routing_decision_in_its_function():
