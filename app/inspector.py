@@ -73,11 +73,13 @@ STREAM_NOTE = ("The request asks for a stream; the inspector sends it non-stream
 
 
 class InspectorError(Exception):
-    """Bad inspector input: a 400 naming the field, with what was built before it failed."""
+    """What stopped the inspector, with what was built before: bad input (a 400 naming the
+    field), or a backend whose credentials cannot be had (a 502: the proxy's problem, not the input's)."""
 
-    def __init__(self, message: str, param: str | None = None, stage: str = "input", **shown: Any):
+    def __init__(self, message: str, param: str | None = None, stage: str = "input", status: int = 400,
+                 **shown: Any):
         super().__init__(message)
-        self.message, self.param, self.stage, self.shown = message, param, stage, shown
+        self.message, self.param, self.stage, self.status, self.shown = message, param, stage, status, shown
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "param": self.param, "stage": self.stage}, **self.shown}
@@ -85,11 +87,11 @@ class InspectorError(Exception):
 
 def inspect(pipeline: Pipeline, data: object) -> tuple[int, dict]:
     """The inspector's answer to one request (the decoded JSON the page posted): (200, panes)
-    or (400, {"error": {...}, and the panes built before the error}). Never raises."""
+    or (400 or 502, {"error": {...}, and the panes built before the error}). Never raises."""
     try:
         return 200, _inspect(pipeline, data)
     except InspectorError as e:
-        return 400, e.body()
+        return e.status, e.body()
     except Exception:  # a bug: the page still gets a JSON answer
         log.exception("request inspector: internal error")
         return 500, {"error": {"message": "Internal error in the request inspector (see the proxy's log).",
@@ -137,7 +139,7 @@ def _inspect(pipeline: Pipeline, data: object) -> dict:
     try:
         upstream = plan.provider.prepare(plan.call)
     except ProxyError as e:  # credentials that cannot be had (a token endpoint down, no AWS credentials)
-        raise InspectorError(redact(e.message, secrets_of(plan.provider)), None, "prepare", **shown) from None
+        raise InspectorError(redact(e.message, secrets_of(plan.provider)), None, "prepare", 502, **shown) from None
     secrets = secrets_of(plan.provider)  # after prepare: a token fetched now is one of them
     shown["upstream_request"] = _shown_request(upstream, secrets)
     if send:

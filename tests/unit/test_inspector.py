@@ -181,3 +181,15 @@ def test_send_to_an_upstream_that_refuses_connections_shows_no_reply_and_the_cli
     assert out["client_reply"]["body"]["error"]["message"] == out["upstream_reply"]["error"]
     assert out["upstream_request"]["headers"]["x-api-key"] == MASK
     assert "sk-ant-secret" not in json.dumps(out)
+
+
+def test_a_backend_without_its_credentials_is_a_502_at_prepare_after_the_route(tmp_path, monkeypatch):
+    monkeypatch.delenv("INSPECTOR_TEST_UNSET_KEY", raising=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[backends.oa]\nprotocol = "openai"\nurl = "http://127.0.0.1:9/v1"\n'
+                   'api_key_env = "INSPECTOR_TEST_UNSET_KEY"\n[backends.oa.model_mapping]\n"gpt-x" = "gpt-x-1"\n')
+    config = load_config(cfg)
+    status, out = inspect(Pipeline(config, Router(config)), {"protocol": "openai", "model": "gpt-x", "prompt": "Hi"})
+    assert status == 502
+    assert out["error"]["stage"] == "prepare" and "INSPECTOR_TEST_UNSET_KEY" in out["error"]["message"]
+    assert out["route"]["backend"] == "oa" and "upstream_request" not in out
