@@ -88,6 +88,8 @@ def demo(args: list[str]) -> int:
         print(f"\nThe proxy is up at {proxy_url} (mock providers at {mock_url}). Try:\n"
               f"  curl -s {proxy_url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
               f"    -d '{{\"model\":\"claude-haiku-4-5\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hi\"}}]}}'\n"
+              f"Admin: the page at {proxy_url}/admin, the API at {proxy_url}/admin/provider-settings, with\n"
+              f"  {_admin_key_hint()}\n"
               "Ctrl-C stops both.", flush=True)
         if code != 0:
             print(f"(the matrix exited with {code}: some cells failed)", flush=True)
@@ -103,6 +105,15 @@ def demo(args: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
     return 0
+
+
+def _admin_key_hint() -> str:
+    """How the demo's admin key is set (config-mock.toml: INTERCHANGE_ADMIN_KEY, default mock-admin-key);
+    a key of the user's own is not printed."""
+    if os.environ.get("INTERCHANGE_ADMIN_KEY"):
+        return "Authorization: Bearer <your INTERCHANGE_ADMIN_KEY> (the page asks for the same key)"
+    return ("Authorization: Bearer mock-admin-key (the page asks for the same key; set INTERCHANGE_ADMIN_KEY "
+            "before `dev.py demo` for another)")
 
 
 def ensure_redis_server() -> None:

@@ -429,3 +429,41 @@ def test_every_client_endpoint_asks_the_router_before_calling_a_backend(mock, tm
     assert set(sends) <= {"openai"}
     if "count" not in path.lower():  # a count of an OpenAI backend is estimated here: no call
         assert sends
+
+
+# ------------------------------------------------ the README's admin curls
+
+
+def readme_admin_commands() -> list[str]:
+    """The shell commands of the README's "Admin API" section, continuation lines joined."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Admin API"):]
+    section = section[:section.index("\n## ", 1)]
+    block = section[section.index("```sh\n") + 6:]
+    block = block[:block.index("```")]
+    return [c for c in block.replace("\\\n", " ").splitlines() if c.strip() and not c.startswith("#")]
+
+
+def test_the_readme_admin_curls_run_as_written(mock, tmp_path):
+    import json
+    import subprocess
+
+    server = proxy(mock, config_file(tmp_path, sqlite_state(tmp_path)))
+    try:
+        host = server.url.removeprefix("http://")
+        commands = readme_admin_commands()
+        assert len(commands) == 4 and all(c.startswith("curl -s ") and " localhost:9001/" in c for c in commands)
+        clear_log(mock)
+        out = []
+        for command in commands:
+            done = subprocess.run(["bash", "-c", command.replace("localhost:9001", host, 1)], capture_output=True,
+                                  text=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            out.append(json.loads(done.stdout))
+        assert out[0]["default_provider"] == "runpod" and len(out[0]["providers"]) == len(CONFIG.backends)
+        assert out[1]["default_provider"] == "openrouter"
+        assert out[2]["choices"][0]["message"]["content"] == TEXT
+        assert providers_reached(mock) == ["openrouter"]
+        assert out[3]["default_provider"] == "runpod"
+    finally:
+        server.stop()

@@ -194,6 +194,8 @@ def test_a_page_session_reads_and_switches_with_its_csrf_token(config_path):
     assert forged.status_code == 401
     wrong = client.put(PATH, json={"default_provider": "openrouter"}, headers={CSRF_HEADER: "0" * 64})
     assert wrong.status_code == 401
+    odd = client.put(PATH, json={"default_provider": "openrouter"}, headers={CSRF_HEADER: "é" * 64})
+    assert odd.status_code == 401  # any text: refused, never a 500
     r = client.put(PATH, json={"default_provider": "openrouter"}, headers={CSRF_HEADER: auth.csrf_token(cookie)})
     assert r.status_code == 200 and r.get_json()["default_provider"] == "openrouter"
 
