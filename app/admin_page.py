@@ -26,7 +26,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.admin_auth import COOKIE, CSRF_HEADER, AdminAuth
 from app.inspector import inspect, protocols_for_page
-from app.jsonutil import dumps, loads_bounded
+from app.errors import ProxyError
+from app.jsonutil import dumps
+from app.pipeline import decode_body
 
 log = logging.getLogger("interchange.admin")
 
@@ -46,23 +48,24 @@ def register_admin_page(app: Flask, pipeline, auth: AdminAuth) -> None:
     max_body = pipeline.config.server.max_body_bytes
     models = [m.id for m in pipeline.router.models()]
 
+    def refused(error: str | None = None) -> Response:
+        """A 401 that shows nothing: the login form (or, with the admin key off, only that)."""
+        return _page("login.html", 401, error=error) if auth.enabled else _page("off.html", 401, message=OFF)
+
     @app.get(PAGE_PATH)
     def admin_page() -> Response:
-        if not auth.enabled:
-            return _page("off.html", 401, message=OFF)
         cookie = request.cookies.get(COOKIE)
         if not auth.session_ok(cookie):
-            return _page("login.html", 401)
+            return refused()
         return _page("page.html", 200, csrf_token=auth.csrf_token(cookie), settings_path=SETTINGS_PATH,
                      protocols=protocols_for_page(), models=models)
 
     @app.post(PAGE_PATH + "/login")
     def admin_login() -> Response:
-        if not auth.enabled:
-            return _page("off.html", 401, message=OFF)
         if not auth.key_matches(request.form.get("key")):
-            log.info("admin: login refused (wrong admin key)")
-            return _page("login.html", 401, error="Wrong admin key.")
+            if auth.enabled:
+                log.info("admin: login refused (wrong admin key)")
+            return refused("Wrong admin key.")
         log.info("admin: logged in")
         response = Response(status=303, headers={"Location": PAGE_PATH, "Cache-Control": "no-store"})
         response.set_cookie(COOKIE, auth.new_session(), max_age=int(auth.session_seconds), path=PAGE_PATH,
@@ -72,8 +75,7 @@ def register_admin_page(app: Flask, pipeline, auth: AdminAuth) -> None:
     @app.post(PAGE_PATH + "/logout")
     def admin_logout() -> Response:
         if not auth.admits("POST", request.headers, request.cookies.get(COOKIE), request.form.get("csrf_token")):
-            return _page("off.html" if not auth.enabled else "login.html", 401,
-                         message=OFF if not auth.enabled else None)
+            return refused()
         response = Response(status=303, headers={"Location": PAGE_PATH, "Cache-Control": "no-store"})
         response.delete_cookie(COOKIE, path=PAGE_PATH, httponly=True, samesite="Strict", secure=request.is_secure)
         return response
@@ -86,10 +88,10 @@ def register_admin_page(app: Flask, pipeline, auth: AdminAuth) -> None:
         if len(data) > max_body:
             return _json(413, {"error": {"message": f"The request exceeds {max_body} bytes.", "param": None}})
         try:
-            body = loads_bounded(data)
-        except ValueError:
-            return _json(400, {"error": {"message": "The inspector takes a JSON object: protocol, and model + "
-                                                    "prompt or request.", "param": None, "stage": "input"}})
+            body = decode_body(data)
+        except ProxyError as e:
+            return _json(400, {"error": {"message": f"{e.message} The inspector takes protocol, and model + prompt "
+                                                    "or request.", "param": None, "stage": "input"}})
         status, answer = inspect(pipeline, body)
         return _json(status, answer)
 

@@ -166,7 +166,8 @@ def test_inspect_takes_the_bearer_admin_key(client):
 
 
 @pytest.mark.parametrize("body,status,message", [
-    (b"{nope", 400, "The inspector takes a JSON object"),
+    (b"{nope", 400, "The request body is not valid JSON"),
+    (b"[" * 200 + b"]" * 200, 400, "The request body nests arrays and objects deeper than"),
     (b'{"protocol": "' + XSS.encode() + b'"}', 400, "Unknown client protocol '<script>"),
 ])
 def test_bad_inspector_input_is_a_json_400(client, body, status, message):
