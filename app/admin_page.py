@@ -28,7 +28,7 @@ from app.admin_auth import COOKIE, CSRF_HEADER, AdminAuth
 from app.inspector import inspect, protocols_for_page
 from app.errors import ProxyError
 from app.jsonutil import dumps
-from app.pipeline import decode_body
+from app.pipeline import Pipeline, decode_body
 
 log = logging.getLogger("interchange.admin")
 
@@ -43,8 +43,8 @@ _templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_a
                          trim_blocks=True, lstrip_blocks=True)
 
 
-def register_admin_page(app: Flask, pipeline, auth: AdminAuth) -> None:
-    """Adds the admin page's routes to `app` (pipeline: app.pipeline.Pipeline)."""
+def register_admin_page(app: Flask, pipeline: Pipeline, auth: AdminAuth) -> None:
+    """Adds the admin page's routes to `app`."""
     max_body = pipeline.config.server.max_body_bytes
     models = [m.id for m in pipeline.router.models()]
 
