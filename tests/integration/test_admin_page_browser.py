@@ -110,6 +110,10 @@ def test_the_admin_page_in_chromium(proxy, backends, browser_page):
     with page.expect_navigation():
         page.click("#login")
     assert page.url == admin
+    (cookie,) = page.context.cookies()
+    assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == \
+           ("interchange_admin", "/admin", True, "Strict")
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: the page's script cannot read it
     rows = page.locator("#providers tr")
     rows.nth(len(backends) - 1).wait_for()
     assert rows.count() == len(backends)
