@@ -63,7 +63,7 @@ class AdminAuth:
         if not self.enabled or not cookie or cookie.count(".") != 2:
             return False
         body, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not _same(mac, self._mac(body)):
             return False
         expiry = body.partition(".")[0]
         return expiry.isdigit() and int(expiry) > (time.time() if now is None else now)
@@ -85,7 +85,12 @@ class AdminAuth:
         if method.upper() in _SAFE_METHODS:
             return True
         sent = headers.get(CSRF_HEADER) or form_token or ""
-        return hmac.compare_digest(sent, self.csrf_token(cookie))
+        return _same(sent, self.csrf_token(cookie))
 
     def _mac(self, text: str) -> str:
         return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _same(sent: str, expected: str) -> bool:
+    """Constant-time equality of a text a client sent (any characters) and ours (hex)."""
+    return hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), expected.encode())

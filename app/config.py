@@ -27,8 +27,8 @@ from app.errors import ErrorKind, ProxyError, redact_url
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
 
-_SERVER_KEYS = {"host", "port", "default_backend", "max_body_bytes", "log_level", "models_file", "head_timeout",
-                "keepalive_timeout", "instances_file"}
+_SERVER_KEYS = {"host", "port", "default_provider", "default_backend", "admin_key", "max_body_bytes", "log_level",
+                "models_file", "head_timeout", "keepalive_timeout", "instances_file"}
 _BACKEND_KEYS = {"kind", "protocol", "url", "api_key", "api_key_env", "capabilities", "priority", "timeout",
                  "connect_timeout", "model_mapping", "forward_headers", "passthrough", "catch_all", "options"}
 _MODEL_KEYS = {"backend", "api_model", "max_tokens", "reasoning_effort", "temperature", "capabilities",
@@ -56,7 +56,10 @@ class ConfigError(Exception):
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9001
-    default_backend: str | None = None
+    # Where a model nobody maps goes (routing decision `default`); an admin may switch it at
+    # runtime (app/default_provider.py). `default_backend` is its older spelling.
+    default_provider: str | None = None
+    admin_key: str | None = field(default=None, repr=False)  # app/admin_auth.py; None: admin API off
     max_body_bytes: int = 32 * 1024 * 1024
     log_level: str = "info"
     head_timeout: float = 10.0  # seconds from a request's first byte to the end of its head (slowloris)
@@ -256,8 +259,10 @@ def _build(data: dict, path: Path, problems: list[str]) -> Config:
         m = _model(name, _table(raw, f"models.{name}", problems), backends, problems)
         if m is not None:
             models[name] = m
-    if server.default_backend and server.default_backend not in backends:
-        problems.append(f"server.default_backend: unknown backend '{server.default_backend}'"
+    if server.default_provider and server.default_provider not in backends:
+        given = data.get("server")
+        written = "default_provider" if isinstance(given, dict) and "default_provider" in given else "default_backend"
+        problems.append(f"server.{written}: unknown backend '{server.default_provider}'"
                         f" (defined: {', '.join(sorted(backends)) or 'none'})")
     instances_raw = _instances_raw(data, path, problems)
     instances = parse_instances(instances_raw, backends, problems)
@@ -309,12 +314,25 @@ def _models_yaml(path: Path, problems: list[str], key: str = "server.models_file
 def _server(raw: Mapping, problems: list[str]) -> ServerConfig:
     _unknown(raw, _SERVER_KEYS, "server", problems)
     kw: dict[str, Any] = {}
-    for key, typ in (("host", str), ("port", int), ("default_backend", str), ("max_body_bytes", int),
-                     ("log_level", str)):
+    for key, typ in (("host", str), ("port", int), ("default_provider", str), ("max_body_bytes", int),
+                     ("log_level", str), ("admin_key", str)):
         if key in raw:
             v = _typed(raw[key], typ, f"server.{key}", problems)
             if v is not None:
+                known = len(problems)
                 kw[key] = _interpolate(v, problems, f"server.{key}") if isinstance(v, str) else v
+                if key == "admin_key" and not kw[key]:
+                    if len(problems) == known:  # not already said: its variable is unset
+                        problems.append("server.admin_key: must not be empty (leave it out to turn the admin "
+                                        "API off)")
+                    del kw[key]
+    if "default_backend" in raw:  # the older spelling: one meaning, so not both
+        if "default_provider" in raw:
+            problems.append("server.default_backend: the older spelling of server.default_provider; give one")
+        else:
+            v = _typed(raw["default_backend"], str, "server.default_backend", problems)
+            if v is not None:
+                kw["default_provider"] = _interpolate(v, problems, "server.default_backend")
     for key in ("head_timeout", "keepalive_timeout"):
         if key in raw:
             v = raw[key]

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Callable, Iterable, Iterator, Mapping
 
 from app import ir
+from app.backend_stats import BackendStats
 from app.config import BackendConfig, Config
 from app.errors import MIN_SECRET_LENGTH, ErrorKind, ProxyError, invalid, redact_error
 from app.instances import InstanceConfig, extra_label_names, provider_unavailable, translation_failed
@@ -44,6 +45,8 @@ from app.upstream.http import ClientLink, UpstreamClient, iter_body, read_body
 
 log = logging.getLogger("interchange.pipeline")
 
+ERROR_BODY_LIMIT = 1024 * 1024  # an upstream's error reply is read up to this, for its message
+
 # The one frontend whose requests use the state store (previous_response_id, store).
 RESPONSES = protocol_module("openai_responses")
 
@@ -56,9 +59,22 @@ class Reply:
     body: bytes | Iterable[bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One client request, decided and written for its backend; nothing sent yet."""
+    req: ir.Request  # as parsed, continued (previous_response_id) and fitted to the backend
+    route: Route  # the Router's decision: backend, upstream model, reason
+    provider: Provider
+    wire: ModuleType  # the backend's protocol module
+    target: Target
+    same: bool  # same wire: the client's body goes on with only the model swapped
+    call: Call  # what provider.exchange (its prepare first) sends
+    instance: InstanceConfig | None = None  # the provider instance a protocol-mode path pinned
+
+
 class Pipeline:
     def __init__(self, config: Config, router: Router, client: UpstreamClient | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, state: LazyStore | None = None):
         self.config = config
         self.router = router
         self.client = client or UpstreamClient()
@@ -70,7 +86,9 @@ class Pipeline:
         self.providers.update({name: provider_class(i.backend.kind)(i.backend) for name, i in config.instances.items()})
         for provider in self.providers.values():
             protocol_module(provider.wire)  # imported and its shape checked now
-        self.state = LazyStore(config.state)  # opened by the first request that needs it
+        # Opened by the first request that needs it; shared with the router's default provider.
+        self.state = state if state is not None else LazyStore(config.state)
+        self.stats = BackendStats()  # per backend, for the admin API (app/admin.py)
 
     # ------------------------------------------------------------ entry
 
@@ -84,14 +102,19 @@ class Pipeline:
         `pinned`: the path segment after the protocol-mode `prefix` (`/openai/bedrock_us1/…`)."""
         started = time.perf_counter()
         outcome: dict = {"backend": "-", "reason": "-"}  # filled in as the request gets routed
+        error: ProxyError | None = None
         try:
             reply = self._handle(frontend, body, headers, url_model, url_stream, wire_options or {},
                                  (pinned, prefix), stream_content_type, outcome, client_link)
         except ProxyError as e:
+            error = e
             reply = self.error_reply(frontend, e)
         except Exception:  # a bug must still answer in the client's envelope
             log.exception("internal error handling a %s request", protocol_name(frontend))
-            reply = self.error_reply(frontend, ProxyError(ErrorKind.api_error, "Internal proxy error."))
+            error = ProxyError(ErrorKind.api_error, "Internal proxy error.")
+            reply = self.error_reply(frontend, error)
+        if outcome["backend"] != "-":
+            self.stats.record(outcome["backend"], reply.status, error.message if error is not None else None)
         name = protocol_name(frontend)
         metrics = self.metrics
         metrics.child(metrics.requests, name, outcome["backend"], outcome["reason"], str(reply.status)).inc()
@@ -105,10 +128,6 @@ class Pipeline:
         return Reply(status, hdrs, body)
 
     # ------------------------------------------------------------ steps
-
-    def parse(self, frontend: ModuleType, body: bytes, url_model: str | None,
-              url_stream: bool | None) -> ir.Request:
-        return frontend.parse_request(decode_body(body), model=url_model, stream=url_stream)
 
     def target_for(self, route: Route, headers: Mapping[str, str]) -> tuple[Target, dict[str, str]]:
         """What the wire module sees of the backend, and the client headers it forwards."""
@@ -125,17 +144,22 @@ class Pipeline:
             options = {**options, **route.entry.wire_options}
         return Target(backend=backend.name, model=route.upstream_model, options=options), forwarded
 
-    def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
-                url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
-                pin: tuple[str | None, str | None], stream_content_type: str, outcome: dict,
-                client_link: ClientLink | None = None) -> Reply:
-        pinned, prefix = pin
+    def plan(self, frontend: ModuleType, data: dict, headers: Mapping[str, str], *,
+             url_model: str | None = None, url_stream: bool | None = None, pinned: str | None = None,
+             prefix: str | None = None, outcome: dict | None = None) -> Plan:
+        """Everything the proxy decides before it sends: the client's request parsed,
+        routed (the Router, the one place a backend is picked), fitted to the backend,
+        and written as that backend's call. The real request and the admin page's
+        inspector (app/inspector.py) both start here, so what the inspector shows is
+        what a client's request does. `outcome` gets the backend and reason once routed
+        (and the instance, once a protocol-mode path named one)."""
+        outcome = {} if outcome is None else outcome
         instance = None
         if pinned is not None:  # a path nothing is served at is a 404 whatever the body holds
             _, instance = self.router.pin(pinned, prefix)
             if instance is not None:
                 outcome["instance"] = instance
-        req = self.parse(frontend, body, url_model, url_stream)
+        req = frontend.parse_request(data, model=url_model, stream=url_stream)
         unknown_previous = False  # previous_response_id names nothing this proxy stored
         if req.previous_response_id is not None:
             req, unknown_previous = self._continue(req)
@@ -154,24 +178,39 @@ class Pipeline:
         if unknown_previous and not same:
             # Only a Responses backend, reached with the client's own body, may know the id.
             raise previous_not_found(req.previous_response_id)
-        keep = self._keeper(req, secrets_of(provider)) if frontend is RESPONSES and req.store is not False else None
         if req.n > 1 and not same:
             raise invalid(f"n={req.n} is not supported by backend '{backend_cfg.name}' "
                           f"({backend_cfg.protocol}); only n=1.", param="n")
         body = backend.passthrough_body(req, target) if same else backend.build_body(req, target)
         call = Call(model=target.model, body=body, stream=req.stream, headers=forwarded)
+        return Plan(req, route, provider, backend, target, same, call, instance)
+
+    def _handle(self, frontend: ModuleType, body: bytes, headers: Mapping[str, str],
+                url_model: str | None, url_stream: bool | None, wire_options: Mapping[str, object],
+                pin: tuple[str | None, str | None], stream_content_type: str, outcome: dict,
+                client_link: ClientLink | None = None) -> Reply:
+        pinned, prefix = pin
+        if pinned is not None:  # the path is checked before the body is read
+            self.router.pin(pinned, prefix)
+        plan = self.plan(frontend, decode_body(body), headers, url_model=url_model, url_stream=url_stream,
+                         pinned=pinned, prefix=prefix, outcome=outcome)
+        req, provider, backend, target, same, call = (plan.req, plan.provider, plan.wire, plan.target,
+                                                      plan.same, plan.call)
+        backend_cfg = plan.route.backend
+        keep = self._keeper(req, secrets_of(provider)) if frontend is RESPONSES and req.store is not False else None
         try:
             resp = provider.exchange(call, self.client, client_link)
         except ProxyError as e:
-            if instance is not None and e.kind is ErrorKind.configuration:
-                raise provider_unavailable(instance, e) from None
+            if plan.instance is not None and e.kind is ErrorKind.configuration:
+                raise provider_unavailable(plan.instance, e) from None
             raise
         secrets = secrets_of(provider)
         if resp.status_code >= 400:
-            raise self._upstream_error(backend, backend_cfg, secrets, resp)
+            raise self.upstream_failure(plan, secrets, resp.status_code, resp.headers,
+                                        read_body(resp, backend_cfg, limit=ERROR_BODY_LIMIT))
         if not req.stream:
             return self._complete(frontend, backend, backend_cfg, req, resp, same, target, secrets, keep,
-                                  instance)
+                                  plan.instance)
         chunks = iter_body(resp, backend_cfg)
         first = next(chunks, b"")  # fails as a plain HTTP error if upstream dies before any byte
         formatter = frontend.StreamFormatter(req, **wire_options)
@@ -230,23 +269,46 @@ class Pipeline:
                 log.warning("state store: response not stored (%s)", type(e).__name__)
         return keep
 
+    def upstream_failure(self, plan: Plan, secrets: tuple[str, ...], status: int, headers: Mapping[str, str],
+                         body: bytes) -> ProxyError:
+        """What the client gets for the upstream's error reply to `plan`'s call (read already)."""
+        cfg = plan.route.backend
+        err = self.upstream_error_from(plan.wire, cfg, secrets, status, headers, body)
+        if plan.route.reason == "default" and err.kind is ErrorKind.not_found:
+            # Nobody here maps the model and the default provider does not know it either.
+            return self.router.unknown_at_default(plan.req.model, cfg.name, err.message)
+        return err
+
     def _upstream_error(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
                         resp) -> ProxyError:
-        body = read_body(resp, cfg, limit=1024 * 1024)
+        body = read_body(resp, cfg, limit=ERROR_BODY_LIMIT)
+        return self.upstream_error_from(backend, cfg, secrets, resp.status_code, resp.headers, body)
+
+    def upstream_error_from(self, backend: ModuleType, cfg: BackendConfig, secrets: tuple[str, ...],
+                            status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
+        """The error an upstream's error reply (already read) becomes for the client; counted and logged."""
         try:
-            err = backend.parse_error(resp.status_code, resp.headers, body)
+            err = backend.parse_error(status, headers, body)
         except Exception as e:  # the type only: a traceback could quote the body
             log.warning("backend %s: unreadable error body (%s)", cfg.name, type(e).__name__)
-            err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {resp.status_code}.")
+            err = ProxyError(ErrorKind.bad_gateway, f"Backend '{cfg.name}' failed with HTTP {status}.")
         self.metrics.child(self.metrics.upstream_errors, cfg.name, err.kind.value).inc()
-        log.info("upstream error backend=%s status=%s kind=%s", cfg.name, resp.status_code, err.kind.value)
-        return upstream_error_for_client(err, cfg.name, secrets, resp.status_code)
+        log.info("upstream error backend=%s status=%s kind=%s", cfg.name, status, err.kind.value)
+        return upstream_error_for_client(err, cfg.name, secrets, status)
 
     def _complete(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
                   req: ir.Request, resp, same: bool, target: Target, secrets: tuple[str, ...],
                   keep: Callable[[object, bytes], None] | None = None,
                   instance: InstanceConfig | None = None) -> Reply:
-        body = read_body(resp, cfg)
+        return self.complete_reply(frontend, backend, cfg, req, read_body(resp, cfg), same, target, secrets, keep,
+                                   instance)
+
+    def complete_reply(self, frontend: ModuleType, backend: ModuleType, cfg: BackendConfig,
+                       req: ir.Request, body: bytes, same: bool, target: Target, secrets: tuple[str, ...],
+                       keep: Callable[[object, bytes], None] | None = None,
+                       instance: InstanceConfig | None = None) -> Reply:
+        """A whole upstream reply (already read) as the client gets it, in its protocol; for a
+        provider instance, a reply that cannot be converted is its transformation failing."""
         try:
             parsed = backend.parse_response(body, req)
         except ProxyError as e:  # the reply is not what the protocol says (on any hop)

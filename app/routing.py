@@ -5,7 +5,8 @@ Order (each decision is labelled for logs and metrics):
   model_mapping  the model is in the registry or a backend's model_mapping
   capability     a `catch_all` backend with the needed capabilities, highest priority first
   auto           the same, for a catch_all backend that declares no capabilities
-  default        the configured default backend (`--backend` / server.default_backend)
+  default        the default provider: server.default_provider (or --backend), unless an admin
+                 switched it at runtime (app/default_provider.py, read only by requests that get here)
   failed         nothing fits: the client's not-found error, listing what it can ask for
 
 Tables are built once per config; `route()` is dictionary lookups.
@@ -16,9 +17,11 @@ import logging
 from dataclasses import dataclass, field
 from app.config import BackendConfig, Config, ModelEntry
 from app.instances import PROTOCOL, InstanceConfig, no_instance, wrong_mode, wrong_protocol
+from app.default_provider import DefaultProvider
 from app.errors import ErrorKind, ProxyError
 from app.logfields import log_field
 from app.protocols.base import ModelInfo
+from app.state import LazyStore
 
 log = logging.getLogger("interchange.routing")
 
@@ -42,7 +45,9 @@ class _Candidate:
 @dataclass
 class Router:
     config: Config
-    default_backend: str | None = None
+    default_backend: str | None = None  # the configured default provider (overrides the config's)
+    state: LazyStore | None = None  # where a runtime switch of the default is kept; None: no switch
+    defaults: DefaultProvider | None = field(default=None, init=False)
     _by_model: dict[str, list[_Candidate]] = field(default_factory=dict, init=False)
     _catch_all: list[BackendConfig] = field(default_factory=list, init=False)
     _endpoints: dict[str, InstanceConfig] = field(default_factory=dict, init=False)  # "/openai/x" -> instance
@@ -58,10 +63,12 @@ class Router:
         self._catch_all = [b for b in sorted(backends.values(), key=lambda b: -b.priority) if b.catch_all]
         self._endpoints = {e.path: i for i in self.config.instances.values() for e in i.endpoints}
         if self.default_backend is None:
-            self.default_backend = self.config.server.default_backend
+            self.default_backend = self.config.server.default_provider
         if self.default_backend is not None and self.default_backend not in backends:
             raise ValueError(f"default backend '{self.default_backend}' is not defined "
                              f"(defined: {', '.join(sorted(backends))})")
+        if self.state is not None:
+            self.defaults = DefaultProvider(backends, self.default_backend, self.state)
 
     def route(self, model: str, needs: frozenset[str], pinned: str | None = None,
               prefix: str | None = None) -> Route:
@@ -119,11 +126,18 @@ class Router:
         for b in self._catch_all:
             if b.has(needs):
                 return Route(b, model, "capability" if b.capabilities else "auto")
-        if self.default_backend is not None:
-            b = self.config.backends[self.default_backend]
+        default = self.defaults.current() if self.defaults is not None else self.default_backend
+        if default is not None:
+            b = self.config.backends[default]
             if b.has(needs):
                 return Route(b, model, "default")
         raise self._failed(model)
+
+    def unknown_at_default(self, model: str, backend: str, answer: str) -> ProxyError:
+        """The client's not-found, as `failed` gives it, for a model the default provider
+        (`backend`) did not know either: its answer quoted, what the client can ask for listed."""
+        return self._failed(model, f"Model '{log_field(model)}' is not configured, and the default provider "
+                                   f"'{backend}' does not know it ({answer.rstrip('.')})")
 
     def _failed(self, model: str, why: str | None = None) -> ProxyError:
         names = ", ".join(m.id for m in self.models())

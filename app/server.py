@@ -20,6 +20,9 @@ from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from app import routes
+from app.admin import register_admin_api
+from app.admin_auth import AdminAuth
+from app.admin_page import register_admin_page
 from app.config import Config, ConfigError, load_config
 from app.env_config import env_config
 from app.errors import ErrorKind, ProxyError
@@ -31,6 +34,7 @@ from app.protocols import protocol_module
 from app.protocols.base import ModelInfo
 from app.routing import Router
 from app.service_auth import ServiceKey
+from app.state import LazyStore
 from app.tokens import count_tokens_reply
 
 log = logging.getLogger("interchange.server")
@@ -43,8 +47,9 @@ RESPONSES = protocol_module("openai_responses")
 def create_app(config: Config, default_backend: str | None = None,
                service_key: str | None = None) -> Flask:
     """`service_key` (default: the SERVICE_API_KEY variable) is the key clients must send (app/service_auth.py)."""
-    router = Router(config, default_backend)
-    pipeline = Pipeline(config, router)
+    state = LazyStore(config.state)  # one store per app: stored Responses, the runtime default provider
+    router = Router(config, default_backend, state=state)
+    pipeline = Pipeline(config, router, state=state)
     app = Flask("interchange")
     app.url_map.converters["path"] = _AnyPath
     app.config["MAX_CONTENT_LENGTH"] = None  # we check size ourselves, to answer in the client's envelope
@@ -100,6 +105,11 @@ def create_app(config: Config, default_backend: str | None = None,
         if not deleted:
             return respond(pipeline.error_reply(RESPONSES, _no_response(response_id)))
         return _json({"id": response_id, "object": "response", "deleted": True})
+
+    # ------------------------------------------------ admin (its own key, not SERVICE_API_KEY)
+    auth = AdminAuth(config.server.admin_key)
+    register_admin_api(app, pipeline, auth)
+    register_admin_page(app, pipeline, auth)
 
     # ------------------------------------------------------------ the views
     # One per routes action: each only says where the model and stream flag

@@ -1,6 +1,7 @@
 """SERVICE_API_KEY: the key clients must present to use the proxy at all (seed 002).
 
-When set, every client endpoint but /health asks for it. A client sends it the
+When set, every client endpoint but /health asks for it; the admin routes (/admin...)
+ask for the admin key instead (app/admin_auth.py), and this key does not open them. A client sends it the
 way its own SDK sends a key, so each SDK works with only its key setting changed:
 `Authorization: Bearer <key>` (OpenAI; accepted on every path), `x-api-key`
 (Anthropic), `x-goog-api-key` or `?key=` (Gemini). Any one of them matching is
@@ -13,6 +14,7 @@ import hmac
 from urllib.parse import parse_qsl
 
 OPEN_PATHS = frozenset({"/health"})
+ADMIN_PREFIX = "/admin"  # the admin routes ask for the admin key instead (app/admin_auth.py)
 
 
 class ServiceKey:
@@ -24,7 +26,8 @@ class ServiceKey:
 
     def admits(self, environ) -> bool:
         """True when the request carries the service key (or needs none)."""
-        if environ.get("PATH_INFO") in OPEN_PATHS:
+        path = environ.get("PATH_INFO") or ""
+        if path in OPEN_PATHS or is_admin_path(path):
             return True
         for header, expected in (("HTTP_AUTHORIZATION", self._bearer), ("HTTP_X_API_KEY", self._key),
                                  ("HTTP_X_GOOG_API_KEY", self._key)):
@@ -40,3 +43,8 @@ class ServiceKey:
 
     def __repr__(self) -> str:  # never the key
         return "ServiceKey([REDACTED])"
+
+
+def is_admin_path(path: str) -> bool:
+    """/admin and everything under it: not a client endpoint, so not this key's to check."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")

@@ -1,12 +1,14 @@
 """The state store every worker shares: stored Responses (previous_response_id,
-GET/DELETE /v1/responses/{id}), and later the runtime provider switch and
-per-key budgets.
+GET/DELETE /v1/responses/{id}), the runtime default provider (app/default_provider.py),
+and later per-key budgets.
 
 A store maps (namespace, key) to bytes. Each namespace has a TTL (an entry is
 gone once it is older than that) and the store holds at most `max_entries`
 live entries per namespace. Eviction rule: after a put that takes a
 namespace over the cap, its oldest-written entries are removed until it is
 back at the cap (expired ones first, as they are the oldest by definition).
+A permanent namespace (SETTINGS: what an operator set) has neither: its
+entries stay until deleted, whatever the TTL and cap.
 
 Two implementations, chosen by `[state]` in the config:
 - SQLite (default; no server): one file under a data directory, WAL mode, so
@@ -33,6 +35,8 @@ from app.jsonutil import dumps, loads
 log = logging.getLogger("interchange.state")
 
 RESPONSES = "responses"  # namespace of stored Responses API responses
+SETTINGS = "settings"  # namespace of runtime settings an operator made (the default provider)
+PERMANENT: frozenset[str] = frozenset({SETTINGS})  # namespaces that neither expire nor are evicted
 
 
 def default_path() -> Path:
@@ -59,12 +63,17 @@ def put_json(store: Store, namespace: str, key: str, value: Any) -> None:
 
 
 class _Limits:
-    def __init__(self, ttl_seconds: float, max_entries: int, ttls: Mapping[str, float] | None):
+    def __init__(self, ttl_seconds: float, max_entries: int, ttls: Mapping[str, float] | None,
+                 permanent: frozenset[str] = PERMANENT):
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self.ttls = dict(ttls or {})
+        self.permanent = permanent
 
     def ttl(self, namespace: str) -> float:
+        """Seconds an entry of `namespace` lives (inf: a permanent namespace)."""
+        if namespace in self.permanent:
+            return float("inf")
         return self.ttls.get(namespace, self.ttl_seconds)
 
 
@@ -88,10 +97,11 @@ class SQLiteStore:
     """The store in one SQLite file; safe for several processes (WAL) and greenlets (one lock)."""
 
     def __init__(self, path: str | os.PathLike, *, ttl_seconds: float, max_entries: int,
-                 ttls: Mapping[str, float] | None = None, clock: Callable[[], float] = time.time):
+                 ttls: Mapping[str, float] | None = None, clock: Callable[[], float] = time.time,
+                 permanent: frozenset[str] = PERMANENT):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._limits = _Limits(ttl_seconds, max_entries, ttls)
+        self._limits = _Limits(ttl_seconds, max_entries, ttls, permanent)
         self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -109,13 +119,18 @@ class SQLiteStore:
         # Every statement here walks an index (never the table): a put stays well under
         # a millisecond however many entries there are.
         now = self._clock()
+        permanent = namespace in self._limits.permanent
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                # A permanent entry expires at +inf (SQLite's REAL holds it): `expires > now` always.
                 db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE "
                            "SET value=excluded.value, written=excluded.written, expires=excluded.expires",
                            (namespace, key, value, now, now + self._limits.ttl(namespace)))
+                if permanent:
+                    db.execute("COMMIT")
+                    return
                 db.execute("DELETE FROM entries WHERE namespace=? AND expires<=?", (namespace, now))
                 (count,) = db.execute("SELECT n FROM counts WHERE namespace=?", (namespace,)).fetchone()
                 excess = count - self._limits.max_entries
@@ -143,11 +158,12 @@ class RedisStore:
     set `{prefix}{namespace}` (key -> write time in ms) that keeps the cap."""
 
     def __init__(self, url: str, *, ttl_seconds: float, max_entries: int,
-                 ttls: Mapping[str, float] | None = None, prefix: str = "interchange:"):
+                 ttls: Mapping[str, float] | None = None, prefix: str = "interchange:",
+                 permanent: frozenset[str] = PERMANENT):
         import redis  # only a Redis-backed deployment needs the module loaded
 
         self._redis = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
-        self._limits = _Limits(ttl_seconds, max_entries, ttls)
+        self._limits = _Limits(ttl_seconds, max_entries, ttls, permanent)
         self._prefix = prefix
 
     def _key(self, namespace: str, key: str) -> str:
@@ -157,6 +173,11 @@ class RedisStore:
         return self._redis.get(self._key(namespace, key))
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
+        if namespace in self._limits.permanent:
+            # No PX and no index entry: a permanent key is never expired nor evicted (a Redis
+            # run with an LRU maxmemory-policy may still evict it: use noeviction or volatile-*).
+            self._redis.set(self._key(namespace, key), value)
+            return
         ttl_ms = max(1, int(self._limits.ttl(namespace) * 1000))
         index = self._prefix + namespace
         now_ms = int(time.time() * 1000)

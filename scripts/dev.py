@@ -88,6 +88,8 @@ def demo(args: list[str]) -> int:
         print(f"\nThe proxy is up at {proxy_url} (mock providers at {mock_url}). Try:\n"
               f"  curl -s {proxy_url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
               f"    -d '{{\"model\":\"claude-haiku-4-5\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hi\"}}]}}'\n"
+              f"Admin: the page at {proxy_url}/admin, the API at {proxy_url}/admin/provider-settings, with\n"
+              f"  {_admin_key_hint()}\n"
               "Ctrl-C stops both.", flush=True)
         if code != 0:
             print(f"(the matrix exited with {code}: some cells failed)", flush=True)
@@ -105,32 +107,52 @@ def demo(args: list[str]) -> int:
     return 0
 
 
+def _admin_key_hint() -> str:
+    """How the demo's admin key is set (config-mock.toml: INTERCHANGE_ADMIN_KEY, default mock-admin-key);
+    a key of the user's own is not printed."""
+    if os.environ.get("INTERCHANGE_ADMIN_KEY"):
+        return "Authorization: Bearer <your INTERCHANGE_ADMIN_KEY> (the page asks for the same key)"
+    return ("Authorization: Bearer mock-admin-key (the page asks for the same key; set INTERCHANGE_ADMIN_KEY "
+            "before `dev.py demo` for another)")
+
+
 def ensure_redis_server() -> None:
-    """The state-store tests run a real redis-server: install the Debian package when it is
-    missing (apt-get, as root, non-interactive). Where that is impossible the Redis tests skip
-    and say why."""
+    """The state-store tests run a real redis-server."""
+    ensure_debian_package("redis-server", "redis-server", "the Redis tests")
+
+
+def ensure_chromium() -> None:
+    """The admin page's browser test drives Debian's Chromium with Playwright (never a browser
+    download: `playwright install` is not used)."""
+    ensure_debian_package("chromium", "chromium", "the admin page's browser test")
+
+
+def ensure_debian_package(binary: str, package: str, who: str) -> None:
+    """Install the Debian package that provides `binary` when it is missing (apt-get, as root,
+    non-interactive). Where that is impossible `who` (the tests needing it) skip and say why."""
     import shutil
 
-    if shutil.which("redis-server"):
+    if shutil.which(binary):
         return
     if not shutil.which("apt-get"):
-        print("redis-server is missing and apt-get is not available: the Redis tests will skip", flush=True)
+        print(f"{binary} is missing and apt-get is not available: {who} will skip", flush=True)
         return
     if os.geteuid() != 0:
-        print("redis-server is missing and installing it needs root (apt-get install redis-server): "
-              "the Redis tests will skip", flush=True)
+        print(f"{binary} is missing and installing it needs root (apt-get install {package}): "
+              f"{who} will skip", flush=True)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "redis-server"]):
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
         print("running:", " ".join(cmd), flush=True)
         if subprocess.call(cmd, env=env) != 0:
-            print(f"{' '.join(cmd)} failed: the Redis tests will skip", flush=True)
+            print(f"{' '.join(cmd)} failed: {who} will skip", flush=True)
             return
 
 
 def test(args: list[str]) -> int:
     ensure_installed()
     ensure_redis_server()
+    ensure_chromium()
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=REPO)
 
 

@@ -51,6 +51,8 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 # Proxies started by tests keep their default state store (app/state.py) here, not in ~.
 _DATA_HOME = tempfile.mkdtemp(prefix="interchange-test-data-")
 atexit.register(shutil.rmtree, _DATA_HOME, True)
+# Apps built in this process too: a default provider switched in a demo (kept in ~) never steers a test.
+os.environ["XDG_DATA_HOME"] = _DATA_HOME
 
 
 class ServerProcess:

@@ -65,6 +65,14 @@ def test_the_installed_package_finds_its_own_fixtures(installed):
     assert (Path(purelib) / "mocks" / "testdata" / "vertex-service-account.json").is_file()
 
 
+def test_the_installed_package_has_the_admin_pages_templates(installed):
+    """app/admin_templates ships as package data: the admin page renders from an install."""
+    listed = run(installed / "bin" / "python", "-c", "from app.admin_page import TEMPLATES; "
+                 "print(TEMPLATES); print(*sorted(p.name for p in TEMPLATES.iterdir()))", cwd=installed).splitlines()
+    assert "site-packages" in listed[0]
+    assert listed[1].split() == sorted(p.name for p in (REPO / "app" / "admin_templates").iterdir())
+
+
 def chat(mock: ServerProcess, scenario: str) -> requests.Response:
     return requests.post(mock.url + "/v1/chat/completions", timeout=10,
                          headers={"Authorization": "Bearer sk-test-key", "X-Mock-Scenario": scenario},

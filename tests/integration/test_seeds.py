@@ -3,6 +3,7 @@ the mock. Each config below is the seed's block verbatim (checked against the se
 shared folder is present); each request is the seed's own."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -302,12 +303,16 @@ def _check_azure_curls(client, stack):
         assert "authorization" not in entry["headers"]
 
 
-def _check_errors(client, models: list[str]):
+def _check_errors(client, models: list[str], default: str | None = None):
+    """The seed's not-found for an unknown model; with a default provider (that does not know the
+    model either: it was asked), the same error saying so."""
     r = client.post("/chat/completions", headers=curl_headers(),
                     data='{"model": "unknown-model", "messages": [{"role": "user", "content": "Hello!"}]}')
     assert r.status_code == 404
+    why = "" if default is None else (f", and the default provider '{default}' does not know it "
+                                      "(The model `unknown-model` does not exist)")
     assert r.get_json() == {"error": {
-        "message": f"Model 'unknown-model' is not configured. Available models: {', '.join(models)}",
+        "message": f"Model 'unknown-model' is not configured{why}. Available models: {', '.join(models)}",
         "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
 
 
@@ -357,7 +362,11 @@ def test_seed_002_curls_against_config_mock(monkeypatch, stack):
     _check_anthropic_curl(client, stack)
     ids = _check_models_list(client, list(AZURE_EFFORTS))
     assert "claude-sonnet-4-5" in ids
-    _check_errors(client, ids)
+    _check_errors(client, ids, default="runpod")  # config-mock.toml's default provider (seed 003)
+    # The seed's router has no default provider: its example as written, with config-mock's turned off.
+    config = load_config(REPO / "config-mock.toml")
+    no_default = dataclasses.replace(config, server=dataclasses.replace(config.server, default_provider=None))
+    _check_errors(create_app(no_default, service_key=SERVICE_KEY).test_client(), ids)
     _check_service_key(client)
     _check_azure_curls(client, stack)
 

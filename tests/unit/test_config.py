@@ -46,7 +46,7 @@ def test_loads_into_frozen_dataclasses(tmp_path, monkeypatch):
     monkeypatch.delenv("TEST_KEY", raising=False)
     c = load_config(write(tmp_path, GOOD))
     oa = c.backends["oa"]
-    assert (c.server.port, c.server.default_backend) == (9100, "oa")
+    assert (c.server.port, c.server.default_provider) == (9100, "oa")  # default_backend: the older spelling
     assert oa.url == "http://127.0.0.1:1/v1"  # trailing slash dropped
     assert oa.capabilities == frozenset({"text", "tools"})
     assert oa.model_mapping == {"fast": "gpt-4o-mini"}
@@ -103,8 +103,8 @@ def test_every_problem_is_named_by_key(tmp_path):
     backend = "nope"
     """
     assert check_config_file(write(tmp_path, bad)) == [
-        "server.colour: unknown key (allowed: default_backend, head_timeout, host, instances_file, keepalive_timeout, log_level, "
-        "max_body_bytes, models_file, port)",
+        "server.colour: unknown key (allowed: admin_key, default_backend, default_provider, head_timeout, host, "
+        "instances_file, keepalive_timeout, log_level, max_body_bytes, models_file, port)",
         "server.port: must be an integer",
         f"backends.a.protocol: unknown protocol 'opena' (known: {', '.join(KINDS)})",
         "backends.a.url: must start with http:// or https:// (got 'ftp://x')",
@@ -250,3 +250,40 @@ def test_router_options_a_backend_cannot_say_are_refused(tmp_path):
         "models.d.reasoning_effort: must be one of none, minimal, low, medium, high, xhigh, max (got 'extreme')",
         "models.d.verbosity_level: must be one of low, medium, high (got 'loud')",
     ]
+
+
+def _server_block(tmp_path, lines: str):
+    return write(tmp_path, "[server]\n" + lines + "\n" + GOOD.split("\n", 4)[4])
+
+
+def load_problems(path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return e.value.problems
+
+
+def test_default_provider_and_its_older_spelling(tmp_path):
+    assert load_config(_server_block(tmp_path, 'default_provider = "an"')).server.default_provider == "an"
+    assert load_config(_server_block(tmp_path, 'default_backend = "an"')).server.default_provider == "an"
+    assert load_problems(_server_block(tmp_path, 'default_provider = "an"\ndefault_backend = "an"')) == [
+        "server.default_backend: the older spelling of server.default_provider; give one"]
+    assert load_problems(_server_block(tmp_path, 'default_provider = "ghost"')) == [
+        "server.default_provider: unknown backend 'ghost' (defined: an, oa)"]
+    assert load_problems(_server_block(tmp_path, "default_provider = 3")) == [
+        "server.default_provider: must be a string"]
+
+
+def test_admin_key_literal_or_from_its_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("INTERCHANGE_TEST_ADMIN", raising=False)
+    assert load_config(_server_block(tmp_path, "")).server.admin_key is None  # absent: admin API off
+    literal = load_config(_server_block(tmp_path, 'admin_key = "s3cret-admin"')).server
+    assert literal.admin_key == "s3cret-admin" and "s3cret-admin" not in repr(literal)
+    with_default = _server_block(tmp_path, 'admin_key = "${INTERCHANGE_TEST_ADMIN:-fallback-admin}"')
+    assert load_config(with_default).server.admin_key == "fallback-admin"
+    monkeypatch.setenv("INTERCHANGE_TEST_ADMIN", "from-env-admin")
+    assert load_config(with_default).server.admin_key == "from-env-admin"
+    monkeypatch.delenv("INTERCHANGE_TEST_ADMIN")
+    assert load_problems(_server_block(tmp_path, 'admin_key = "${INTERCHANGE_TEST_ADMIN}"')) == [
+        "server.admin_key: environment variable INTERCHANGE_TEST_ADMIN is not set"]
+    assert load_problems(_server_block(tmp_path, 'admin_key = ""')) == [
+        "server.admin_key: must not be empty (leave it out to turn the admin API off)"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app.config import StateConfig
-from app.state import LazyStore, RedisStore, SQLiteStore, default_path, get_json, open_store, put_json
+from app.state import SETTINGS, LazyStore, RedisStore, SQLiteStore, default_path, get_json, open_store, put_json
 
 
 class FakeClock:
@@ -136,3 +136,36 @@ def test_replacing_and_deleting_keep_the_count_right(pair):
     assert a.delete("responses", "gone")
     a.put("responses", "r2", b"2")  # 3 live entries: at the cap, nothing evicted
     assert [b.get("responses", k) for k in ("same", "r1", "r2")] == [b"x", b"1", b"2"]
+
+
+def test_the_settings_namespace_is_never_evicted(pair):
+    a, b = pair  # cap 3
+    for i in range(5):
+        a.put(SETTINGS, f"s{i}", b"%d" % i)
+        b.put("responses", f"r{i}", b"x")
+    assert [b.get(SETTINGS, f"s{i}") for i in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
+    assert sum(a.get("responses", f"r{i}") is not None for i in range(5)) == 3  # the others' cap holds
+    assert b.delete(SETTINGS, "s0") is True and a.get(SETTINGS, "s0") is None
+
+
+def test_sqlite_settings_never_expire(tmp_path):
+    clock = FakeClock()
+    a, b = sqlite_pair(tmp_path, clock, ttl_seconds=5, ttls={SETTINGS: 5})  # even a TTL named for it
+    a.put(SETTINGS, "default_provider", b"openrouter")
+    a.put("responses", "r", b"x")
+    clock.now += 10 ** 9
+    assert b.get(SETTINGS, "default_provider") == b"openrouter"
+    assert b.get("responses", "r") is None
+
+
+def test_redis_settings_have_no_ttl(redis_url):
+    import redis
+
+    prefix = f"perm-{time.monotonic_ns()}:"
+    store = RedisStore(redis_url, ttl_seconds=0.3, max_entries=1, prefix=prefix)
+    store.put(SETTINGS, "default_provider", b"openrouter")
+    store.put("responses", "r", b"x")
+    raw = redis.Redis.from_url(redis_url)
+    assert raw.ttl(f"{prefix}{SETTINGS}:default_provider") == -1  # no expiry
+    assert raw.pttl(f"{prefix}responses:r") > 0
+    assert not raw.exists(prefix + SETTINGS)  # no eviction index for it
