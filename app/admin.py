@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 
 from app.admin_auth import COOKIE, AdminAuth
 from app.backend_status import provider_settings
-from app.default_provider import UnknownBackend
+from app.default_provider import DefaultProvider, UnknownBackend
 from app.jsonutil import dumps, loads
 from app.logfields import log_field
+
+if TYPE_CHECKING:
+    from app.pipeline import Pipeline
 
 log = logging.getLogger("interchange.admin")
 
@@ -29,8 +33,8 @@ WORKER_HEADER = "X-Interchange-Worker"  # the answering worker's pid (admin answ
 _FIELD = "default_provider"
 
 
-def register_admin_api(app: Flask, pipeline, auth: AdminAuth) -> None:
-    """Adds the admin API's routes to `app` (pipeline: app.pipeline.Pipeline)."""
+def register_admin_api(app: Flask, pipeline: "Pipeline", auth: AdminAuth) -> None:
+    """Adds the admin API's routes to `app`."""
     defaults = pipeline.router.defaults
     if defaults is None:
         raise ValueError("the admin API needs a router with a state store (Router(..., state=...))")
@@ -50,7 +54,7 @@ def register_admin_api(app: Flask, pipeline, auth: AdminAuth) -> None:
         return _reply(200, provider_settings(pipeline))
 
 
-def _switch(defaults) -> Response | None:
+def _switch(defaults: DefaultProvider) -> Response | None:
     """Applies a PUT's body; a Response when it is refused (nothing changed)."""
     length = request.content_length
     data = b"" if length is not None and length > MAX_ADMIN_BODY else request.stream.read(MAX_ADMIN_BODY + 1)
