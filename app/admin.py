@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 
 from app.admin_auth import COOKIE, AdminAuth
 from app.backend_status import provider_settings
-from app.default_provider import UnknownBackend
+from app.default_provider import DefaultProvider, UnknownBackend
 from app.jsonutil import dumps, loads
 from app.logfields import log_field
+
+if TYPE_CHECKING:
+    from app.pipeline import Pipeline
 
 log = logging.getLogger("interchange.admin")
 
@@ -27,15 +31,19 @@ SETTINGS_PATH = "/admin/provider-settings"
 MAX_ADMIN_BODY = 64 * 1024  # an admin request is a few bytes of JSON
 WORKER_HEADER = "X-Interchange-Worker"  # the answering worker's pid (admin answers only: who served it)
 _FIELD = "default_provider"
+_ANY_METHOD = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"]
+_ALLOW = "GET, HEAD, PUT, OPTIONS"
 
 
-def register_admin_api(app: Flask, pipeline, auth: AdminAuth) -> None:
-    """Adds the admin API's routes to `app` (pipeline: app.pipeline.Pipeline)."""
+def register_admin_api(app: Flask, pipeline: "Pipeline", auth: AdminAuth) -> None:
+    """Adds the admin API's routes to `app`."""
     defaults = pipeline.router.defaults
     if defaults is None:
         raise ValueError("the admin API needs a router with a state store (Router(..., state=...))")
 
-    @app.route(SETTINGS_PATH, methods=["GET", "PUT"])
+    # Every method comes here, so that without the key even OPTIONS or a wrong method is the
+    # same 401 (Flask's own answers would list the methods first).
+    @app.route(SETTINGS_PATH, methods=_ANY_METHOD, provide_automatic_options=False)
     def provider_settings_view() -> Response:
         if not auth.admits(request.method, request.headers, request.cookies.get(COOKIE)):
             log.info("admin: refused %s %s (no valid admin key)", request.method, SETTINGS_PATH)
@@ -43,6 +51,11 @@ def register_admin_api(app: Flask, pipeline, auth: AdminAuth) -> None:
                    "Admin key required: send Authorization: Bearer <admin key> (a client key does not open "
                    "the admin API).")
             return _error(401, why, headers={"WWW-Authenticate": 'Bearer realm="interchange admin"'})
+        if request.method == "OPTIONS":
+            return Response(status=204, headers={"Allow": _ALLOW})
+        if request.method not in ("GET", "HEAD", "PUT"):
+            return _error(405, f"Method {request.method} is not allowed on {SETTINGS_PATH} (allowed: {_ALLOW}).",
+                          headers={"Allow": _ALLOW})
         if request.method == "PUT":
             refused = _switch(defaults)
             if refused is not None:
@@ -50,7 +63,7 @@ def register_admin_api(app: Flask, pipeline, auth: AdminAuth) -> None:
         return _reply(200, provider_settings(pipeline))
 
 
-def _switch(defaults) -> Response | None:
+def _switch(defaults: DefaultProvider) -> Response | None:
     """Applies a PUT's body; a Response when it is refused (nothing changed)."""
     length = request.content_length
     data = b"" if length is not None and length > MAX_ADMIN_BODY else request.stream.read(MAX_ADMIN_BODY + 1)

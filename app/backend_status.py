@@ -10,11 +10,14 @@ request, so it counts as present here."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config import BackendConfig
 from app.errors import ProxyError
 from app.providers import provider_class
+
+if TYPE_CHECKING:
+    from app.pipeline import Pipeline
 
 READY = "ready"
 NO_CREDENTIALS = "no credentials"
@@ -42,8 +45,8 @@ def credentials_problem(backend: BackendConfig) -> str | None:
     return None
 
 
-def provider_settings(pipeline) -> dict[str, Any]:
-    """The body of GET /admin/provider-settings (pipeline: app.pipeline.Pipeline)."""
+def provider_settings(pipeline: "Pipeline") -> dict[str, Any]:
+    """The body of GET /admin/provider-settings."""
     router = pipeline.router
     defaults = router.defaults
     models: dict[str, list[str]] = {}

@@ -136,12 +136,15 @@ class Router:
     def unknown_at_default(self, model: str, backend: str, answer: str) -> ProxyError:
         """The client's not-found, as `failed` gives it, for a model the default provider
         (`backend`) did not know either: its answer quoted, what the client can ask for listed."""
-        return self._failed(model, f"Model '{log_field(model)}' is not configured, and the default provider "
-                                   f"'{backend}' does not know it ({answer.rstrip('.')})")
+        return self._not_found(model, f"Model '{log_field(model)}' is not configured, and the default provider "
+                                      f"'{backend}' does not know it ({answer.rstrip('.')})")
 
     def _failed(self, model: str, why: str | None = None) -> ProxyError:
-        names = ", ".join(m.id for m in self.models())
         log.info("route model=%s reason=failed", log_field(model))
+        return self._not_found(model, why)
+
+    def _not_found(self, model: str, why: str | None = None) -> ProxyError:
+        names = ", ".join(m.id for m in self.models())
         # The multi-backend router's wording (seed 002), which its clients match on.
         what = why or f"Model '{log_field(model)}' is not configured"
         message = f"{what}. Available models: {names or 'none'}"

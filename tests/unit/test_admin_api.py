@@ -152,6 +152,26 @@ def test_without_the_admin_key_every_admin_call_is_a_401_that_shows_nothing(conf
     assert client.get(PATH, headers=ADMIN).get_json()["default_provider"] == "runpod"
 
 
+@pytest.mark.parametrize("method", ["OPTIONS", "POST", "DELETE", "PATCH", "HEAD"])
+def test_other_methods_without_the_key_are_the_same_401(config_path, method):
+    r = app_for(config_path).test_client().open(PATH, method=method)
+    assert r.status_code == 401 and "Allow" not in r.headers
+    if method != "HEAD":
+        assert r.get_json() == REFUSED
+
+
+def test_other_methods_with_the_key(config_path):
+    client = app_for(config_path).test_client()
+    options = client.options(PATH, headers=ADMIN)
+    assert (options.status_code, options.headers["Allow"]) == (204, "GET, HEAD, PUT, OPTIONS")
+    post = client.post(PATH, json={"default_provider": "openrouter"}, headers=ADMIN)
+    assert (post.status_code, post.headers["Allow"]) == (405, "GET, HEAD, PUT, OPTIONS")
+    assert post.get_json() == {"error": {"message": "Method POST is not allowed on /admin/provider-settings "
+                                                    "(allowed: GET, HEAD, PUT, OPTIONS)."}}
+    assert client.head(PATH, headers=ADMIN).status_code == 200
+    assert client.get(PATH, headers=ADMIN).get_json()["default_provider"] == "runpod"
+
+
 def test_the_client_key_and_the_admin_key_open_only_their_own_api(config_path):
     client = app_for(config_path, service_key="client-service-key").test_client()
     as_client = {"Authorization": "Bearer client-service-key"}
