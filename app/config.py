@@ -15,13 +15,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
 from app.base_url import BaseUrlError
 from app.providers import KINDS, provider_class
 from app.errors import ErrorKind, ProxyError, redact_url
+
+if TYPE_CHECKING:
+    from app.instances import InstanceConfig
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 CAPABILITIES = ("text", "tools", "streaming", "vision", "thinking", "json")
@@ -161,6 +164,7 @@ class Config:
     models: Mapping[str, ModelEntry]
     source: str = ""
     state: StateConfig = StateConfig()
+    instances: Mapping[str, "InstanceConfig"] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ loading

@@ -66,6 +66,7 @@ class Pipeline:
         # what outlives a request (a token cache, AWS credentials) lives here.
         self.providers: dict[str, Provider] = {
             name: provider_class(b.kind)(b) for name, b in config.backends.items()}
+        self.providers.update({name: provider_class(i.backend.kind)(i.backend) for name, i in config.instances.items()})
         for provider in self.providers.values():
             protocol_module(provider.wire)  # imported and its shape checked now
         self.state = LazyStore(config.state)  # opened by the first request that needs it
