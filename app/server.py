@@ -31,6 +31,7 @@ from app.protocols import protocol_module
 from app.routing import Router
 from app.service_auth import ServiceKey
 from app.tokens import count_tokens_reply
+from app.transparent import TransparentMode
 
 log = logging.getLogger("interchange.server")
 
@@ -173,8 +174,12 @@ def create_app(config: Config, default_backend: str | None = None,
     model_paths = tuple((prefix, protocol_module(p)) for prefix, p in routes.model_action_prefixes().items())
     model_prefixes = tuple(prefix for prefix, _ in model_paths)
     flask_app = app.wsgi_app
+    # Transparent mode (app/transparent.py): on the raw path, before any werkzeug decoding.
+    transparent = TransparentMode(config.instances, pipeline)
 
     def wsgi_app(environ, start_response):
+        if transparent.claims(environ):
+            return transparent(environ, start_response)
         if environ.get("REQUEST_METHOD") == "POST":
             path = environ.get("PATH_INFO", "")
             try:
