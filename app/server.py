@@ -210,6 +210,8 @@ def create_app(config: Config, default_backend: str | None = None,
     def guarded_app(environ, start_response):
         if service.admits(environ):
             return wsgi_app(environ, start_response)
+        if transparent.claims(environ):
+            return transparent.refuse_unauthorised(environ, start_response)
         frontend = protocol_module(routes.protocol_for_path(environ.get("PATH_INFO", "")))
         return _wsgi_reply(pipeline.error_reply(frontend, ProxyError(
             ErrorKind.authentication, "Missing or invalid API key for this proxy (its SERVICE_API_KEY): send "

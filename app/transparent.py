@@ -131,6 +131,19 @@ class TransparentMode:
         start_response(_status_line(resp.status_code), headers)
         return _relay(resp, instance, environ.get(CONNECTION_KEY))
 
+    def refuse_unauthorised(self, environ, start_response):
+        """A request without the proxy's service key (app/service_auth.py): 401 in the instance's
+        native shape, saying how a native client presents the key."""
+        err = ProxyError(ErrorKind.authentication, "Missing or invalid API key for this proxy (its "
+                         "SERVICE_API_KEY): a transparent-mode client sends it as Proxy-Authorization: Bearer <key> "
+                         "(its own Authorization carries its provider's credentials).", code="invalid_api_key")
+        endpoint = self._endpoint_for(raw_path(environ))
+        if endpoint is None:
+            status, headers, body = protocol_module("openai").format_error(err)
+            return _send(start_response, status, headers, body)
+        provider = self._pipeline.providers[endpoint.instance.name]
+        return self._error(endpoint.instance, provider, environ.get("REQUEST_METHOD", "GET"), err, start_response)
+
     # ------------------------------------------------------------ steps
 
     def _endpoint_for(self, path: str) -> _Endpoint | None:

@@ -432,3 +432,55 @@ def test_an_instance_with_metrics_off_is_not_counted(urls):
                                        "messages": [{"role": "user", "content": "Hi"}]}))
     assert r.status_code == 200
     assert 'instance="anthropic_quiet"' not in requests.get(f"{proxy_url}/metrics", timeout=10).text
+
+
+# ------------------------------------------------------------------ the proxy's service key
+
+
+@pytest.fixture(scope="module")
+def keyed_proxy(tstack, tmp_path_factory):
+    """A proxy that asks for a SERVICE_API_KEY, with one transparent Bedrock instance."""
+    mock_url, _ = tstack
+    path = tmp_path_factory.mktemp("keyed") / "instances.json"
+    path.write_text(json.dumps({"bedrock_transparent": {
+        "type": "bedrock", "mode": "transparent", "backend": "bedrock", "region": "us-east-1",
+        "endpoints": [["/transparent/bedrock", ["POST"]]]}}))
+    proxy = ServerProcess(["--config", "config-mock.toml", "--instances", str(path)],
+                          command=[sys.executable, "-m", "tests.instance_proxy"],
+                          env={"MOCK_URL": mock_url, "SERVICE_API_KEY": SERVICE_KEY})
+    yield proxy.url
+    proxy.stop()
+
+
+SERVICE_KEY = "interchange-service-key-for-tests"
+
+
+def with_proxy_authorization(client, value: str):
+    """boto3 signs its own Authorization; the proxy's key rides in Proxy-Authorization."""
+    def add(request, **_):
+        request.headers["Proxy-Authorization"] = value
+    client.meta.events.register("before-send.bedrock-runtime.*", add)
+    return client
+
+
+def test_a_transparent_client_presents_the_service_key_as_proxy_authorization(urls, keyed_proxy):
+    mock_url, _ = urls
+    client = with_proxy_authorization(bedrock_client(f"{keyed_proxy}/transparent/bedrock"), f"Bearer {SERVICE_KEY}")
+    assert client.converse(modelId=MODEL, **CONVERSE)["stopReason"] == "end_turn"
+    (entry,) = logged(mock_url)
+    assert "proxy-authorization" not in entry["headers"]
+    assert entry["credentials"]["aws_access_key_id"] == ACCESS_KEY_ID
+
+
+@pytest.mark.parametrize("value", [None, "Bearer wrong-key"])
+def test_without_the_service_key_a_transparent_client_gets_a_native_401(urls, keyed_proxy, value):
+    mock_url, _ = urls
+    client = bedrock_client(f"{keyed_proxy}/transparent/bedrock")
+    if value is not None:
+        with_proxy_authorization(client, value)
+    with pytest.raises(ClientError) as caught:
+        client.converse(modelId=MODEL, **CONVERSE)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "UnrecognizedClientException"
+    assert "sends it as Proxy-Authorization: Bearer <key>" in error["Message"] and SERVICE_KEY not in error["Message"]
+    assert logged(mock_url) == []
