@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+import threading
 
 import anthropic
 import boto3
@@ -46,8 +47,49 @@ def silent_upstream():
     sock.close()
 
 
+class TrickleUpstream:
+    """An upstream that sends its reply's first chunk, then waits for the test to say it
+    reached the client (`go`) before it either finishes the body or (`cut`) closes mid-body."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.go = threading.Event()
+        self.cut = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\nb\r\nfirst-piece\r\n")
+                self.go.wait(10)
+                self.go.clear()
+                if not self.cut:
+                    conn.sendall(b"c\r\nsecond-piece\r\n0\r\n\r\n")
+
+
 @pytest.fixture(scope="module")
-def tstack(tmp_path_factory, silent_upstream):
+def trickle():
+    upstream = TrickleUpstream()
+    yield upstream
+    upstream.sock.close()
+
+
+@pytest.fixture(scope="module")
+def tstack(tmp_path_factory, silent_upstream, trickle):
     mock = ServerProcess(["mock"])
     closed = socket.create_server(("127.0.0.1", 0))
     unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}"
@@ -66,6 +108,8 @@ def tstack(tmp_path_factory, silent_upstream):
                          "endpoints": [["/transparent/bedrock-gone", ["POST"]]]},
         "bedrock_silent": {"type": "bedrock", "mode": "transparent", "backend": "bedrock", "url": silent_upstream,
                            "timeout": 0.5, "endpoints": [["/transparent/bedrock-silent", ["POST"]]]},
+        "bedrock_trickle": {"type": "bedrock", "mode": "transparent", "backend": "bedrock", "url": trickle.url,
+                            "endpoints": [["/transparent/bedrock-trickle", ["POST"]]]},
         "bedrock_us1": {"type": "bedrock", "mode": "protocol", "protocol": "openai", "backend": "bedrock",
                         "region": "us-east-1", "endpoints": [["/openai/bedrock_us1", ["POST"]]]},
     }
@@ -208,6 +252,27 @@ def test_the_reply_bytes_are_the_mocks_own(urls, action, accept):
     assert (relayed.status_code, direct.status_code) == (200, 200)
     assert relayed.content == direct.content and len(relayed.content) > 100
     assert relayed.headers["Content-Type"] == direct.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_the_reply_is_relayed_as_it_arrives_and_a_break_is_never_a_clean_end(urls, trickle, cut):
+    _, proxy_url = urls
+    trickle.cut = cut
+    conn = rawhttp.Connection(proxy_url)
+    conn.send(rawhttp.request("POST", f"/transparent/bedrock-trickle/model/{MODEL}/converse-stream", b"{}",
+                              {"Content-Type": "application/json", "Connection": "close"}))
+    while b"first-piece" not in conn.buf:  # the upstream holds the rest until this arrived
+        assert conn._fill(), conn.buf
+    trickle.go.set()
+    while conn._fill():
+        pass
+    conn.close()
+    head, _, body = conn.buf.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Transfer-Encoding: chunked" in head
+    if cut:
+        assert body == b"b\r\nfirst-piece\r\n"  # no last chunk: the client sees the reply broken off
+    else:
+        assert body == b"b\r\nfirst-piece\r\nc\r\nsecond-piece\r\n0\r\n\r\n"
 
 
 def test_hop_by_hop_and_unlisted_headers_stay_behind_both_ways(urls):
