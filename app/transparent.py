@@ -50,7 +50,7 @@ from app.pipeline import redact_bytes, secrets_of
 from app.protocols import MODULES, protocol_module
 from app.protocols.base import UpstreamRequest
 from app.transparent_headers import client_headers, upstream_headers
-from app.transparent_path import PathRefused, checked_rest
+from app.transparent_path import PathRefused, checked_query, checked_rest
 from app.upstream.http import iter_body, read_body
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ _AWS_ERROR_TYPES = {400: "ValidationException", 401: "UnrecognizedClientExceptio
                     404: "ResourceNotFoundException", 405: "ValidationException", 413: "ValidationException",
                     429: "ThrottlingException", 500: "InternalServerException", 502: "BadGatewayException",
                     503: "ServiceUnavailableException", 504: "ModelTimeoutException"}
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class TransparentMode:
                 raise ProxyError(ErrorKind.invalid_request, f"Method {method} is not allowed on {endpoint.path} "
                                  f"(allowed: {', '.join(endpoint.methods)}).", status=405)
             rest = checked_rest(path[len(endpoint.path):], provider.native_path_chars)
+            query = checked_query(query)
             body = self._body(environ)
             request = UpstreamRequest(method, _url(provider, rest, query),
                                       upstream_headers(_request_pairs(environ), instance.backend.forward_headers),
@@ -124,6 +128,10 @@ class TransparentMode:
         except ProxyError as e:
             extra = {"Allow": ", ".join(endpoint.methods)} if e.status == 405 else {}
             return self._error(instance, provider, method, e, start_response, extra)
+        except Exception:  # a bug must still answer in the native shape, never a traceback to the client
+            log.exception("transparent instance=%s: internal error", instance.name)
+            return self._error(instance, provider, method, ProxyError(ErrorKind.api_error, "Internal proxy error."),
+                               start_response)
         headers = client_headers(resp.headers)
         if resp.status_code >= 400:
             return self._upstream_error(instance, provider, method, resp, headers, start_response)
@@ -159,7 +167,11 @@ class TransparentMode:
         if length and length.isdigit() and int(length) > self._max_body:
             raise too_large
         stream = environ.get("wsgi.input")
-        data = stream.read(self._max_body + 1) if stream is not None else b""
+        try:
+            data = stream.read(self._max_body + 1) if stream is not None else b""
+        except (OSError, ValueError):  # a chunked body that breaks its framing, a client gone mid-body
+            raise ProxyError(ErrorKind.invalid_request, "The request body could not be read (its chunked "
+                             "framing is broken, or the connection ended mid-body).") from None
         if len(data) > self._max_body:
             raise too_large
         return data
@@ -175,7 +187,9 @@ class TransparentMode:
                              status=503, code="provider_not_available", backend=instance.name) from None
 
     def _count(self, instance: InstanceConfig, method: str, status: int) -> None:
-        self._pipeline.metrics.count_instance(instance, method, status)
+        # Any token is a method to HTTP: only the standard ones become label values (a client
+        # inventing methods must not grow the metric without bound).
+        self._pipeline.metrics.count_instance(instance, method if method in _METHODS else "OTHER", status)
 
     # ------------------------------------------------------------ errors
 

@@ -29,6 +29,7 @@ MAX_DECODINGS = 3  # levels of percent-encoding looked through; more is refused
 
 # RFC 3986 pchar / "/": unreserved, pct-encoded, sub-delims, ":" and "@" (checked below).
 _PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
+_QUERY_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")  # RFC 3986 query
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ENCODED_BACKSLASH = re.compile(r"%5[Cc]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -66,6 +67,16 @@ def checked_rest(rest: str, allowed: frozenset[str] = frozenset()) -> str:
         if level > MAX_DECODINGS:
             raise PathRefused(f"The path is percent-encoded more than {MAX_DECODINGS} times over.")
         data = decoded
+
+
+def checked_query(query: str) -> str:
+    """The raw query string (after `?`), relayed as written when it holds only what a query may
+    hold unencoded (the signature covers it as written); else PathRefused."""
+    if _QUERY_CHARS.fullmatch(query) is None:
+        raise PathRefused("The query string contains a character that must be percent-encoded.")
+    if _BAD_PERCENT.search(query):
+        raise PathRefused("The query string has a '%' that is not followed by two hex digits.")
+    return query
 
 
 def _check_level(text: str, level: int, allowed: frozenset[str]) -> None:

@@ -484,6 +484,9 @@ def test_each_request_is_counted_for_its_instance(urls):
              instance_count(proxy_url, "bedrock_transparent", "POST", 400),
              instance_count(proxy_url, "bedrock_transparent", "DELETE", 405))
     assert [a - b for a, b in zip(after, before)] == [1, 1, 1]
+    requests.request("BREW", f"{proxy_url}/transparent/bedrock/model/x", timeout=20)  # a method nobody has
+    assert instance_count(proxy_url, "bedrock_transparent", "OTHER", 405) >= 1
+    assert 'method="BREW"' not in requests.get(f"{proxy_url}/metrics", timeout=10).text
     text = requests.get(f"{proxy_url}/metrics", timeout=10).text
     line = next(x for x in text.splitlines() if x.startswith("http_requests_total{") and "bedrock_transparent" in x)
     assert 'provider="bedrock"' in line and 'mode="transparent"' in line and 'region="us-east-1"' in line

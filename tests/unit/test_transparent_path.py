@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.transparent_path import MAX_DECODINGS, PathRefused, checked_rest
+from app.transparent_path import MAX_DECODINGS, PathRefused, checked_query, checked_rest
 
 
 @pytest.mark.parametrize("rest", [
@@ -65,3 +65,13 @@ def test_a_provider_may_allow_a_character_its_native_paths_hold():
         checked_rest(rest)
     with pytest.raises(PathRefused):  # never a way around the traversal checks
         checked_rest("/models/x@1/%2e%2e", frozenset("@"))
+
+
+def test_a_query_goes_on_as_written_unless_it_holds_what_must_be_encoded():
+    assert checked_query("beta=true&x=a%20b&path=/a?b") == "beta=true&x=a%20b&path=/a?b"
+    for query, why in (("x=caf\u00e9", "The query string contains a character that must be percent-encoded."),
+                       ("x=a\r\nb", "The query string contains a character that must be percent-encoded."),
+                       ("x=%g1", "The query string has a '%' that is not followed by two hex digits.")):
+        with pytest.raises(PathRefused) as caught:
+            checked_query(query)
+        assert str(caught.value) == why
