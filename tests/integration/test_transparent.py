@@ -14,6 +14,7 @@ import threading
 
 import anthropic
 import boto3
+import openai
 import botocore.config
 import pytest
 import requests
@@ -47,6 +48,13 @@ def silent_upstream():
     sock.close()
 
 
+# Reply headers the trickle upstream adds: one allowlisted, one allowlisted but made hop-by-hop by
+# its Connection, the RFC 9110 hop-by-hop ones, a cookie, one nobody listed.
+REPLY_EXTRAS = (b"x-amzn-bedrock-invocation-latency: 5\r\nx-amzn-RequestId: r-1\r\n"
+                b"Connection: x-amzn-RequestId\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nTrailer: x-sum\r\n"
+                b"Set-Cookie: session=upstream\r\nX-Upstream-Internal: 1\r\n")
+
+
 class TrickleUpstream:
     """An upstream that sends its reply's first chunk, then waits for the test to say it
     reached the client (`go`) before it either finishes the body or (`cut`) closes mid-body."""
@@ -74,7 +82,7 @@ class TrickleUpstream:
                 while len(body) < length:
                     body += conn.recv(65536)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\nb\r\nfirst-piece\r\n")
+                             + REPLY_EXTRAS + b"Transfer-Encoding: chunked\r\n\r\nb\r\nfirst-piece\r\n")
                 self.go.wait(10)
                 self.go.clear()
                 if not self.cut:
@@ -108,6 +116,8 @@ def tstack(tmp_path_factory, silent_upstream, trickle):
                          "endpoints": [["/transparent/bedrock-gone", ["POST"]]]},
         "bedrock_silent": {"type": "bedrock", "mode": "transparent", "backend": "bedrock", "url": silent_upstream,
                            "timeout": 0.5, "endpoints": [["/transparent/bedrock-silent", ["POST"]]]},
+        "azure_transparent": {"type": "azure", "mode": "transparent", "backend": "azure",
+                              "endpoints": [["/transparent/azure", ["POST"]]]},
         "bedrock_trickle": {"type": "bedrock", "mode": "transparent", "backend": "bedrock", "url": trickle.url,
                             "endpoints": [["/transparent/bedrock-trickle", ["POST"]]]},
         "bedrock_us1": {"type": "bedrock", "mode": "protocol", "protocol": "openai", "backend": "bedrock",
@@ -269,6 +279,10 @@ def test_the_reply_is_relayed_as_it_arrives_and_a_break_is_never_a_clean_end(url
     conn.close()
     head, _, body = conn.buf.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and b"Transfer-Encoding: chunked" in head
+    names = {line.split(b":")[0].lower() for line in head.split(b"\r\n")[1:]}
+    assert b"x-amzn-bedrock-invocation-latency" in names
+    assert not {b"x-amzn-requestid", b"keep-alive", b"upgrade", b"trailer", b"set-cookie",
+                b"x-upstream-internal"} & names
     if cut:
         assert body == b"b\r\nfirst-piece\r\n"  # no last chunk: the client sees the reply broken off
     else:
@@ -296,6 +310,20 @@ def test_hop_by_hop_and_unlisted_headers_stay_behind_both_ways(urls):
     assert reply.headers["content-type"] == "application/json"
     assert "request-id" in reply.headers and "set-cookie" not in reply.headers
     assert reply.headers.get("transfer-encoding") == "chunked"  # our own framing, not the mock's Content-Length
+
+
+def test_the_openai_sdks_azure_client_through_the_proxy_gets_the_proxys_key(urls):
+    """Seed 004's `/transparent/azure/openai/deployments/gpt-4/chat/completions` shape, with the
+    SDK's own (refused) key replaced by the instance's `api-key`."""
+    mock_url, proxy_url = urls
+    client = openai.AzureOpenAI(azure_endpoint=f"{proxy_url}/transparent/azure", api_key="invalid",
+                                api_version="2024-10-21", max_retries=0)
+    reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
+    assert reply.choices[0].message.content
+    (entry,) = logged(mock_url)
+    assert (entry["status"], entry["path"], entry["query"]) == (200, "/openai/deployments/gpt-4o/chat/completions",
+                                                                {"api-version": "2024-10-21"})
+    assert entry["credentials"] == {"api-key": digest(os.environ.get("AZURE_OPENAI_API_KEY", "mock-azure-key"))}
 
 
 def test_the_query_string_goes_on_as_sent(urls):
