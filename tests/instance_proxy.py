@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 
 
@@ -53,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     with open(args.instances) as f:
         config = dataclasses.replace(config, instances=instances_from(json.load(f), config))
+    logging.basicConfig(level=config.server.log_level.upper(), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = WSGIServer(("127.0.0.1", args.port), create_app(config), log=None,
+                        error_log=logging.getLogger("interchange.wsgi"),
                         handler_class=handler_class(config.server.head_timeout, config.server.keepalive_timeout))
     server.start()
     print(f"Interchange listening on http://127.0.0.1:{server.address[1]}", flush=True)

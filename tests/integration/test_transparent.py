@@ -131,9 +131,17 @@ def tstack(tmp_path_factory, silent_upstream, trickle):
     except Exception:
         mock.stop()
         raise
+    PROCESSES["proxy"] = proxy
     yield mock.url, proxy.url
     proxy.stop()
     mock.stop()
+    # Whatever the module sent, the proxy's log holds no traceback and no credential.
+    output = proxy.output()
+    assert "Traceback" not in output
+    assert not [s for s in (SECRET_ACCESS_KEY, PROXY_ANTHROPIC_KEY, CLIENT_ANTHROPIC_KEY, CLIENT_SECRET) if s in output]
+
+
+PROCESSES: dict[str, ServerProcess] = {}  # the module's proxy, for tests that read its log
 
 
 @pytest.fixture
@@ -285,6 +293,8 @@ def test_the_reply_is_relayed_as_it_arrives_and_a_break_is_never_a_clean_end(url
                 b"x-upstream-internal"} & names
     if cut:
         assert body == b"b\r\nfirst-piece\r\n"  # no last chunk: the client sees the reply broken off
+        assert rawhttp.wait_until(lambda: "the reply broke mid-body" in PROCESSES["proxy"].output(), 5)
+        assert "Traceback" not in PROCESSES["proxy"].output()
     else:
         assert body == b"b\r\nfirst-piece\r\nc\r\nsecond-piece\r\n0\r\n\r\n"
 
