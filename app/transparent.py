@@ -11,9 +11,10 @@ token renews it and replays once, as for every other call (`Provider.send`).
 
 What comes back: the status, the allowlisted headers, and the body bytes relayed as
 they arrive, never parsed nor re-framed (Bedrock's binary event stream included). An
-upstream error body is relayed too, with the instance's secrets masked. A reply that
-breaks mid-body is cut (the connection closed before the chunked body's end), never
-finished cleanly.
+upstream error body is relayed too. The instance's secrets never come back: a header
+value holding one is dropped, and body bytes holding one are masked (a hostile or broken
+upstream's echo). A reply that breaks mid-body is cut (the connection closed before the
+chunked body's end), never finished cleanly.
 
 Dispatched in the WSGI layer before Flask (app/server.py), so no werkzeug decoding
 touches the path: the raw request target is environ["RAW_URI"], which gunicorn's
@@ -132,12 +133,13 @@ class TransparentMode:
             log.exception("transparent instance=%s: internal error", instance.name)
             return self._error(instance, provider, method, ProxyError(ErrorKind.api_error, "Internal proxy error."),
                                start_response)
-        headers = client_headers(resp.headers)
+        secrets = secrets_of(provider)
+        headers = [(k, v) for k, v in client_headers(resp.headers) if not any(s in v for s in secrets)]
         if resp.status_code >= 400:
-            return self._upstream_error(instance, provider, method, resp, headers, start_response)
+            return self._upstream_error(instance, method, resp, headers, secrets, start_response)
         self._count(instance, method, resp.status_code)
         start_response(_status_line(resp.status_code), headers)
-        return _relay(resp, instance, environ.get(CONNECTION_KEY))
+        return _relay(resp, instance, secrets, environ.get(CONNECTION_KEY))
 
     def refuse_unauthorised(self, environ, start_response):
         """A request without the proxy's service key (app/service_auth.py): 401 in the instance's
@@ -216,15 +218,15 @@ class TransparentMode:
         status, headers, body = native_error(provider, err)
         return _send(start_response, status, {**headers, **(extra or {})}, body)
 
-    def _upstream_error(self, instance: InstanceConfig, provider: "Provider", method: str, resp, headers,
+    def _upstream_error(self, instance: InstanceConfig, method: str, resp, headers, secrets: tuple[str, ...],
                         start_response):
         """An upstream error reply, relayed with the instance's secrets masked."""
         try:
             body = read_body(resp, instance.backend, limit=MAX_ERROR_BODY)
         except ProxyError as e:
-            return self._error(instance, provider, method, e, start_response)
+            return self._error(instance, self._pipeline.providers[instance.name], method, e, start_response)
         self._count(instance, method, resp.status_code)
-        body = redact_bytes(body, secrets_of(provider))
+        body = redact_bytes(body, secrets)
         start_response(_status_line(resp.status_code), [*headers, ("Content-Length", str(len(body)))])
         return [body]
 
@@ -286,11 +288,15 @@ def _request_pairs(environ) -> list[tuple[str, str]]:
     return pairs
 
 
-def _relay(resp, instance: InstanceConfig, connection) -> Iterator[bytes]:
-    """The reply's body as it arrives. A break mid-body cuts the client's connection, so the
-    client sees a broken reply, never a finished one."""
+def _relay(resp, instance: InstanceConfig, secrets: tuple[str, ...], connection) -> Iterator[bytes]:
+    """The reply's body as it arrives, each piece as it came unless it holds one of the
+    instance's secrets (a hostile upstream's echo), which is masked even at the price of the
+    piece's framing (a binary event stream then fails its checksum: broken, never leaked).
+    A break mid-body cuts the client's connection, so the client sees a broken reply, never
+    a finished one."""
     try:
-        yield from iter_body(resp, instance.backend)
+        for chunk in iter_body(resp, instance.backend):
+            yield redact_bytes(chunk, secrets)
     except ProxyError as e:
         log.warning("transparent instance=%s: the reply broke mid-body (%s)", instance.name, e.message)
         if connection is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping
 
+from app.errors import retry_after_seconds
 from app.providers.base import NEVER_FORWARDED
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade",
@@ -84,13 +85,16 @@ def upstream_headers(pairs: list[tuple[str, str]], forward: Iterable[str] = ()) 
 
 def client_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """The upstream reply's header fields that go to the client: allowlisted, never a
-    cookie, a framing or a hop-by-hop field, nor a value with a control character."""
+    cookie, a framing or a hop-by-hop field, nor a value with a control character; a
+    Retry-After only when it is a number of seconds or a date."""
     dropped = HOP_BY_HOP | listed_in_connection(headers.items())
     out = []
     for name, value in headers.items():
         low = name.lower()
         if low in dropped or low in _NEVER_DOWN or _CONTROL.search(value):
             continue
+        if low in ("retry-after", "retry-after-ms") and retry_after_seconds(value) is None:
+            continue  # advice only when it is advice: seconds or an HTTP date
         if low in RESPONSE_HEADERS or low.startswith(_RESPONSE_PREFIXES):
             out.append((name, value))
     return out

@@ -4,7 +4,8 @@ JSON file describes (each built on one of its backends), as `interchange serve` 
 
 Instances are built here, programmatically, from a small description (until the config
 files say them, app/config.py): each names the `backend` it is built on (renamed after the
-instance; its `url`, `timeout` and `settings` overridable, a setting given as null removed),
+instance; its `url`, `timeout`, `api_key`, `forward_headers` and `settings` overridable, a
+setting given as null removed),
 its type, mode, endpoints and labels.
 
     {"bedrock_transparent": {"type": "bedrock", "mode": "transparent", "backend": "bedrock",
@@ -27,7 +28,8 @@ def instances_from(description: dict, config) -> dict:
         base = config.backends[d["backend"]]
         settings = {k: v for k, v in {**base.settings, **d.get("settings", {})}.items() if v is not None}
         backend = dataclasses.replace(base, name=name, settings=settings, url=d.get("url", base.url),
-                                      timeout=d.get("timeout", base.timeout))
+                                      timeout=d.get("timeout", base.timeout), api_key=d.get("api_key", base.api_key),
+                                      forward_headers=tuple(d.get("forward_headers", base.forward_headers)))
         out[name] = InstanceConfig(
             name=name, type=d["type"], mode=d["mode"], backend=backend,
             authentication=Authentication(d.get("auth", "none")),

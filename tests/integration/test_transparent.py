@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from tests.conftest import REPO, ServerProcess, free_port
+from tests.hostile_upstream import HostileUpstream
 from tests.integration import rawhttp
 
 MODEL = "anthropic.claude-3-sonnet-20240229-v1:0"
@@ -99,7 +100,17 @@ def trickle():
 
 
 @pytest.fixture(scope="module")
-def tstack(tmp_path_factory, silent_upstream, trickle):
+def hostile():
+    upstream = HostileUpstream()
+    yield upstream
+    upstream.stop()
+
+
+HOSTILE_KEY = "hostile-anthropic-key-5b4aR4tYQ7wZ"
+
+
+@pytest.fixture(scope="module")
+def tstack(tmp_path_factory, silent_upstream, trickle, hostile):
     mock = ServerProcess(["mock"])
     closed = socket.create_server(("127.0.0.1", 0))
     unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}"
@@ -122,6 +133,9 @@ def tstack(tmp_path_factory, silent_upstream, trickle):
                               "endpoints": [["/transparent/azure", ["POST"]]]},
         "bedrock_trickle": {"type": "bedrock", "mode": "transparent", "backend": "bedrock", "url": trickle.url,
                             "endpoints": [["/transparent/bedrock-trickle", ["POST"]]]},
+        "anthropic_hostile": {"type": "anthropic", "mode": "transparent", "backend": "anthropic", "url": hostile.url,
+                              "api_key": HOSTILE_KEY, "forward_headers": ["X-Hostile"],
+                              "endpoints": [["/transparent/anthropic-hostile", ["POST"]]]},
         "bedrock_us1": {"type": "bedrock", "mode": "protocol", "protocol": "openai", "backend": "bedrock",
                         "region": "us-east-1", "endpoints": [["/openai/bedrock_us1", ["POST"]]]},
     }
@@ -140,7 +154,8 @@ def tstack(tmp_path_factory, silent_upstream, trickle):
     # Whatever the module sent, the proxy's log holds no traceback and no credential.
     output = proxy.output()
     assert "Traceback" not in output
-    assert not [s for s in (SECRET_ACCESS_KEY, PROXY_ANTHROPIC_KEY, CLIENT_ANTHROPIC_KEY, CLIENT_SECRET) if s in output]
+    assert not [s for s in (SECRET_ACCESS_KEY, PROXY_ANTHROPIC_KEY, CLIENT_ANTHROPIC_KEY, CLIENT_SECRET, HOSTILE_KEY)
+                if s in output]
 
 
 PROCESSES: dict[str, ServerProcess] = {}  # the module's proxy, for tests that read its log
@@ -336,6 +351,20 @@ def test_the_openai_sdks_azure_client_through_the_proxy_gets_the_proxys_key(urls
     assert (entry["status"], entry["path"], entry["query"]) == (200, "/openai/deployments/gpt-4o/chat/completions",
                                                                 {"api-version": "2024-10-21"})
     assert entry["credentials"] == {"api-key": digest(os.environ.get("AZURE_OPENAI_API_KEY", "mock-azure-key"))}
+
+
+@pytest.mark.parametrize("mode,status", [("error_body", 400), ("rate_limit", 429), ("content", 200),
+                                         ("stream_error", 200)])
+def test_an_upstream_echoing_the_instances_key_never_hands_it_to_the_client(urls, mode, status):
+    _, proxy_url = urls
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}],
+            "stream": mode == "stream_error"}
+    r = requests.post(f"{proxy_url}/transparent/anthropic-hostile/v1/messages", json=body, timeout=20,
+                      headers={"anthropic-version": "2023-06-01", "X-Hostile": mode})
+    assert r.status_code == status
+    assert "[REDACTED]" in r.text
+    assert HOSTILE_KEY not in r.text and HOSTILE_KEY not in str(r.headers)
+    assert "Retry-After" not in r.headers and "Set-Cookie" not in r.headers  # both echoed the key
 
 
 def test_the_query_string_goes_on_as_sent(urls):
