@@ -51,3 +51,10 @@ def test_the_allowlisted_reply_headers_come_back():
         ("X-Amzn-ErrorType", "ValidationException"), ("x-amzn-bedrock-invocation-latency", "5"),
         ("anthropic-ratelimit-requests-remaining", "9"), ("x-ratelimit-remaining-tokens", "100"),
         ("Retry-After", "3")]
+
+
+def test_a_retry_after_comes_back_only_when_it_is_advice():
+    assert client_headers(Headers([("Retry-After", "30")])) == [("Retry-After", "30")]
+    assert client_headers(Headers([("Retry-After", "Wed, 21 Oct 2037 07:28:00 GMT")])) == [
+        ("Retry-After", "Wed, 21 Oct 2037 07:28:00 GMT")]
+    assert client_headers(Headers([("Retry-After", "sk-echoed-key"), ("retry-after-ms", "soon")])) == []
