@@ -16,6 +16,8 @@ bounded in time, aware of a client that leaves, and cheaper per request.
   for the client's delayed ACK, 40 ms on Linux); no access-log line formatted
   for a log that is off.
 - `Connection: close` among other options is honoured, and said in the reply.
+- environ["RAW_URI"] is the request target as sent, still percent-encoded, as
+  gunicorn's workers give it (transparent mode checks that, app/transparent.py).
 """
 from __future__ import annotations
 
@@ -85,6 +87,15 @@ class ClientConnection:
             watcher.stop()
         elif not watcher.active:
             watcher.start(self._readable)
+
+    def cut(self) -> None:
+        """Break the reply off: the connection is shut down, so a reply whose body could not be
+        relayed whole reaches the client as broken (no final chunk), never as finished."""
+        self._handler.close_connection = True
+        try:
+            self._handler.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
 
     def end(self) -> None:
         """The request is over: stop watching."""
@@ -192,6 +203,7 @@ class Handler(WSGIHandler):
         self.close_connection = head.close
         self.response_length = 0
         self.environ = self.get_environ()
+        self.environ["RAW_URI"] = head.target  # as sent, still percent-encoded (gunicorn's name for it)
         self.application = self.server.application
         connection = self.environ[CONNECTION_KEY] = ClientConnection(self)
         try:

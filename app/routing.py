@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from app.config import BackendConfig, Config, ModelEntry
-from app.instances import PROTOCOL, InstanceConfig, no_instance, wrong_mode, wrong_protocol
+from app.instances import PROTOCOL, TRANSPARENT, InstanceConfig, InstancePath, no_instance, wrong_mode, wrong_protocol
 from app.default_provider import DefaultProvider
 from app.errors import ErrorKind, ProxyError
 from app.logfields import log_field
@@ -62,6 +62,8 @@ class Router:
                 self._by_model.setdefault(client_name, []).append(_Candidate(b, provider_id))
         self._catch_all = [b for b in sorted(backends.values(), key=lambda b: -b.priority) if b.catch_all]
         self._endpoints = {e.path: i for i in self.config.instances.values() for e in i.endpoints}
+        self._transparent = sorted(((e, i) for i in self.config.instances.values() if i.mode == TRANSPARENT
+                                    for e in i.endpoints), key=lambda pair: -len(pair[0].path))
         if self.default_backend is None:
             self.default_backend = self.config.server.default_provider
         if self.default_backend is not None and self.default_backend not in backends:
@@ -100,6 +102,17 @@ class Router:
             backends = [f"/{prefix}/{b}" if prefix else b for b in self.config.backends]
             raise no_instance(log_field(called), list(dict.fromkeys(under + backends)))
         return backend, None
+
+    def route_transparent(self, path: str) -> tuple[InstancePath, InstanceConfig] | None:
+        """The transparent instance a raw request path is at or under (the longest endpoint path
+        wins), with that endpoint; None when no transparent instance serves it. The decision is
+        `explicit` (the URL names the instance), logged as every routing decision is."""
+        for endpoint, instance in self._transparent:
+            if path == endpoint.path or path.startswith(endpoint.path + "/"):
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("route transparent path=%s instance=%s reason=explicit", log_field(path), instance.name)
+                return endpoint, instance
+        return None
 
     def _decide(self, model: str, needs: frozenset[str], pinned: str | None, prefix: str | None) -> Route:
         if pinned is not None:

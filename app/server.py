@@ -36,6 +36,7 @@ from app.routing import Router
 from app.service_auth import ServiceKey
 from app.state import LazyStore
 from app.tokens import count_tokens_reply
+from app.transparent import TransparentMode
 
 log = logging.getLogger("interchange.server")
 
@@ -205,8 +206,12 @@ def create_app(config: Config, default_backend: str | None = None,
     model_paths = tuple((prefix, protocol_module(p)) for prefix, p in routes.model_action_prefixes().items())
     model_prefixes = tuple(prefix for prefix, _ in model_paths)
     flask_app = app.wsgi_app
+    # Transparent mode (app/transparent.py): on the raw path, before any werkzeug decoding.
+    transparent = TransparentMode(config.instances, pipeline)
 
     def wsgi_app(environ, start_response):
+        if transparent.claims(environ):
+            return transparent(environ, start_response)
         if environ.get("REQUEST_METHOD") == "POST":
             path = environ.get("PATH_INFO", "")
             try:
@@ -237,6 +242,8 @@ def create_app(config: Config, default_backend: str | None = None,
     def guarded_app(environ, start_response):
         if service.admits(environ):
             return wsgi_app(environ, start_response)
+        if transparent.claims(environ):
+            return transparent.refuse_unauthorised(environ, start_response)
         frontend = protocol_module(routes.protocol_for_path(environ.get("PATH_INFO", "")))
         return _wsgi_reply(pipeline.error_reply(frontend, ProxyError(
             ErrorKind.authentication, "Missing or invalid API key for this proxy (its SERVICE_API_KEY): send "

@@ -5,7 +5,10 @@ ask for the admin key instead (app/admin_auth.py), and this key does not open th
 way its own SDK sends a key, so each SDK works with only its key setting changed:
 `Authorization: Bearer <key>` (OpenAI; accepted on every path), `x-api-key`
 (Anthropic), `x-goog-api-key` or `?key=` (Gemini). Any one of them matching is
-enough, whatever the path. The compare is constant-time; the key is never logged,
+enough, whatever the path. A transparent-mode client (app/transparent.py) carries its
+provider's own credentials in those headers (boto3's SigV4 Authorization), so it sends
+the service key as `Proxy-Authorization: Bearer <key>`, the header HTTP has for
+credentials meant for an intermediary (RFC 9110 §11.7.2); any client may. The compare is constant-time; the key is never logged,
 and none of these headers is ever forwarded upstream (providers.base.NEVER_FORWARDED).
 """
 from __future__ import annotations
@@ -30,7 +33,7 @@ class ServiceKey:
         if path in OPEN_PATHS or is_admin_path(path):
             return True
         for header, expected in (("HTTP_AUTHORIZATION", self._bearer), ("HTTP_X_API_KEY", self._key),
-                                 ("HTTP_X_GOOG_API_KEY", self._key)):
+                                 ("HTTP_X_GOOG_API_KEY", self._key), ("HTTP_PROXY_AUTHORIZATION", self._bearer)):
             value = environ.get(header)
             if value is not None and hmac.compare_digest(value.encode("latin-1"), expected):
                 return True

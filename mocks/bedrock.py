@@ -42,6 +42,10 @@ MODELS = {
     "anthropic.claude-sonnet-4-5-20250929-v1:0": "anthropic",
     "amazon.nova-pro-v1:0": "amazon",
     "amazon.nova-lite-v1:0": "amazon",
+    # The dual-mode gateway seed's examples call Claude 3 Sonnet by this short id
+    # (`/transparent/bedrock/model/anthropic.claude-3-sonnet/converse`); transparent mode
+    # relays the path untouched, so the mock answers it as the dated id it stands for.
+    "anthropic.claude-3-sonnet": "anthropic",
 }
 _PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
 _ARN = re.compile(r"^arn:aws(-[a-z-]+)?:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile)/(?P<id>.+)$")

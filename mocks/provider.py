@@ -13,7 +13,8 @@ from flask import Response
 from mocks import replay
 from mocks.aws_credentials import TemporaryCredentials
 from mocks.google_oauth import TokenIssuer
-from mocks.request_log import MAX_LOGGED_BODY, LoggedRequest, RequestLog, redact_headers, redact_query
+from mocks.request_log import (MAX_LOGGED_BODY, LoggedRequest, RequestLog, credential_digests, redact_headers,
+                                redact_query)
 from mocks.scenarios import Scenario, ScenarioFrame, ScenarioLibrary
 from mocks.wire import ApiError, parse_json, stable_id
 
@@ -207,7 +208,7 @@ class Provider(ABC):
         state.log.record(LoggedRequest(
             provider=self.name, method=call.method, path=call.path, query=redact_query(call.query),
             headers=redact_headers(call.headers), body=body, body_bytes=len(call.raw_body),
-            scenario=call.scenario, stream=call.stream, status=status,
+            scenario=call.scenario, stream=call.stream, status=status, credentials=credential_digests(call.headers),
             # SigV4: the region the request was signed for (its Authorization header is redacted).
             extra={"signed_region": call.notes["region"]} if "region" in call.notes else {},
         ))

@@ -3,6 +3,8 @@ endpoint received, with credentials redacted, so tests can check what the
 proxy actually sent upstream."""
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +30,23 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+_SIGV4_KEY_ID = re.compile(r"Credential=([A-Za-z0-9]+)/")
+
+
+def credential_digests(headers: Mapping[str, str]) -> dict[str, str]:
+    """What a test needs to tell whose credential arrived without the log holding it: per
+    credential header, `sha256:` and the first 16 hex digits of its value's digest, and for a
+    SigV4 Authorization the access key id it names (an id, not a secret)."""
+    out = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in SECRET_HEADERS:
+            out[key] = "sha256:" + hashlib.sha256(value.encode("latin-1", "replace")).hexdigest()[:16]
+            if key == "authorization" and (m := _SIGV4_KEY_ID.search(value)):
+                out["aws_access_key_id"] = m.group(1)
+    return out
+
+
 def redact_query(query: Mapping[str, str]) -> dict[str, str]:
     return {k: (REDACTED if k in SECRET_QUERY else v) for k, v in query.items()}
 
@@ -45,11 +64,13 @@ class LoggedRequest:
     stream: bool = False
     status: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    credentials: dict[str, str] = field(default_factory=dict)  # credential_digests of the headers
 
     def to_json(self) -> dict[str, Any]:
         return {"provider": self.provider, "scenario": self.scenario, "status": self.status,
                 "stream": self.stream, "method": self.method, "path": self.path, "query": self.query,
-                "headers": self.headers, "body": self.body, "body_bytes": self.body_bytes, **self.extra}
+                "headers": self.headers, "credentials": self.credentials, "body": self.body,
+                "body_bytes": self.body_bytes, **self.extra}
 
 
 class RequestLog:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from app.protocols.anthropic import API_VERSION
 from app.protocols.base import UpstreamRequest
-from app.providers.base import COUNT_TOKENS, GENERATE, Call, Provider, json_request
+from app.providers.base import COUNT_TOKENS, GENERATE, Call, Provider, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 _PATHS = {GENERATE: "/v1/messages", COUNT_TOKENS: "/v1/messages/count_tokens"}
@@ -16,6 +16,9 @@ class Anthropic(Provider):
 
     def prepare(self, call: Call) -> UpstreamRequest:
         version = str(self.backend.options.get("anthropic_version") or API_VERSION)
-        own = {"content-type": "application/json", "anthropic-version": version,
-               "x-api-key": self.backend.resolve_api_key()}  # the proxy's key, never one the client sent
-        return json_request(upstream_url(self.backend.url, _PATHS[call.action]), own, call)
+        own = {"content-type": "application/json", "anthropic-version": version}
+        return self.authorise(json_request(upstream_url(self.backend.url, _PATHS[call.action]), own, call))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        # The proxy's key, never one the client sent.
+        return with_credentials(request, {"x-api-key": self.backend.resolve_api_key()})

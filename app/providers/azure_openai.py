@@ -21,7 +21,7 @@ from typing import ClassVar
 from app.base_url import BaseUrl, BaseUrlError
 from app.errors import redact_url
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, Setting, json_request
+from app.providers.base import Call, Provider, Setting, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 DEFAULT_API_VERSION = "2024-10-21"  # the current GA version of the classic Chat API
@@ -87,13 +87,15 @@ class AzureOpenAI(Provider):
         return BaseUrl(base, f"{redact_url(url)} understood as base {redact_url(base)} ({form})")
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        key = self.backend.resolve_api_key()
-        own = {"Authorization": "Bearer " + key} if self._bearer else {"api-key": key}
         if self._v1:
-            return json_request(upstream_url(self.backend.url, self.endpoint), own, call)
+            return self.authorise(json_request(upstream_url(self.backend.url, self.endpoint), {}, call))
         url = upstream_url(self.backend.url, self.dated_path, query={"api-version": self._api_version},
                            deployment=call.model)
-        return json_request(url, own, call)
+        return self.authorise(json_request(url, {}, call))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        key = self.backend.resolve_api_key()
+        return with_credentials(request, {"Authorization": "Bearer " + key} if self._bearer else {"api-key": key})
 
 
 class AzureResponses(AzureOpenAI):

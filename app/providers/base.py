@@ -14,10 +14,11 @@ request (a token cache, AWS credentials).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from app.base_url import BaseUrl, BaseUrlError, normalise_base_url
 from app.errors import redact_url
@@ -63,6 +64,9 @@ class Provider(ABC):
     # Wire options every backend of this kind gets (under its config `options`, which win):
     # how this provider's dialect of the wire differs (OpenRouter's `reasoning` object).
     wire_options: ClassVar[Mapping[str, Any]] = {}
+    # Characters this provider's native paths hold that transparent mode otherwise refuses
+    # in a client's path (app/transparent.py): Vertex's `model@version`.
+    native_path_chars: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, backend) -> None:  # backend: app.config.BackendConfig
         self.backend = backend
@@ -74,22 +78,41 @@ class Provider(ABC):
 
     @abstractmethod
     def prepare(self, call: Call) -> UpstreamRequest:
-        """The HTTP request for `call`: URL, headers, body bytes, credentials applied last."""
+        """The HTTP request for `call`: URL, headers, body bytes, then `authorise` (last)."""
+
+    @abstractmethod
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        """`request` with this provider's credentials applied, whatever built it: any credential
+        it carries (a client's, in any scheme) removed, then the key or token header set, or a
+        signature computed over its exact method, URL, headers and body. The one way this
+        provider's requests are authorised: `prepare` ends with it, and transparent mode
+        (app/transparent.py) applies it to a client's native request."""
+
+    def native_base(self) -> str:
+        """The base URL this provider's native API paths extend (transparent mode sends a
+        client's path under it): the configured `url`, or the default the kind derives from
+        its settings (a region, a location)."""
+        return self.backend.url
 
     def exchange(self, call: Call, client: "UpstreamClient", client_link: "ClientLink | None" = None
                  ) -> "UpstreamResponse":
         """The upstream reply to `call`, its body unread. One request for most providers; one
-        whose exchange takes more (a refused token renewed and the call replayed once, a queued
-        job polled until it ends) overrides this and returns an object of the same shape:
-        `status_code`, `headers`, `iter_raw()`, `close(reuse)`.
+        whose exchange takes more (a queued job polled until it ends) overrides this and
+        returns an object of the same shape: `status_code`, `headers`, `iter_raw()`, `close(reuse)`."""
+        return self.send(lambda: self.prepare(call), client, client_link)
+
+    def send(self, build: Callable[[], UpstreamRequest], client: "UpstreamClient",
+             client_link: "ClientLink | None" = None) -> "UpstreamResponse":
+        """The reply to the authorised request `build()` makes, its body unread.
 
         A 401 to a credential this provider fetched and cached (a token revoked before its
-        expiry) renews it and replays the call once; a second 401 goes to the client."""
-        request = self.prepare(call)
+        expiry) renews it and replays the request once, built again (so signed or authorised
+        anew); a second 401 goes to the client."""
+        request = build()
         resp = client.send(self.backend, request, client_link)
         if resp.status_code == 401 and self.forget_credentials(request):
             resp.close(reuse=False)
-            resp = client.send(self.backend, self.prepare(call), client_link)
+            resp = client.send(self.backend, build(), client_link)
         return resp
 
     def forget_credentials(self, refused: UpstreamRequest) -> bool:
@@ -139,6 +162,12 @@ def merge_headers(own: Mapping[str, str], forwarded: Mapping[str, str]) -> dict[
     return headers
 
 
+def with_credentials(request: UpstreamRequest, own: Mapping[str, str]) -> UpstreamRequest:
+    """`request` with every credential it carries removed (NEVER_FORWARDED) and `own` (the
+    provider's key or token header) set, winning over any spelling of its names."""
+    return dataclasses.replace(request, headers=merge_headers(own, request.headers))
+
+
 def bearer_token(request: UpstreamRequest) -> str | None:
     """The bearer token `request` carries (the one a 401 refused), if any."""
     value = next((v for k, v in request.headers.items() if k.lower() == "authorization"), "")
@@ -147,7 +176,8 @@ def bearer_token(request: UpstreamRequest) -> str | None:
 
 def json_request(url: str, own: Mapping[str, str], call: Call, body: Mapping[str, Any] | None = None,
                  method: str = "POST") -> UpstreamRequest:
-    """A JSON POST: `own` headers win over the forwarded client headers in any letter case."""
+    """A JSON POST, not yet authorised: `own` headers win over the forwarded client headers
+    in any letter case."""
     if not any(k.lower() == "content-type" for k in own):
         own = {"Content-Type": "application/json", **own}
     return UpstreamRequest(method, url, merge_headers(own, call.headers), dumps(call.body if body is None else body),

@@ -13,6 +13,7 @@ otherwise (a VPC endpoint, the mock).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -21,7 +22,7 @@ from app.base_url import BaseUrl
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, Setting, base_before, merge_headers
+from app.providers.base import NEVER_FORWARDED, Call, Provider, Setting, base_before, merge_headers
 from app.upstream.urls import upstream_url
 
 SERVICE = "bedrock"  # the SigV4 signing name of bedrock-runtime
@@ -62,18 +63,28 @@ class BedrockConverse(Provider):
                                                "the model from model_mapping")
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
         url = upstream_url(self._base, "/model/{model}/converse-stream" if call.stream else "/model/{model}/converse",
                            model=call.model)
-        body = dumps(call.body)
         headers = merge_headers({"Content-Type": "application/json",
                                  "Accept": "application/vnd.amazon.eventstream" if call.stream else "application/json"},
                                 call.headers)
-        request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-        SigV4Auth(self._frozen_credentials(), SERVICE, self._region).add_auth(request)  # last: over these bytes
-        return UpstreamRequest("POST", url, dict(request.headers.items()), body, stream=call.stream)
+        return self.authorise(UpstreamRequest("POST", url, headers, dumps(call.body), stream=call.stream))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        """SigV4 by botocore over the request as it will be sent (method, URL path and query as
+        written, headers, body bytes). Any credential or `X-Amz-*` header it carries goes first:
+        the signature covers only what this signer set."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        headers = {k: v for k, v in request.headers.items()
+                   if (low := k.lower()) not in NEVER_FORWARDED and not low.startswith("x-amz-")}
+        signed = AWSRequest(method=request.method, url=request.url, data=request.body, headers=headers)
+        SigV4Auth(self._frozen_credentials(), SERVICE, self._region).add_auth(signed)
+        return dataclasses.replace(request, headers=dict(signed.headers.items()))
+
+    def native_base(self) -> str:
+        return self._base
 
     def _frozen_credentials(self):
         with self._lock:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, json_request
+from app.providers.base import Call, Provider, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 
@@ -18,4 +18,7 @@ class Gemini(Provider):
                                query={"alt": "sse"})
         else:
             url = upstream_url(self.backend.url, "/v1beta/models/{model}:generateContent", model=model)
-        return json_request(url, {"x-goog-api-key": self.backend.resolve_api_key()}, call)
+        return self.authorise(json_request(url, {}, call))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"x-goog-api-key": self.backend.resolve_api_key()})

@@ -20,7 +20,7 @@ says otherwise (a private endpoint, the mock).
 from __future__ import annotations
 
 import contextlib
-
+import dataclasses
 import re
 import threading
 from typing import Any
@@ -29,7 +29,7 @@ from app.base_url import BaseUrl
 from app.errors import ErrorKind, ProxyError
 from app.jsonutil import dumps
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, Setting, base_before, merge_headers
+from app.providers.base import NEVER_FORWARDED, Call, Provider, Setting, base_before, merge_headers
 
 API_VERSION_PATH = "/20231130"
 CHAT_PATH = API_VERSION_PATH + "/actions/chat"
@@ -38,6 +38,9 @@ _WRITTEN_TAIL = re.compile(r"/20231130(?:/.*)?$")  # a pasted `/20231130/actions
 # Headers the signature covers: whatever a client forwards under these names is dropped,
 # so the signer computes each one over what is actually sent.
 _SIGNED = frozenset({"date", "x-date", "content-length", "x-content-sha256", "content-type", "host"})
+# What `authorise` drops of a request before signing it: the headers the signer computes
+# (content-type stays: the request's own, covered as it is), and every credential.
+_RECOMPUTED = (_SIGNED - {"content-type"}) | NEVER_FORWARDED
 
 
 def default_url(region: str) -> str:
@@ -77,10 +80,7 @@ class OCIGenerativeAI(Provider):
         return base_before(url, _WRITTEN_TAIL, "requests go to {base}/20231130/actions/chat")
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        signer = self._current_signer()
-        if not self.backend.url and not self._region:
-            raise self._problem("has no region: set `region` (or `url`), or name one in its OCI config file")
-        url = (self.backend.url or default_url(self._region)) + CHAT_PATH
+        url = self.native_base() + CHAT_PATH
         endpoint_id = self.setting("endpoint_id")
         serving = {"servingType": "DEDICATED", "endpointId": endpoint_id} if endpoint_id else \
             {"servingType": "ON_DEMAND", "modelId": call.model}
@@ -88,7 +88,24 @@ class OCIGenerativeAI(Provider):
         forwarded = {k: v for k, v in call.headers.items() if k.lower() not in _SIGNED}
         headers = merge_headers({"Content-Type": "application/json",
                                  "Accept": "text/event-stream" if call.stream else "application/json"}, forwarded)
-        return UpstreamRequest("POST", url, sign(signer, url, headers, body), body, stream=call.stream)
+        return self.authorise(UpstreamRequest("POST", url, headers, body, stream=call.stream))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        """OCI's HTTP signature by the `oci` signer over the request as it will be sent; the URL
+        is the one the signer's `(request-target)` covered."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _RECOMPUTED}
+        url, signed = sign(self._current_signer(), request.method, request.url, headers, request.body)
+        return dataclasses.replace(request, url=url, headers=signed)
+
+    def native_base(self) -> str:
+        """`url`, else the region's endpoint (the region may come from the OCI config file or the
+        instance, known once the signer is loaded)."""
+        if self.backend.url:
+            return self.backend.url
+        self._current_signer()
+        if not self._region:
+            raise self._problem("has no region: set `region` (or `url`), or name one in its OCI config file")
+        return default_url(self._region)
 
     def forget_credentials(self, refused: UpstreamRequest) -> bool:
         """An instance principal's security token can be renewed (the next prepare fetches a
@@ -135,14 +152,15 @@ class OCIGenerativeAI(Provider):
         return ProxyError(ErrorKind.configuration, f"Backend '{self.backend.name}' {what}.", code="configuration_error")
 
 
-def sign(signer: Any, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-    """`headers` plus the signature headers (`date`, `host`, `content-length`,
-    `x-content-sha256`, `authorization`), computed by `signer` over `body` as it is sent."""
+def sign(signer: Any, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[str, dict[str, str]]:
+    """(the URL as signed, `headers` plus the signature headers: `date`, `host`, and for a body
+    `content-length` and `x-content-sha256`, `authorization`), computed by `signer` over
+    `body` as it is sent."""
     from oci._vendor import requests  # the requests the signer is written for
 
-    prepared = requests.Request("POST", url, headers=headers, data=body).prepare()
+    prepared = requests.Request(method, url, headers=headers, data=body).prepare()
     signer(prepared)
-    return dict(prepared.headers.items())
+    return prepared.url, dict(prepared.headers.items())
 
 
 def _first_line(e: Exception) -> str:

@@ -14,7 +14,7 @@ from typing import ClassVar
 from app.base_url import BaseUrl
 from app.errors import invalid
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, base_before, json_request
+from app.providers.base import Call, Provider, base_before, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 DEFAULT_URL = "http://127.0.0.1:11434"  # where `ollama serve` listens
@@ -34,7 +34,13 @@ class Ollama(Provider):
         return base_before(url, _NATIVE_TAIL, "requests go to {base}/api/chat")
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        return json_request(upstream_url(self.backend.url or DEFAULT_URL, "/api/chat"), bearer(self.backend), call)
+        return self.authorise(json_request(upstream_url(self.native_base(), "/api/chat"), {}, call))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, bearer(self.backend))
+
+    def native_base(self) -> str:
+        return self.backend.url or DEFAULT_URL
 
 
 class OllamaOpenAI(Provider):
@@ -62,8 +68,14 @@ class OllamaOpenAI(Provider):
             elif choice not in (None, "auto") and body.get("tools"):
                 raise invalid("Ollama has no tool choice: it cannot be made to call a tool; send tool_choice "
                               "auto or none", param="tool_choice")
-        url = upstream_url(self.backend.url or DEFAULT_URL + "/v1", self.endpoint)
-        return json_request(url, bearer(self.backend), call, body)
+        url = upstream_url(self.native_base(), self.endpoint)
+        return self.authorise(json_request(url, {}, call, body))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, bearer(self.backend))
+
+    def native_base(self) -> str:
+        return self.backend.url or DEFAULT_URL + "/v1"
 
 
 def bearer(backend) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, json_request
+from app.providers.base import Call, Provider, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 
@@ -15,8 +15,10 @@ class OpenAI(Provider):
     endpoint: ClassVar[str] = "/chat/completions"
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        key = self.backend.resolve_api_key()
-        return json_request(upstream_url(self.backend.url, self.endpoint), {"Authorization": "Bearer " + key}, call)
+        return self.authorise(json_request(upstream_url(self.backend.url, self.endpoint), {}, call))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self.backend.resolve_api_key()})
 
 
 class OpenAIResponses(OpenAI):

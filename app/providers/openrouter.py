@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Mapping
 
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, Setting, base_before, json_request
+from app.providers.base import Call, Provider, Setting, base_before, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 ENDPOINT = "/api/v1/chat/completions"
@@ -58,10 +58,12 @@ class OpenRouter(Provider):
         return base_before(url, _PASTED, "requests go to {base}" + ENDPOINT)
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        own = {"Authorization": "Bearer " + self.backend.resolve_api_key(), **self._headers}
         body = None
         if self._defaults:
             missing = {k: v for k, v in self._defaults.items() if k not in call.body}
             if missing:
                 body = {**call.body, **missing}
-        return json_request(self._url, own, call, body)
+        return self.authorise(json_request(self._url, self._headers, call, body))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self.backend.resolve_api_key()})

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
-from app.providers.base import Call, Provider, Setting, base_before, json_request
+from app.providers.base import Call, Provider, Setting, base_before, json_request, with_credentials
 from app.upstream.urls import upstream_url
 
 if TYPE_CHECKING:
@@ -82,15 +82,18 @@ class RunPod(Provider):
             url = self._base + "/run"
         else:
             url = upstream_url(self._base, "/runsync", query={"wait": str(self.sync_wait_ms)})
-        return json_request(url, self._auth(), call, body)
+        return self.authorise(json_request(url, {}, call, body))
 
     def job_request(self, method: str, action: str, job_id: str) -> UpstreamRequest:
         """`GET /status/{id}`, `GET /stream/{id}`, `POST /cancel/{id}`."""
         url = upstream_url(self._base, "/" + action + "/{job}", job=job_id)
-        return UpstreamRequest(method, url, self._auth(), b"")
+        return self.authorise(UpstreamRequest(method, url, {}, b""))
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": "Bearer " + self.backend.resolve_api_key()}
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self.backend.resolve_api_key()})
+
+    def native_base(self) -> str:
+        return self.backend.url or DEFAULT_URL
 
     def exchange(self, call: Call, client: "UpstreamClient", client_link=None) -> "JobReply":
         # Imported here: app.upstream.http imports app.config, which imports this registry.
@@ -127,4 +130,10 @@ class RunPodOpenAI(Provider):
         return _base_url(url)
 
     def prepare(self, call: Call) -> UpstreamRequest:
-        return json_request(self._url, {"Authorization": "Bearer " + self.backend.resolve_api_key()}, call)
+        return self.authorise(json_request(self._url, {}, call))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self.backend.resolve_api_key()})
+
+    def native_base(self) -> str:
+        return self.backend.url or DEFAULT_URL

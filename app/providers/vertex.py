@@ -21,7 +21,7 @@ from typing import Any
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
 from app.providers.base import (COUNT_TOKENS, GENERATE, Call, Provider, Setting, base_before, bearer_token,
-                                json_request)
+                                json_request, with_credentials)
 from app.providers.google_auth import GoogleToken
 from app.upstream.urls import upstream_url
 
@@ -53,6 +53,7 @@ class _Vertex(Provider):
     settings = _SETTINGS
     url_required = False
     uses_api_key = False
+    native_path_chars = frozenset("@")  # publishers/anthropic/models/claude-…@20250929:rawPredict
 
     def __init__(self, backend) -> None:
         super().__init__(backend)
@@ -75,8 +76,11 @@ class _Vertex(Provider):
         return upstream_url(self._base, _MODEL_PATH, project=self._project, location=self._location,
                             publisher=publisher, model=model, method=method, query=query, keep="@")
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": "Bearer " + self._token.token()}
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self._token.token()})
+
+    def native_base(self) -> str:
+        return self._base
 
     def forget_credentials(self, refused: UpstreamRequest) -> bool:
         return self._token.forget(bearer_token(refused))
@@ -99,7 +103,7 @@ class VertexGemini(_Vertex):
             url = self._url("google", model, "streamGenerateContent", {"alt": "sse"})
         else:
             url = self._url("google", model, "generateContent")
-        return json_request(url, self._auth(), call)
+        return self.authorise(json_request(url, {}, call))
 
 
 class VertexAnthropic(_Vertex):
@@ -111,7 +115,7 @@ class VertexAnthropic(_Vertex):
         body: dict[str, Any] = dict(call.body)
         body.setdefault("anthropic_version", ANTHROPIC_VERSION)  # every rawPredict body, the counter's too
         if call.action == COUNT_TOKENS:  # the counter keeps the model in the body
-            return json_request(self._url("anthropic", "count-tokens", "rawPredict"), self._auth(), call, body)
+            return self.authorise(json_request(self._url("anthropic", "count-tokens", "rawPredict"), {}, call, body))
         body.pop("model", None)  # it is in the URL
         url = self._url("anthropic", call.model, "streamRawPredict" if call.stream else "rawPredict")
-        return json_request(url, self._auth(), call, body)
+        return self.authorise(json_request(url, {}, call, body))

@@ -15,7 +15,7 @@ import re
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
 from app.protocols.watsonx import check_templates
-from app.providers.base import Call, Provider, Setting, base_before, bearer_token, json_request
+from app.providers.base import Call, Provider, Setting, base_before, bearer_token, json_request, with_credentials
 from app.providers.ibm_iam import DEFAULT_IAM_URL, IamToken
 from app.upstream.urls import upstream_url
 
@@ -60,9 +60,14 @@ class Watsonx(Provider):
         path = f"/ml/v1/text/{api}_stream" if call.stream else f"/ml/v1/text/{api}"
         url = upstream_url(self._base, path, query={"version": self._version})
         body = {**call.body, **self._scope}
-        own = {"Authorization": "Bearer " + self._token.token(),
-               "Accept": "text/event-stream" if call.stream else "application/json"}
-        return json_request(url, own, call, body)
+        own = {"Accept": "text/event-stream" if call.stream else "application/json"}
+        return self.authorise(json_request(url, own, call, body))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self._token.token()})
+
+    def native_base(self) -> str:
+        return self._base
 
     def forget_credentials(self, refused: UpstreamRequest) -> bool:
         return self._token.forget(bearer_token(refused))

@@ -43,9 +43,9 @@ def offenders(path: Path) -> list[str]:
     return found
 
 
-# Asking the router: directly, or through Pipeline.plan (which asks it: the request path's and
+# Asking the router: directly (route, or route_transparent for a transparent path), or through Pipeline.plan (which asks it: the request path's and
 # the inspector's one planning step); a function handed a Plan works on a decision already made.
-DECIDES = frozenset({"route", "plan"})
+DECIDES = frozenset({"route", "route_transparent", "plan"})
 
 
 def _takes_a_plan(fn: ast.AST) -> bool:

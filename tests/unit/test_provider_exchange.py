@@ -41,10 +41,14 @@ class TokenProvider(Provider):
         self.renewable, self.fetched, self.cached = renewable, 0, None
 
     def prepare(self, call: Call) -> UpstreamRequest:
+        return self.authorise(UpstreamRequest("POST", "http://upstream/x", {}, b"{}"))
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
         if self.cached is None:
             self.fetched += 1
             self.cached = f"token-{self.fetched}"
-        return UpstreamRequest("POST", "http://upstream/x", {"Authorization": self.cached}, b"{}")
+        return UpstreamRequest(request.method, request.url, {**request.headers, "Authorization": self.cached},
+                               request.body)
 
     def forget_credentials(self, refused: UpstreamRequest) -> bool:
         if not self.renewable:
@@ -70,6 +74,14 @@ def test_a_refused_token_is_renewed_and_the_call_replayed_once(statuses, renewab
     assert (client.sent, resp.status_code) == (sent, status)
     assert resp is client.replies[-1]
     assert [r.closed for r in client.replies[:-1]] == [[False]] * (len(sent) - 1)  # the refused reply dropped
+
+
+def test_a_request_built_elsewhere_is_authorised_and_renewed_by_the_same_rule():
+    # Transparent mode: the client's native request, authorised by the provider's one hook.
+    native = UpstreamRequest("GET", "http://upstream/native?x=1", {"Accept": "application/json"}, b"")
+    client, provider = ScriptedClient([401, 200]), TokenProvider(renewable=True)
+    resp = provider.send(lambda: provider.authorise(native), client)
+    assert (client.sent, resp.status_code) == (["token-1", "token-2"], 200)
 
 
 def test_the_base_provider_has_nothing_to_renew():

@@ -814,10 +814,13 @@ def test_registry_refuses_a_provider_missing_a_piece():
         def prepare(self, call):
             raise NotImplementedError
 
+        def authorise(self, request):
+            raise NotImplementedError
+
     class BadFraming(BadWire):
         wire, framing = "openai", "carrier-pigeon"
 
-    with pytest.raises(TypeError, match=r"provider broken: NoPrepare does not implement \['prepare'\]"):
+    with pytest.raises(TypeError, match=r"provider broken: NoPrepare does not implement \['authorise', 'prepare'\]"):
         providers._check({"broken": NoPrepare})
     with pytest.raises(TypeError, match="provider broken: unknown wire protocol 'smoke-signals'"):
         providers._check({"broken": BadWire})
