@@ -299,50 +299,20 @@ def _counted_by_worker(multiproc: Path, backend: str, reason: str) -> dict[int, 
 @pytest.fixture
 def gunicorn_two_workers(mock, tmp_path):
     """The README's gunicorn command with two workers, on config-mock.toml with its own SQLite store."""
-    import importlib.util
-    import os
-    import subprocess
-    import sys
-    import time
+    from tests.gunicorn_process import running_gunicorn
+    from tests.integration.test_gunicorn import readme_command
 
-    import psutil
-
-    from tests.integration.test_gunicorn import free_port, readme_command
-
-    if importlib.util.find_spec("gunicorn") is None:
-        pytest.skip("gunicorn is not installed (pip install -e .[serve])")
     argv = readme_command()
     while "=" in argv[0]:
         argv.pop(0)
     args = argv[1:]
-    port = free_port()
     args[args.index("-w") + 1] = "2"
-    args[args.index("-b") + 1] = f"127.0.0.1:{port}"
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
-    env = {**os.environ, "INTERCHANGE_CONFIG": str(config_file(tmp_path, sqlite_state(tmp_path))),
-           "MOCK_URL": mock.url, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "gunicorn exited:\n" + proc.stdout.read()
-            assert time.monotonic() < deadline, "gunicorn did not answer /health within 30 s"
-            try:
-                if requests.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        yield url, [c.pid for c in psutil.Process(proc.pid).children()], multiproc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = {"INTERCHANGE_CONFIG": str(config_file(tmp_path, sqlite_state(tmp_path))), "MOCK_URL": mock.url,
+           "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    with running_gunicorn(args, env) as (url, workers):
+        yield url, workers, multiproc
 
 
 def test_a_switch_answered_by_one_gunicorn_worker_routes_the_other(gunicorn_two_workers, mock):

@@ -5,22 +5,18 @@ from __future__ import annotations
 import ast
 import importlib.metadata as md
 import importlib.util
-import os
 import re
 import shlex
-import socket
-import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 from packaging.requirements import Requirement
 
 from tests.conftest import REPO
+from tests.gunicorn_process import running_gunicorn
 
 README = REPO / "README.md"
 WORKERS = 2
@@ -69,53 +65,22 @@ def test_the_serve_extra_declares_what_the_gevent_worker_imports():
     assert needed - _declared_closure("serve") == set()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn(stack, tmp_path):
-    if importlib.util.find_spec("gunicorn") is None:
-        pytest.skip("gunicorn is not installed (pip install -e .[serve])")
     env_words = []
     argv = readme_command()
     while "=" in argv[0]:
         env_words.append(argv.pop(0))
     assert argv[0] == "gunicorn" and argv[-1] == "app.wsgi:application"
-    port = free_port()
     args = argv[1:]
     args[args.index("-w") + 1] = str(WORKERS)
-    args[args.index("-b") + 1] = f"127.0.0.1:{port}"
     env = dict(w.split("=", 1) for w in env_words)
     env["INTERCHANGE_CONFIG"] = str(REPO / "config-mock.toml")  # the README's config.toml, for the mock
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **env, "MOCK_URL": stack.mock_url,
-                                 "PROMETHEUS_MULTIPROC_DIR": str(multiproc)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "gunicorn exited:\n" + proc.stdout.read()
-            assert time.monotonic() < deadline, "gunicorn did not answer /health within 30 s"
-            try:
-                if requests.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        workers = [c.pid for c in psutil.Process(proc.pid).children()]
+    with running_gunicorn(args, {**env, "MOCK_URL": stack.mock_url, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+                          ) as (url, workers):
         yield url, workers, multiproc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _requests_total(text: str) -> float:

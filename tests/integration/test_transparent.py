@@ -6,11 +6,9 @@ the mock's own; per-instance metrics."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 
@@ -26,7 +24,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from mocks.bedrock import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from tests.conftest import REPO, ServerProcess, free_port
+from tests.conftest import ServerProcess
+from tests.gunicorn_process import running_gunicorn
 from tests.hostile_upstream import HostileUpstream
 from tests.integration import rawhttp
 
@@ -629,37 +628,14 @@ def test_without_the_service_key_a_transparent_client_gets_a_native_401(urls, ke
 @pytest.fixture(scope="module")
 def gunicorn_proxy(tstack, tmp_path_factory):
     """The proxy under gunicorn's own HTTP parser (`-k gevent`), which gives the raw target as RAW_URI."""
-    if importlib.util.find_spec("gunicorn") is None:
-        pytest.skip("gunicorn is not installed (pip install -e .[serve])")
     mock_url, _ = tstack
     path = tmp_path_factory.mktemp("gunicorn") / "instances.json"
     path.write_text(json.dumps({"bedrock_transparent": {
         "type": "bedrock", "mode": "transparent", "backend": "bedrock", "region": "us-east-1",
         "endpoints": [["/transparent/bedrock", ["POST"]]]}}))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}",
-                             "tests.instance_wsgi:application"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "MOCK_URL": mock_url, "INTERCHANGE_CONFIG": "config-mock.toml",
-                                 "INTERCHANGE_TEST_INSTANCES": str(path)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert rawhttp.wait_until(lambda: proc.poll() is not None or _answers(url), 30), "gunicorn did not start"
-        assert proc.poll() is None, proc.stdout.read()
+    env = {"MOCK_URL": mock_url, "INTERCHANGE_CONFIG": "config-mock.toml", "INTERCHANGE_TEST_INSTANCES": str(path)}
+    with running_gunicorn(["-k", "gevent", "-w", "1", "tests.instance_wsgi:application"], env) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url + "/health", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def test_under_gunicorn_boto3_is_served_and_the_raw_target_is_checked(urls, gunicorn_proxy):

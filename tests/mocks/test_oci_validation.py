@@ -49,7 +49,9 @@ def own_signer():
 
 def signed(mock_url: str, body: bytes, *, signer=None, headers: dict | None = None) -> tuple[str, dict, bytes]:
     url = mock_url + "/20231130/actions/chat"
-    return url, sign(signer or own_signer(), url, {"Content-Type": "application/json", **(headers or {})}, body), body
+    url, signed_headers = sign(signer or own_signer(), "POST", url,
+                               {"Content-Type": "application/json", **(headers or {})}, body)
+    return url, signed_headers, body
 
 
 def post(mock_url: str, body: dict | bytes, **kwargs) -> requests.Response:
