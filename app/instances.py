@@ -282,7 +282,8 @@ def _instance(name: str, raw: Mapping, key: str, problems: list[str]) -> Instanc
     backend_raw = {**{k: v for k, v in raw.items() if k in _BACKEND_KEYS or (cls and k in cls.settings)},
                    **backend_raw, "kind": kind}
     region = _region(typ, kind, raw, auth, key, problems)
-    if region is not None and kind in _REGION_SETTING:
+    written_as_setting = "region" not in raw and auth.region is None and _REGION_SETTING.get(kind, "region") in raw
+    if region is not None and kind in _REGION_SETTING and not written_as_setting:
         _setting(backend_raw, _REGION_SETTING[kind], region, "region", key, problems)
     if auth.type == "aws_sigv4" and region is not None:
         auth = Authentication(auth.type, service=auth.service, region=region)
@@ -496,7 +497,9 @@ def _region(typ: str, kind: str | None, raw: Mapping, auth: Authentication, key:
             problems.append(f"{key}.region: required for a bedrock instance (or {' / '.join(AWS_REGION_ENV)} "
                             "in the environment)")
     if region is None and kind in ("vertex_gemini", "vertex_anthropic") and isinstance(raw.get("location"), str):
-        return None  # written as the kind's own `location` setting: the backend loader reads it
+        # Written as the kind's own `location` setting (the backend loader reads it there): it is
+        # still the instance's region, for its metric labels.
+        return _interpolate(raw["location"], [], f"{key}.location")
     if region is None and kind in ("vertex_gemini", "vertex_anthropic"):
         problems.append(f"{key}.region: required for a vertex instance (its location: us-central1, europe-west4, "
                         "global, ...)")

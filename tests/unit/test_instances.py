@@ -106,6 +106,18 @@ def test_the_seeds_yaml_is_a_config_of_its_own_and_a_tomls_instances_file(tmp_pa
     assert sorted(beside.instances) == sorted(alone.instances) and list(beside.backends) == ["oa"]
 
 
+def test_a_vertex_location_written_as_the_kinds_own_setting_is_the_instances_region(tmp_path):
+    config = load_config(write(tmp_path, instance("vertex", extra='project_id = "p"\nlocation = "europe-west4"\n'
+                                                   'authentication = { type = "gcp_oauth2", token = "t" }\n')))
+    i = config.instances["i"]
+    assert (i.region, i.backend.settings["location"], i.metric_labels()["region"]) == \
+        ("europe-west4", "europe-west4", "europe-west4")
+    assert problems(tmp_path, instance("vertex", extra='project_id = "p"\nlocation = "europe-west4"\n'
+                                                      'region = "us-central1"\n'
+                                                      'authentication = { type = "gcp_oauth2", token = "t" }\n')) == [
+        "instances.i.location: give region or location, not both"]
+
+
 def test_the_type_picks_the_kind_and_request_to_or_kind_another(tmp_path):
     text = (instance("vertex", name="v_gemini", extra='project_id = "p"\nregion = "us-central1"\n'
                      'authentication = { type = "gcp_oauth2", token = "${GCP_TOKEN_FOR_TEST:-t}" }\n')
