@@ -211,6 +211,40 @@ def test_the_seeds_protocol_mode_curl_against_the_demo_config(stack):
         f"/model/{CLAUDE_3_SONNET}/converse", "us-east-1", {"maxTokens": 100})
 
 
+# The seed's "Test Transparent Mode" curl: its URL path and its body, byte for byte.
+SEED_TRANSPARENT_PATH = "/transparent/bedrock/model/anthropic.claude-3-sonnet/converse"
+SEED_TRANSPARENT_BODY = '''{
+    "messages": [{"role": "user", "content": [{"text": "Hello"}]}],
+    "inferenceConfig": {"maxTokens": 100}
+  }'''
+
+
+def test_the_seeds_transparent_curl_is_the_seed_file_s(stack):
+    if not (SEEDS / SEED_004).exists():
+        pytest.skip("../shared/seeds is not present")
+    text = (SEEDS / SEED_004).read_text(encoding="utf-8")
+    assert f"curl -X POST http://localhost:8090{SEED_TRANSPARENT_PATH} \\\n  -H 'Content-Type: application/json' " \
+           f"\\\n  -d '{SEED_TRANSPARENT_BODY}'" in text
+
+
+def test_the_seeds_transparent_mode_curl_against_the_demo_config(stack):
+    """config-mock.toml's bedrock_transparent, parsed from its [instances] table: the native
+    Converse body goes on untouched, signed with the instance's own credentials."""
+    clear_log(stack)
+    r = requests.post(stack.proxy_url + SEED_TRANSPARENT_PATH, headers={"Content-Type": "application/json"},
+                      data=SEED_TRANSPARENT_BODY, timeout=20)
+    assert r.status_code == 200, r.text
+    assert r.json()["output"]["message"]["content"] == [{"text": GREETING}]
+    (entry,) = mock_log(stack)
+    assert (entry["path"], entry["signed_region"], entry["credentials"]["aws_access_key_id"]) == (
+        "/model/anthropic.claude-3-sonnet/converse", "us-east-1", "AKIDEXAMPLE")
+    assert entry["body"] == {"messages": [{"role": "user", "content": [{"text": "Hello"}]}],
+                             "inferenceConfig": {"maxTokens": 100}}
+    counts = instance_counts(stack.proxy_url)
+    assert counts[labels(method="POST", status="200", provider="bedrock", mode="transparent", protocol="",
+                         region="us-east-1", instance="bedrock_transparent", environment="demo")] >= 1
+
+
 def test_configs_provider_instances_yaml_served_on_its_own(stack):
     proxy = ServerProcess(["serve", "--config", "configs/provider-instances.yaml"], env={"MOCK_URL": stack.mock_url})
     try:
@@ -232,6 +266,14 @@ def test_configs_provider_instances_yaml_served_on_its_own(stack):
         counts = instance_counts(proxy.url)
         assert counts[labels(method="POST", status="200", provider="bedrock", mode="protocol", protocol="openai",
                              region="us-east-1", instance="bedrock_us1_openai", environment="development")] == 1
+        # Use cases 1 and 3: the transparent instance beside them, the seed's native curl as written.
+        clear_log(stack)
+        r = requests.post(proxy.url + SEED_TRANSPARENT_PATH, headers={"Content-Type": "application/json"},
+                          data=SEED_TRANSPARENT_BODY, timeout=20)
+        assert r.status_code == 200, r.text
+        assert r.json()["output"]["message"]["content"] == [{"text": GREETING}]
+        assert [(e["path"], e["signed_region"]) for e in mock_log(stack)] == [
+            ("/model/anthropic.claude-3-sonnet/converse", "us-east-1")]
     finally:
         proxy.stop()
 
@@ -402,3 +444,17 @@ instances:
     assert (r.status_code, r.get_json()["error"]["type"]) == (404, "not_found_error")
     assert r.get_json()["error"]["message"] == ("No provider instance configured for this path: /anthropic/nowhere "
                                                 "(served there: /anthropic/claude_for_anthropic)")
+
+
+def test_boto3_through_the_demo_configs_transparent_instance(stack):
+    """The Done-when's boto3 client against bedrock_transparent as config-mock.toml writes it
+    (tests/integration/test_transparent.py covers the attacks on instances built in the test)."""
+    from tests.integration.test_transparent import CONVERSE, MODEL, bedrock_client
+
+    clear_log(stack)
+    client = bedrock_client(f"{stack.proxy_url}/transparent/bedrock")
+    assert client.converse(modelId=MODEL, **CONVERSE)["stopReason"] == "end_turn"
+    events = list(client.converse_stream(modelId=MODEL, **CONVERSE)["stream"])
+    assert [k for e in events for k in e][-2:] == ["messageStop", "metadata"]
+    assert [(e["stream"], e["credentials"]["aws_access_key_id"], e["signed_region"]) for e in mock_log(stack)] == [
+        (False, "AKIDEXAMPLE", "us-east-1"), (True, "AKIDEXAMPLE", "us-east-1")]
