@@ -131,6 +131,20 @@ class Provider(ABC):
         return self.backend.settings.get(name, default)
 
 
+class FetchedTokenProvider(Provider):
+    """A provider authorised by a bearer token it fetches and caches (a Google OAuth2 token,
+    an IBM IAM token): `self._token` has token() (cached, renewed near expiry), current()
+    (the one in use, or None) and forget(refused) (drop it if it is still the refused one).
+    A 401 to that token renews it once (exchange's rule)."""
+    _token: Any
+
+    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
+        return with_credentials(request, {"Authorization": "Bearer " + self._token.token()})
+
+    def forget_credentials(self, refused: UpstreamRequest) -> bool:
+        return self._token.forget(bearer_token(refused))
+
+
 def base_before(url: str, tail: re.Pattern, how: str) -> BaseUrl:
     """`url` without a pasted endpoint `tail` (at config load), noting `how` requests go
     when something was dropped."""

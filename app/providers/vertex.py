@@ -20,8 +20,8 @@ from typing import Any
 
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
-from app.providers.base import (COUNT_TOKENS, GENERATE, Call, Provider, Setting, base_before, bearer_token,
-                                json_request, with_credentials)
+from app.providers.base import (COUNT_TOKENS, GENERATE, Call, FetchedTokenProvider, Setting, base_before,
+                                json_request)
 from app.providers.google_auth import GoogleToken
 from app.upstream.urls import upstream_url
 
@@ -49,7 +49,7 @@ def default_url(location: str) -> str:
     return f"https://{location}-aiplatform.googleapis.com"
 
 
-class _Vertex(Provider):
+class _Vertex(FetchedTokenProvider):
     settings = _SETTINGS
     url_required = False
     uses_api_key = False
@@ -76,14 +76,8 @@ class _Vertex(Provider):
         return upstream_url(self._base, _MODEL_PATH, project=self._project, location=self._location,
                             publisher=publisher, model=model, method=method, query=query, keep="@")
 
-    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
-        return with_credentials(request, {"Authorization": "Bearer " + self._token.token()})
-
     def native_base(self) -> str:
         return self._base
-
-    def forget_credentials(self, refused: UpstreamRequest) -> bool:
-        return self._token.forget(bearer_token(refused))
 
     def secrets(self) -> tuple[str, ...]:
         token = self._token.current()

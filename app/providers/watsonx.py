@@ -15,7 +15,7 @@ import re
 from app.base_url import BaseUrl
 from app.protocols.base import UpstreamRequest
 from app.protocols.watsonx import check_templates
-from app.providers.base import Call, Provider, Setting, base_before, bearer_token, json_request, with_credentials
+from app.providers.base import Call, FetchedTokenProvider, Setting, base_before, json_request
 from app.providers.ibm_iam import DEFAULT_IAM_URL, IamToken
 from app.upstream.urls import upstream_url
 
@@ -24,7 +24,7 @@ _WRITTEN_TAIL = re.compile(r"/ml(?:/v1(?:/.*)?)?$")  # a pasted `/ml/v1/text/cha
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class Watsonx(Provider):
+class Watsonx(FetchedTokenProvider):
     kind = "watsonx"
     wire = "watsonx"
     url_required = False
@@ -63,14 +63,8 @@ class Watsonx(Provider):
         own = {"Accept": "text/event-stream" if call.stream else "application/json"}
         return self.authorise(json_request(url, own, call, body))
 
-    def authorise(self, request: UpstreamRequest) -> UpstreamRequest:
-        return with_credentials(request, {"Authorization": "Bearer " + self._token.token()})
-
     def native_base(self) -> str:
         return self._base
-
-    def forget_credentials(self, refused: UpstreamRequest) -> bool:
-        return self._token.forget(bearer_token(refused))
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.backend.resolved_key(), self._token.current()) if s)
