@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 
 from app.errors import ErrorKind, ProxyError
 from app.http_handler import CONNECTION_KEY
-from app.instances import PROTOCOL, TRANSPARENT, InstanceConfig
+from app.instances import PROTOCOL, TRANSPARENT, InstanceConfig, no_instance, wrong_mode
 from app.jsonutil import dumps
 from app.logfields import log_field
 from app.pipeline import redact_bytes, secrets_of
@@ -182,16 +182,14 @@ class TransparentMode:
     # ------------------------------------------------------------ errors
 
     def _no_instance(self, path: str, start_response):
+        """The seed's troubleshooting errors, worded as protocol mode words them (app/instances.py)."""
         segment = path[len(PREFIX) + 1:].split("/", 1)[0] if path.startswith(PREFIX + "/") else ""
         protocol_instance = self._protocol_segments.get(segment)
         if protocol_instance is not None:
-            where = ", ".join(p.path for p in protocol_instance.endpoints)
-            err = ProxyError(ErrorKind.invalid_request, f"This endpoint requires protocol mode: instance "
-                             f"'{protocol_instance.name}' is served at {where}, not under {PREFIX}.")
+            err = wrong_mode(protocol_instance, log_field(f"{PREFIX}/{segment}"))
             module = _protocol_envelope(protocol_instance.protocol)
         else:
-            err = ProxyError(ErrorKind.not_found, f"No provider instance configured for this path "
-                             f"({log_field(path)}).")
+            err = no_instance(log_field(path), sorted(self._exact - {PREFIX}))
             module = protocol_module("openai")
         status, headers, body = module.format_error(err)
         return _send(start_response, err.status, headers, body)

@@ -483,7 +483,12 @@ def test_an_unknown_instance_is_a_404(urls):
     mock_url, proxy_url = urls
     r = requests.post(f"{proxy_url}/transparent/nowhere/v1/messages", data=b"{}", timeout=10)
     assert r.status_code == 404
-    assert r.json()["error"]["message"].startswith("No provider instance configured for this path")
+    error = r.json()["error"]
+    assert (error["code"], error["message"]) == ("instance_not_found", (
+        "No provider instance configured for this path: /transparent/nowhere/v1/messages (served there: "
+        "/transparent/anthropic, /transparent/anthropic-hostile, /transparent/azure, /transparent/bedrock, "
+        "/transparent/bedrock-gone, /transparent/bedrock-nokeys, /transparent/bedrock-silent, "
+        "/transparent/bedrock-trickle, /transparent/quiet)"))
     assert logged(mock_url) == []
 
 
@@ -491,8 +496,9 @@ def test_a_protocol_mode_instance_under_transparent_is_a_400(urls):
     _, proxy_url = urls
     r = requests.post(f"{proxy_url}/transparent/bedrock_us1/chat/completions", data=b"{}", timeout=10)
     assert r.status_code == 400
-    assert r.json()["error"]["message"] == ("This endpoint requires protocol mode: instance 'bedrock_us1' is "
-                                            "served at /openai/bedrock_us1, not under /transparent.")
+    assert (r.json()["error"]["code"], r.json()["error"]["message"]) == ("wrong_mode", (
+        "This endpoint requires protocol mode: instance 'bedrock_us1' is served in protocol mode at "
+        "/openai/bedrock_us1; /transparent/bedrock_us1 is transparent mode"))
 
 
 def test_a_method_the_endpoint_does_not_allow_is_a_405(urls):
